@@ -1,0 +1,176 @@
+"""The `jitrl-bench` command: thin wrappers that parse, compose, and call into the package."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from functools import wraps
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+
+from jitrl_bench.errors import UserError
+
+app = typer.Typer(
+    help="Run, compare and reproduce Just-In-Time Reinforcement Learning (JitRL) for LLM agents.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+games_app = typer.Typer(help="The Jericho game files (ROMs): list, download, verify.", no_args_is_help=True)
+bench_app = typer.Typer(help="Benchmarks; results go to results/bench/.", no_args_is_help=True)
+app.add_typer(games_app, name="games")
+app.add_typer(bench_app, name="bench")
+console = Console()
+err = Console(stderr=True)
+F = TypeVar("F", bound=Callable[..., Any])
+Overrides = Annotated[list[str] | None, typer.Argument(help="Hydra overrides, e.g. env=jericho env.game=zork1 agent.beta=0.5")]
+
+
+def user_errors(fn: F) -> F:
+    """Bad input → one red line on stderr and exit code 2; Ctrl-C → a resume hint and exit code 130."""
+
+    @wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except UserError as e:
+            err.print(f"[red]error:[/red] {e}", highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
+        except KeyboardInterrupt:
+            err.print("interrupted: finished episodes are saved; run the same command with the same run.dir to resume")
+            raise typer.Exit(130) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+@app.command()
+@user_errors
+def run(overrides: Overrides = None) -> None:
+    """Play one run (agent + baselines on the same tasks, seeds and budget) and print the per-task table."""
+    from jitrl_bench.config import load_spec
+    from jitrl_bench.experiment import execute
+
+    _quiet_libraries()
+    path = execute(load_spec(list(overrides or [])), console=console)
+    console.print(f"run directory: {path}")
+
+
+@app.command()
+@user_errors
+def sweep(overrides: Overrides = None) -> None:
+    """Hydra multirun over comma lists (agent.beta=0.1,0.5 agent.k=5,10), then one aggregated table.
+    Pick a launcher with hydra/launcher=basic|joblib."""
+    from jitrl_bench.sweep import run_sweep
+
+    _quiet_libraries()
+    run_sweep(list(overrides or []), console=console)
+
+
+@app.command()
+@user_errors
+def table(run_dirs: Annotated[list[Path], typer.Argument(help="Run or sweep directories")]) -> None:
+    """Re-render finished runs: one run → its summary files; several (or a sweep) → one aggregated table."""
+    from jitrl_bench.results import aggregate, rich_table, to_markdown, write_summary
+    from jitrl_bench.sweep import expand_runs
+
+    runs = expand_runs(run_dirs)
+    if len(runs) == 1:
+        write_summary(runs[0], console=console)
+        return
+    frame = aggregate(runs)
+    console.print(rich_table(frame, title=f"{len(runs)} runs"))
+    console.print(to_markdown(frame), highlight=False, soft_wrap=True)
+
+
+@games_app.command("list")
+@user_errors
+def games_list(rom_dir: Annotated[str | None, typer.Option(help="ROM folder")] = None) -> None:
+    """Jericho's supported games and whether each file is present and valid."""
+    from jitrl_bench.envs import games
+
+    _print_rows(games.verify(games.rom_dir(rom_dir)))
+
+
+@games_app.command("verify")
+@user_errors
+def games_verify(rom_dir: Annotated[str | None, typer.Option(help="ROM folder")] = None) -> None:
+    """Check every ROM's header and md5 against Jericho's table; exit 1 if any file is bad."""
+    from jitrl_bench.envs import games
+
+    rows = games.verify(games.rom_dir(rom_dir))
+    _print_rows(rows)
+    bad = [r for r in rows if _status(r) not in ("ok", "missing", "unknown")]
+    if bad:
+        raise typer.Exit(1)
+
+
+@games_app.command("download")
+@user_errors
+def games_download(
+    dest: Annotated[str | None, typer.Option(help="Target folder (default: the ROM folder)")] = None,
+    base_url: Annotated[str | None, typer.Option(help="Where the suite's files are served")] = None,
+    names: Annotated[list[str] | None, typer.Argument(help="Games to fetch (default: all)")] = None,
+) -> None:
+    """Fetch the public Jericho game suite and verify md5s."""
+    from jitrl_bench.envs import games
+
+    kwargs: dict[str, Any] = {"names": names or None}
+    if base_url:
+        kwargs["base_url"] = base_url
+    games.download(games.rom_dir(dest), **kwargs)
+
+
+@app.command()
+@user_errors
+def doctor() -> None:
+    """What is present or missing (ROMs, model, embedder, chromium, vLLM, GPU, WebArena URLs) and how to fix each."""
+    from jitrl_bench.doctor import checks, render
+
+    rows = checks()
+    console.print(render(rows))
+
+
+@bench_app.command("memory")
+@user_errors
+def bench_memory(
+    sizes: Annotated[str, typer.Option(help="Comma list of memory sizes")] = "1000,10000,100000",
+    out: Annotated[Path, typer.Option(help="CSV to write")] = Path("results/bench/memory.csv"),
+    queries: Annotated[int, typer.Option(help="Decisions timed per size")] = 300,
+) -> None:
+    """Per-decision overhead of retrieve + advantage + update (K=10 candidates, k=10, 384-d), and bytes per entry."""
+    from jitrl_bench.bench import bench_memory as run_bench
+
+    parsed = [int(s) for s in sizes.split(",") if s.strip()]
+    run_bench(parsed, out, queries=queries, console=console)
+
+
+def _print_rows(rows: list[Any]) -> None:
+    from rich.table import Table
+
+    table = Table()
+    for col in ("game", "file", "status"):
+        table.add_column(col)
+    for r in rows:
+        values = r if isinstance(r, tuple | list) else (r.name, r.file, r.status)
+        table.add_row(*(str(v) for v in values))
+    console.print(table)
+
+
+def _status(row: Any) -> str:
+    return str(row[2] if isinstance(row, tuple | list) else row.status)
+
+
+def _quiet_libraries() -> None:
+    """Model loaders print progress bars and hub warnings; the run has its own progress display."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    sys.exit(app())

