@@ -68,8 +68,13 @@ def write_summary(run_dir: Path, console: Console | None = None) -> pd.DataFrame
     (run_dir / "summary.md").write_text(to_markdown(summary) + "\n")
     if not episodes.empty and (episodes.status == "ok").any():
         plot_curves(episodes[episodes.status == "ok"], run_dir / "curve.png")
-    if console is not None:
-        console.print(rich_table(summary, title=f"{run_dir}"))
+    if console is not None and not summary.empty:
+        protocol = summary.iloc[0]
+        caption = (
+            f"env {protocol.env} · policy {protocol.policy} · {protocol.max_steps} steps/episode · "
+            f"seeds {protocol.seeds} · errors {int(summary.errors.sum())}"
+        )
+        console.print(rich_table(summary[SUMMARY], title=str(run_dir), caption=caption))
     return summary
 
 
@@ -122,10 +127,11 @@ def to_markdown(frame: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def rich_table(frame: pd.DataFrame, title: str = "") -> Table:
-    table = Table(title=title, show_lines=False)
+def rich_table(frame: pd.DataFrame, title: str = "", caption: str | None = None) -> Table:
+    table = Table(title=title, caption=caption, show_lines=False)
     for col in frame.columns:
-        table.add_column(str(col), justify="right" if pd.api.types.is_numeric_dtype(frame[col]) else "left")
+        numeric = pd.api.types.is_numeric_dtype(frame[col])
+        table.add_column(str(col).replace("_", " "), justify="right" if numeric else "left", overflow="fold")
     for _, row in frame.iterrows():
         table.add_row(*(_fmt(row[c]) for c in frame.columns))
     return table

@@ -1,0 +1,140 @@
+"""One Gymnasium env for every text game: the adapters only supply a small `GameBackend`.
+
+Reset, step, reward, termination and the info dict of the contract (`envs/base.py`) live here once, so TextWorld and
+Jericho cannot drift apart in how they report a step.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from typing import Any, Protocol
+
+import gymnasium as gym
+
+from jitrl_bench.envs.base import TEXT_CHARSET, text_space
+
+# Offered when the game lists no candidates (e.g. after the game ended, or a game without valid-action support), so an
+# agent that picks from the candidates always has something to pick: the commands every parser understands.
+FALLBACK_COMMANDS = ("look", "inventory", "north", "south", "east", "west", "up", "down")
+
+FIELD_CHARS = 1000  # cap on each state field: retrieval embeds them, long texts only dilute the embedding
+OBS_CHARS = 100_000  # observation_space's max_length
+COMMAND_CHARS = 198  # frotz's input line holds 198 bytes; Jericho truncates longer commands with a warning
+
+
+class GameBackend(Protocol):
+    """A running text game, seen through the few calls the env needs."""
+
+    @property
+    def score(self) -> float: ...
+
+    @property
+    def max_score(self) -> float:
+        """0 when the game does not know it."""
+        ...
+
+    @property
+    def won(self) -> bool: ...
+
+    @property
+    def lost(self) -> bool: ...
+
+    def reset(self, seed: int | None) -> str:
+        """Restart the game and return its opening text. `seed` None means the game's own default seed."""
+        ...
+
+    def step(self, command: str) -> str:
+        """Play one command and return the game's reply."""
+        ...
+
+    def candidates(self) -> list[str]:
+        """The admissible commands in the current state (may be empty or contain duplicates)."""
+        ...
+
+    def state_fields(self) -> dict[str, str]:
+        """`location` and `inventory` texts, read without spending a game move."""
+        ...
+
+    def walkthrough(self) -> list[str]:
+        """Commands that win the game from a reset with the default seed; empty when none is known."""
+        ...
+
+    def close(self) -> None: ...
+
+
+def clean_text(text: str, limit: int) -> str:
+    """Text the observation space accepts: ASCII (accents folded), no control characters, stripped, at most `limit`."""
+    text = unicodedata.normalize("NFKD", text.replace("\r\n", "\n").replace("\r", "\n"))
+    text = "".join(c for c in text if c in TEXT_CHARSET)
+    return text.strip()[:limit]
+
+
+def clean_command(action: str) -> str:
+    """One command line: the interpreter reads a newline as the end of a command (so one step could play several)
+    and a backslash as a frotz meta-command (e.g. "\\q"), so both are removed; cut to what frotz reads."""
+    line = " ".join(str(action).replace("\\", " ").split())
+    return line.encode()[:COMMAND_CHARS].decode(errors="ignore")
+
+
+def candidate_list(commands: list[str]) -> list[str]:
+    """Deduplicated and sorted (a stable order across runs), never empty: see FALLBACK_COMMANDS."""
+    cleaned = {clean_text(clean_command(c), COMMAND_CHARS) for c in commands}
+    cleaned.discard("")
+    return sorted(cleaned or FALLBACK_COMMANDS)
+
+
+class TextGameEnv(gym.Env[str, str]):
+    """A text game under the env contract. Any text command is accepted; `info["candidates"]` only suggests.
+
+    `reset(seed=s)` restarts the game with the game's random generator seeded by `s`; `reset()` without a seed reuses
+    the last seed (the game's default at first), so every episode of a run replays the same game unless asked otherwise.
+    """
+
+    def __init__(self, backend: GameBackend, task: str) -> None:
+        self.backend = backend
+        self.task = task
+        self.observation_space = text_space(OBS_CHARS)
+        self.action_space = text_space(COMMAND_CHARS)
+        self._game_seed: int | None = None
+        self._score = 0.0
+        self._started = False
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[str, dict[str, Any]]:
+        super().reset(seed=seed)
+        if seed is not None:
+            self._game_seed = seed
+        obs = clean_text(self.backend.reset(self._game_seed), OBS_CHARS)
+        self._score = self.backend.score
+        self._started = True
+        return obs, self._info(obs)
+
+    def step(self, action: str) -> tuple[str, float, bool, bool, dict[str, Any]]:
+        if not self._started:
+            raise RuntimeError("call reset() before step()")
+        obs = clean_text(self.backend.step(clean_command(action)), OBS_CHARS)
+        score = self.backend.score
+        reward, self._score = score - self._score, score
+        terminated = self.backend.won or self.backend.lost
+        return obs, float(reward), terminated, False, self._info(obs)
+
+    def close(self) -> None:
+        self.backend.close()
+        self._started = False
+
+    def walkthrough(self) -> list[str]:
+        """A winning command sequence from `reset()` with no seed (for tests and sanity checks); may be empty."""
+        return self.backend.walkthrough()
+
+    def _info(self, obs: str) -> dict[str, Any]:
+        fields = self.backend.state_fields()
+        state = {key: clean_text(fields.get(key, ""), FIELD_CHARS) for key in ("location", "inventory")}
+        state["observation"] = clean_text(obs, FIELD_CHARS)
+        return {
+            "candidates": candidate_list(self.backend.candidates()),
+            "state": state,
+            "score": float(self._score),
+            "max_score": float(self.backend.max_score),
+            "won": bool(self.backend.won),
+            "lost": bool(self.backend.lost),
+            "task": self.task,
+        }

@@ -1,0 +1,39 @@
+"""Shared fixtures for the env tests: an isolated cache, the Jericho game folder, one generated TextWorld game."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from jitrl_bench.envs.textworld import make_game
+
+REPO = Path(__file__).resolve().parents[2]
+GAMES = Path(os.environ.get("JITRL_BENCH_GAMES") or REPO / ".." / "shared" / "jericho-games").resolve()
+NO_GAMES = "Jericho game files not found: put them in ../shared/jericho-games or set $JITRL_BENCH_GAMES"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def isolated_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Generated games go to a fresh cache, and Jericho configs find the game folder through the env variable."""
+    cache = tmp_path_factory.mktemp("cache")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("JITRL_BENCH_CACHE", str(cache))
+        if GAMES.is_dir():
+            patch.setenv("JITRL_BENCH_GAMES", str(GAMES))
+        yield cache
+
+
+@pytest.fixture
+def games_dir() -> Path:
+    if not GAMES.is_dir():
+        pytest.skip(NO_GAMES)
+    return GAMES
+
+
+@pytest.fixture(scope="session")
+def tw_simple(isolated_cache: Path) -> Path:
+    """tw-simple seed 7, generated once per session into the isolated cache."""
+    return make_game("simple", 7)

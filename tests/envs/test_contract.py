@@ -1,0 +1,142 @@
+"""The env contract (jitrl_bench/envs/base.py) as one flat list of checks, run against every text env config."""
+
+from __future__ import annotations
+
+import typing
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env
+from hydra.utils import get_class, instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from jitrl_bench.envs.base import INFO_KEYS
+from jitrl_bench.envs.text_game import TextGameEnv
+from jitrl_bench.paths import CONFIG_DIR
+
+SEED = 123
+ROLLOUT_STEPS = 8
+OVERRIDES = {"jericho": {"game": "detective"}}  # a short game whose walkthrough wins
+NEEDS_GAMES = {"jericho"}
+
+
+def rollout(env: gym.Env[str, str], seed: int, actions: list[str] | None = None) -> list[tuple[Any, ...]]:
+    """Play `actions` (or candidates picked by a seeded rng) after reset(seed), checking each step as it goes."""
+    obs, info = env.reset(seed=seed)
+    trajectory: list[tuple[Any, ...]] = [(obs, info)]
+    rng = np.random.default_rng(seed)
+    for t in range(len(actions) if actions is not None else ROLLOUT_STEPS):
+        action = actions[t] if actions is not None else str(rng.choice(info["candidates"]))
+        score = info["score"]
+        obs, reward, terminated, truncated, info = env.step(action)
+        check_step(env, obs, reward, terminated, truncated, info, score)
+        trajectory.append((action, obs, reward, terminated, info))
+        if terminated:
+            break
+    return trajectory
+
+
+def check_info(env: gym.Env[str, str], obs: str, info: dict[str, Any]) -> None:
+    assert env.observation_space.contains(obs), f"observation outside observation_space: {obs[:200]!r}"
+    assert set(INFO_KEYS) <= set(info), f"info lacks {set(INFO_KEYS) - set(info)}"
+    assert isinstance(info["candidates"], list) and info["candidates"], "candidates must be a non-empty list"
+    for candidate in info["candidates"]:
+        assert isinstance(candidate, str) and candidate.strip(), f"bad candidate {candidate!r}"
+        assert env.action_space.contains(candidate), f"candidate outside action_space: {candidate!r}"
+    assert info["candidates"] == sorted(set(info["candidates"])), "candidates must be deduplicated and sorted"
+    assert isinstance(info["state"], dict) and info["state"], "state must be a non-empty dict"
+    assert all(isinstance(k, str) and isinstance(v, str) for k, v in info["state"].items())
+    for key in ("score", "max_score"):
+        assert isinstance(info[key], float), f"{key} must be a float"
+    assert info["max_score"] >= 0
+    assert isinstance(info["won"], bool) and isinstance(info["lost"], bool)
+    assert isinstance(info["task"], str) and info["task"]
+
+
+def check_step(
+    env: gym.Env[str, str], obs: str, reward: Any, terminated: Any, truncated: Any, info: dict[str, Any], score: float
+) -> None:
+    check_info(env, obs, info)
+    assert isinstance(reward, float) and reward == info["score"] - score, "reward must be the score delta"
+    assert isinstance(terminated, bool) and terminated == (info["won"] or info["lost"]), "terminated means game over"
+    assert truncated is False, "adapters never truncate"
+
+
+def check_reset_seed_determinism(make_env: Callable[[], gym.Env[str, str]]) -> None:
+    env, other = make_env(), make_env()
+    first = env.reset(seed=SEED)
+    assert env.reset(seed=SEED) == first, "same seed, different reset"
+    assert other.reset(seed=SEED) == first, "same seed, different reset in a second instance"
+    check_info(env, *first)
+    env.close()
+    other.close()
+
+
+def check_step_determinism(make_env: Callable[[], gym.Env[str, str]]) -> None:
+    env = make_env()
+    trajectory = rollout(env, SEED)
+    actions = [step[0] for step in trajectory[1:]]
+    assert rollout(env, SEED, actions) == trajectory, "same seed and actions, different trajectory"
+    env.close()
+
+
+def check_walkthrough_wins(make_env: Callable[[], gym.Env[str, str]]) -> None:
+    env = make_env()
+    walkthrough: list[str] = getattr(env.unwrapped, "walkthrough", list)()
+    if not walkthrough:
+        return
+    _, info = env.reset()
+    for action in walkthrough:
+        assert not (info["won"] or info["lost"]), "game ended before the walkthrough did"
+        score = info["score"]
+        obs, reward, terminated, truncated, info = env.step(action)
+        check_step(env, obs, reward, terminated, truncated, info, score)
+    assert terminated and info["won"] and not info["lost"], "the walkthrough must win"
+    assert info["max_score"] == 0 or info["score"] == info["max_score"], "a won game has the full score"
+    env.close()
+
+
+def check_gymnasium(make_env: Callable[[], gym.Env[str, str]]) -> None:
+    """Gymnasium's own checker too (it also sends random printable text as actions)."""
+    env = make_env()
+    assert isinstance(env.observation_space, gym.spaces.Text) and isinstance(env.action_space, gym.spaces.Text)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        check_env(env, skip_render_check=True)
+    env.close()
+
+
+def check_env_adapter(make_env: Callable[[], gym.Env[str, str]]) -> None:
+    """Gymnasium-checker style: spaces, info types, seed and step determinism, reward = score delta, termination."""
+    check_gymnasium(make_env)
+    check_reset_seed_determinism(make_env)
+    check_step_determinism(make_env)
+    check_walkthrough_wins(make_env)
+
+
+def _text_env_configs() -> list[Path]:
+    """The configs/env/*.yaml whose config makes a TextGameEnv."""
+    paths = []
+    for path in sorted((CONFIG_DIR / "env").glob("*.yaml")):
+        conf = OmegaConf.load(path)
+        target = conf.get("_target_") if isinstance(conf, DictConfig) else None
+        make = getattr(get_class(target), "make", None) if target else None
+        hints = typing.get_type_hints(make) if make else {}
+        if isinstance(hints.get("return"), type) and issubclass(hints["return"], TextGameEnv):
+            paths.append(path)
+    return paths
+
+
+@pytest.mark.parametrize("path", _text_env_configs(), ids=lambda path: path.stem)
+def test_text_env_contract(path: Path, request: pytest.FixtureRequest) -> None:
+    if path.stem in NEEDS_GAMES:
+        request.getfixturevalue("games_dir")  # skips when the game files are absent
+    conf = OmegaConf.merge(OmegaConf.load(path), OVERRIDES.get(path.stem, {}))
+    config = instantiate(conf)
+    task = config.tasks()[0]
+    check_env_adapter(lambda: config.make(task))

@@ -1,0 +1,124 @@
+"""HFPolicy on the real SmolLM2-135M-Instruct: shared-prefix scoring must equal the plain full-sequence sums."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from jitrl_bench.errors import UserError
+from jitrl_bench.policies.base import Prompt
+from jitrl_bench.policies.hf import HFPolicy, HFPolicyConfig
+from jitrl_bench.policies.models import smollm2_path
+
+SYSTEM = "You are playing a text adventure game. Reply with exactly one command from the list of valid actions."
+OBSERVATION = """Kitchen
+You are standing in a small, dusty kitchen. A wooden table stands in the middle of the room, and on it lies a red key
+next to a half-eaten loaf of bread. A rusty stove leans against the east wall. To the north, a narrow corridor leads
+into darkness; to the south you can see the garden through an open archway. A heavy oak door, firmly closed, is set into
+the west wall. Somewhere above you, floorboards creak.
+
+Your score is 10 out of 350, in 23 moves. You are carrying a brass lantern (providing light) and a folded map.
+
+Valid actions: go north, go south, take the red key from the table, open door, eat bread, examine stove, look,
+inventory, go
+What do you do?"""
+CANDIDATES = [
+    "go north",
+    "go south",
+    "take the red key from the table",
+    "open door",
+    "eat bread",
+    "examine stove",
+    "look",
+    "go",
+]
+
+
+@pytest.fixture(scope="module")
+def policy() -> HFPolicy:
+    return HFPolicyConfig(model=str(smollm2_path()), dtype="float32").make()
+
+
+@pytest.fixture(scope="module")
+def prompt() -> Prompt:
+    return Prompt.chat(SYSTEM, OBSERVATION)
+
+
+def reference(policy: HFPolicy, prompt: Prompt, candidate: str, end_of_turn: bool = True) -> float:
+    """Independent check: one unpadded forward of prompt+candidate, summing the candidate's token log-probs."""
+    ids = policy.prompt_ids(prompt)
+    cand = policy.candidate_ids(candidate)
+    cand = cand if end_of_turn else cand[:-1]
+    with torch.inference_mode():
+        logits = policy.model(input_ids=torch.tensor([ids + cand])).logits[0].double()
+    logprobs = torch.log_softmax(logits, dim=-1)
+    return float(sum(logprobs[len(ids) - 1 + j, token] for j, token in enumerate(cand)))
+
+
+@pytest.mark.slow
+def test_shared_prefix_matches_naive(policy: HFPolicy, prompt: Prompt) -> None:
+    assert 150 <= len(policy.prompt_ids(prompt)) <= 400  # a realistic observation-sized prompt
+    shared = policy.score(prompt, CANDIDATES)
+    naive = policy.score_naive(prompt, CANDIDATES)
+    assert shared.dtype == np.float64 and shared.shape == (len(CANDIDATES),)
+    np.testing.assert_allclose(shared, naive, rtol=0, atol=1e-4)
+
+
+@pytest.mark.slow
+def test_scores_separate_late_differences(policy: HFPolicy, prompt: Prompt) -> None:
+    scores = policy.score(prompt, ["go north", "go south", "open door"])
+    assert np.all(np.isfinite(scores)) and np.all(scores <= 0)
+    assert abs(scores[0] - scores[1]) > 1e-3
+
+
+@pytest.mark.slow
+def test_end_of_turn_is_counted(policy: HFPolicy, prompt: Prompt) -> None:
+    go, go_north = policy.score(prompt, ["go", "go north"])
+    assert go == pytest.approx(reference(policy, prompt, "go"), abs=1e-4)
+    assert go_north == pytest.approx(reference(policy, prompt, "go north"), abs=1e-4)
+    # Without end-of-turn "go" would get its prefix score for free; with it, "go" pays for stopping there.
+    assert go < reference(policy, prompt, "go", end_of_turn=False) - 1e-3
+
+
+@pytest.mark.slow
+def test_small_batches_and_token_accounting(policy: HFPolicy, prompt: Prompt) -> None:
+    before = policy.tokens_used
+    assert policy.score(prompt, []).shape == (0,)
+    (one,) = policy.score(prompt, ["take the red key from the table"])
+    assert one == pytest.approx(reference(policy, prompt, "take the red key from the table"), abs=1e-4)
+    assert policy.tokens_used > before
+    # The same prompt twice reuses the prefill; the reused cache must not have been changed by the first call.
+    np.testing.assert_array_equal(policy.score(prompt, CANDIDATES[:3]), policy.score(prompt, CANDIDATES[:3]))
+
+
+@pytest.mark.slow
+def test_generate(policy: HFPolicy) -> None:
+    before = policy.tokens_used
+    reply = policy.generate(Prompt.chat("You are a helpful assistant.", "What is the capital of France?"), 16)
+    assert isinstance(reply, str) and reply.strip()
+    assert "<|" not in reply
+    assert policy.tokens_used > before
+
+
+@pytest.mark.slow
+def test_smollm2_path_is_cached() -> None:
+    first = smollm2_path()
+    start = time.perf_counter()
+    second = smollm2_path()
+    assert time.perf_counter() - start < 1.0
+    assert first == second
+    assert (second / "config.json").is_file()
+    assert list(second.glob("*.safetensors"))
+
+
+def test_missing_model_folder_is_a_user_error() -> None:
+    with pytest.raises(UserError, match="/nonexistent/path"):
+        HFPolicyConfig(model="/nonexistent/path").make()
+
+
+def test_bad_dtype_is_a_user_error() -> None:
+    with pytest.raises(UserError, match="dtype"):
+        HFPolicyConfig(model="smollm2", dtype="float8").make()
