@@ -54,9 +54,14 @@ def run(overrides: Overrides = None) -> None:
     from jitrl_bench.config import load_spec
     from jitrl_bench.experiment import execute
 
+    from jitrl_bench.results import episodes_frame
+
     _quiet_libraries()
     path = execute(load_spec(list(overrides or [])), console=console)
     console.print(f"run directory: {path}")
+    episodes = episodes_frame(path)
+    if not episodes.empty and (episodes.status != "ok").any():
+        raise typer.Exit(1)  # some task could not run; its error was printed and recorded
 
 
 @app.command()

@@ -138,7 +138,7 @@ def _check_group_choices(overrides: list[str], config_dir: Path) -> None:
 def _one_line(e: Exception) -> str:
     text = str(e).strip()
     m = re.search(r"Could not override '([^']+)'", text)
-    if m and "not in struct" in text:
+    if m and "not in struct" in f"{text} {e.__cause__}":
         key = m.group(1)
         return f"unknown key {key!r}; see the keys of configs/{key.split('.')[0]}/ (or add it with +{key}=VALUE)"
     m = re.search(r"Error parsing override '([^']+)'", text)

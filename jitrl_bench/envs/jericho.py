@@ -108,8 +108,9 @@ class JerichoConfig:
 
     name: str = "jericho"
     """Environment name in results."""
-    game: str | list[str] = "zork1"
-    """Game name(s) from Jericho's supported-game table (`jitrl-bench games list`)."""
+    game: Any = "zork1"
+    """Game name, or a list of names, from Jericho's supported-game table (`jitrl-bench games list`). Typed Any
+    because OmegaConf cannot validate a `str | list[str]` union; `tasks()` normalises it."""
     rom_dir: str | None = None
     """Folder with the game files; default `$JITRL_BENCH_GAMES`, else the cache's jericho-games folder."""
     spacy_model: str = "blank"

