@@ -105,7 +105,9 @@ def embed_ms(repeats: int = 50) -> float:
     return round((time.perf_counter() - t0) / repeats * 1000, 2)
 
 
-def bench_memory(sizes: list[int], out: Path, queries: int = 300, console: Console | None = None) -> list[dict]:
+def bench_memory(
+    sizes: list[int], out: Path, queries: int = 300, console: Console | None = None
+) -> list[dict[str, float | int | str]]:
     console = console or Console()
     index = IndexConfig()
     embedding = embed_ms()

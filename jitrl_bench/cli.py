@@ -27,7 +27,9 @@ app.add_typer(bench_app, name="bench")
 console = Console()
 err = Console(stderr=True)
 F = TypeVar("F", bound=Callable[..., Any])
-Overrides = Annotated[list[str] | None, typer.Argument(help="Hydra overrides, e.g. env=jericho env.game=zork1 agent.beta=0.5")]
+Overrides = Annotated[
+    list[str] | None, typer.Argument(help="Hydra overrides, e.g. env=jericho env.game=zork1 agent.beta=0.5")
+]
 
 
 def user_errors(fn: F) -> F:
@@ -53,7 +55,6 @@ def run(overrides: Overrides = None) -> None:
     """Play one run (agent + baselines on the same tasks, seeds and budget) and print the per-task table."""
     from jitrl_bench.config import load_spec
     from jitrl_bench.experiment import execute
-
     from jitrl_bench.results import episodes_frame
 
     _quiet_libraries()

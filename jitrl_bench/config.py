@@ -6,6 +6,7 @@ that names the key and, where there is a closed set, the valid choices.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import importlib
 import re
@@ -61,7 +62,9 @@ def build_spec(cfg: DictConfig, config_dir: Path = CONFIG_DIR) -> RunSpec:
         if name == cfg.agent.get("name"):
             continue
         if name not in choices("agent", config_dir):
-            raise UserError(f"run.baselines: unknown agent {name!r}; choose from {', '.join(choices('agent', config_dir))}")
+            raise UserError(
+                f"run.baselines: unknown agent {name!r}; choose from {', '.join(choices('agent', config_dir))}"
+            )
         baselines.append(_instantiate(f"baseline {name}", OmegaConf.load(config_dir / "agent" / f"{name}.yaml")))
     return RunSpec(
         env=_instantiate("env", cfg.env),
@@ -115,7 +118,7 @@ def _typed(group: str, node: Any, cls: type) -> Any:
         key = getattr(e, "full_key", "") or ""
         msg = str(getattr(e, "msg", "") or e).splitlines()[0]
         if "not in struct" in str(e) or "Key '" in msg:
-            valid = ", ".join(sorted(f for f in cls.__dataclass_fields__))
+            valid = ", ".join(sorted(f.name for f in dataclasses.fields(cls)))
             return _raise(f"{group}.{key}: unknown key; valid keys: {valid}")
         return _raise(f"{group}.{key}: {msg}" if key else f"{group}: {msg}")
 

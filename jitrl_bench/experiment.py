@@ -50,7 +50,9 @@ def execute(spec: RunSpec, console: Console | None = None) -> Path:
 
     protocol = Protocol(env=spec.env.name, policy=policy.name, run_id=run_id, config_hash=digest)
     try:
-        run_all(run_dir, spec.env.tasks(), spec.env.make, agents, spec.run, protocol, lambda: policy.tokens_used, console)
+        run_all(
+            run_dir, spec.env.tasks(), spec.env.make, agents, spec.run, protocol, lambda: policy.tokens_used, console
+        )
     finally:
         write_summary(path, console=console)
     return path
@@ -60,7 +62,7 @@ def _claim(run_dir: RunDirectory, spec: RunSpec, digest: str) -> str:
     """Write config.yaml for a new run; for an existing one, refuse a different config (resume must not mix)."""
     config_path = run_dir.path / "config.yaml"
     if config_path.exists():
-        old = OmegaConf.load(config_path)
+        old: Any = OmegaConf.load(config_path)
         old_digest = old.get("_meta", {}).get("config_hash")
         if old_digest != digest:
             raise UserError(
@@ -79,7 +81,9 @@ def _claim(run_dir: RunDirectory, spec: RunSpec, digest: str) -> str:
 def _open_memory(
     spec: RunSpec, folder: Path, gamma: float, embedder: Any, committed: set[str], fresh: bool
 ) -> ExperienceMemory:
-    memory = spec.memory.open(folder, embedder.dim, gamma, embedder.name, committed=committed.__contains__)
+    memory: ExperienceMemory = spec.memory.open(
+        folder, embedder.dim, gamma, embedder.name, committed=committed.__contains__
+    )
     if memory.report.dropped:
         Console(stderr=True).print(f"memory {folder}: dropped {len(memory.report.dropped)} cut record(s)")
     source = spec.memory.load_from

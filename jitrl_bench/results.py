@@ -85,7 +85,9 @@ def plot_curves(episodes: pd.DataFrame, path: Path) -> None:
     for ax, task in zip(axes[0], tasks, strict=True):
         for agent, group in episodes[episodes.task == task].groupby("agent", sort=False):
             group = group.sort_values("episode")
-            ax.plot(group.episode + 1, group.score, marker="o", ms=3, label=str(agent))
+            line = ax.plot(group.episode + 1, group.score, marker="o", ms=3, lw=0.8, alpha=0.45)[0]
+            smooth = group.score.rolling(5, min_periods=1).mean()  # a 5-episode running mean reads through the noise
+            ax.plot(group.episode + 1, smooth, lw=2.2, color=line.get_color(), label=f"{agent} (5-episode mean)")
         max_score = episodes[episodes.task == task].max_score.max()
         if max_score > 0:
             ax.axhline(max_score, color="grey", lw=0.8, ls="--", label="max score")
@@ -103,9 +105,11 @@ def aggregate(run_dirs: list[Path]) -> pd.DataFrame:
     frames, configs = [], []
     for run_dir in run_dirs:
         summary = summarize(episodes_frame(run_dir))
-        flat = _flatten(OmegaConf.to_container(OmegaConf.load(run_dir / "config.yaml"))) if (
-            run_dir / "config.yaml"
-        ).exists() else {}
+        flat = (
+            _flatten(OmegaConf.to_container(OmegaConf.load(run_dir / "config.yaml")))
+            if (run_dir / "config.yaml").exists()
+            else {}
+        )
         summary.insert(0, "run", run_dir.name)
         frames.append(summary)
         configs.append(flat)

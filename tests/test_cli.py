@@ -61,7 +61,16 @@ def test_unknown_game_is_reported_and_the_other_games_go_on(tmp_path: Path) -> N
 
 def test_kill_during_a_run_then_resume_plays_each_episode_once(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
-    args = [sys.executable, "-m", "jitrl_bench", "run", *FAST, "run.episodes=6", "run.max_steps=8", f"run.dir={run_dir}"]
+    args = [
+        sys.executable,
+        "-m",
+        "jitrl_bench",
+        "run",
+        *FAST,
+        "run.episodes=6",
+        "run.max_steps=8",
+        f"run.dir={run_dir}",
+    ]
     proc = subprocess.Popen(args, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     episodes = run_dir / "episodes.jsonl"
     deadline = time.time() + 120

@@ -58,7 +58,7 @@ def test_run_directory_holds_every_episode_step_and_memory_entry(tmp_path: Path,
 
 
 def test_later_episodes_retrieve_earlier_ones(tmp_path: Path, embedder) -> None:
-    run_dir, _ = play(tmp_path, embedder, episodes=2)
+    play(tmp_path, embedder, episodes=2)
     first_step = json.loads((tmp_path / "steps" / "tw-simple-7" / "jitrl" / "1.jsonl").read_text().splitlines()[0])
     assert first_step["decision"]["neighbours"], "episode 1 starts where episode 0 started: memory must answer"
     assert all(n["similarity"] >= 0.8 for n in first_step["decision"]["neighbours"])
@@ -66,7 +66,7 @@ def test_later_episodes_retrieve_earlier_ones(tmp_path: Path, embedder) -> None:
 
 def test_beta_infinity_plays_exactly_like_the_static_agent(tmp_path: Path, embedder) -> None:
     """Fairness: same prompt, candidates, seeds and RNG streams — with β = ∞ JitRL must be the frozen policy."""
-    run_dir, _ = play(tmp_path, embedder, episodes=3, beta=float("inf"))
+    play(tmp_path, embedder, episodes=3, beta=float("inf"))
     by_agent: dict[str, dict[int, list[str]]] = {"jitrl": {}, "static": {}}
     for agent in by_agent:
         for e in range(3):
@@ -88,7 +88,9 @@ def test_resume_skips_finished_episodes_and_ignores_uncommitted_memory(tmp_path:
     with open(tmp_path / "episodes.jsonl", "ab") as f:
         f.write(b'{"task": "tw-simple-7", "episode": 2, "ag')  # a cut line
     committed = {r.episode_uid for r in run_dir.finished()}
-    reopened = MemoryConfig().open(tmp_path / "memory" / "jitrl", embedder.dim, 0.9, embedder.name, committed.__contains__)
+    reopened = MemoryConfig().open(
+        tmp_path / "memory" / "jitrl", embedder.dim, 0.9, embedder.name, committed.__contains__
+    )
     assert reopened.report.uncommitted == 1
     assert len(reopened) == sum(r.steps for r in run_dir.finished() if r.agent == "jitrl")
     rows_before = len(run_dir.finished())

@@ -38,7 +38,7 @@ class PaperConfig:
     alpha: float = 1.0
     """Optimism bonus α/n given to an unseen candidate with probability λ."""
     exploration: float | None = None
-    """λ; None = the Jericho rule (adaptive in [0.05, 0.8] from the returns' coefficient of variation); 0.05 on the web."""
+    """λ; None = the Jericho rule (adaptive in [0.05, 0.8] from the returns' spread); the web code uses 0.05."""
     w_start: float = 1.0
     """Weight w of the normalised advantage in p + w·Ã, at the first episode..."""
     w_end: float = 1.5

@@ -12,7 +12,9 @@ SYSTEM = (
 )
 
 
-def build_prompt(observation: str, info: dict[str, Any], history: list[tuple[str, str]], max_history: int = 3) -> Prompt:
+def build_prompt(
+    observation: str, info: dict[str, Any], history: list[tuple[str, str]], max_history: int = 3
+) -> Prompt:
     state = info.get("state", {})
     parts = []
     if history:

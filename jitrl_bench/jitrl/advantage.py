@@ -65,7 +65,9 @@ def clean_advantage(candidate_keys: Sequence[str], neighbours: Sequence[Neighbou
     return Advantage(keys, values, q=q, v=v, counts=dict(counts))
 
 
-def adaptive_exploration(neighbours: Sequence[Neighbour], rho: float = 0.65, low: float = 0.05, high: float = 0.8) -> float:
+def adaptive_exploration(
+    neighbours: Sequence[Neighbour], rho: float = 0.65, low: float = 0.05, high: float = 0.8
+) -> float:
     """The reference code's Jericho λ: confident, consistently rewarded actions lower the exploration probability.
 
     For each action taken by n ≥ 2 neighbours, with mean m and population std s of its returns:

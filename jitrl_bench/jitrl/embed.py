@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import itertools
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -46,7 +47,7 @@ class SentenceTransformerEmbedder:
             raise UserError(f"memory.embedder={model!r} could not be loaded ({e}); use a local path or 'minilm'") from e
         self.name = MINILM if source != model else model
         get_dim = getattr(self._model, "get_embedding_dimension", None) or self._model.get_sentence_embedding_dimension
-        self.dim = int(get_dim())
+        self.dim = int(get_dim() or 0)
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         vectors = self._model.encode(list(texts), normalize_embeddings=True, convert_to_numpy=True, batch_size=64)
@@ -64,11 +65,12 @@ class HashingEmbedder:
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         for row, text in enumerate(texts):
             words = text.lower().split()
-            for gram in words + [a + " " + b for a, b in zip(words, words[1:], strict=False)]:
+            for gram in words + [a + " " + b for a, b in itertools.pairwise(words)]:
                 h = int.from_bytes(hashlib.blake2b(gram.encode(), digest_size=8).digest(), "little")
                 out[row, h % self.dim] += 1.0 if (h >> 63) & 1 else -1.0
         norms = np.linalg.norm(out, axis=1, keepdims=True)
-        return out / np.maximum(norms, 1e-12)
+        normalized: np.ndarray = out / np.maximum(norms, 1e-12)
+        return normalized
 
 
 @dataclass

@@ -7,6 +7,7 @@ of the memory (e.g. one task); ids are the memory's global entry ids.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import faiss
 import numpy as np
@@ -60,13 +61,14 @@ class VectorIndex:
         return int(self._ids.shape[0])
 
     def _flat(self) -> faiss.Index:
-        index = faiss.IndexFlatIP(self.dim)
+        index: faiss.Index = faiss.IndexFlatIP(self.dim)
         if self.config.gpu == "auto" and _gpu_count() > 0:
             index = faiss.index_cpu_to_all_gpus(index)
         return index
 
     def _approximate(self, vectors: np.ndarray) -> faiss.Index:
         cfg = self.config
+        index: Any
         if cfg.approximate == "hnsw":
             index = faiss.IndexHNSWFlat(self.dim, cfg.hnsw_m, faiss.METRIC_INNER_PRODUCT)
             index.hnsw.efConstruction = cfg.hnsw_ef_construction
@@ -82,7 +84,8 @@ class VectorIndex:
         else:
             raise ValueError(f"memory.index.approximate must be 'hnsw' or 'ivf', got {cfg.approximate!r}")
         index.add(vectors)
-        return index
+        built: faiss.Index = index
+        return built
 
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
         vectors = normalize(vectors)

@@ -12,6 +12,7 @@ Each record keeps its step rewards r_t..r_T, so the discount γ is applied when 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import threading
@@ -194,7 +195,7 @@ class ExperienceMemory:
         if not records:
             return 0
         vectors = other.embeddings_of([r["id"] for r in records])
-        known = {f.name for f in Experience.__dataclass_fields__.values()}  # type: ignore[attr-defined]
+        known = {f.name for f in dataclasses.fields(Experience)}
         self.add([Experience(**{k: v for k, v in r.items() if k in known}) for r in records], vectors)
         return len(records)
 

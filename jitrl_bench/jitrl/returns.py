@@ -32,7 +32,7 @@ class EnvRewards:
 
     success_reward: float = 10.0
     """Added to the last step of an episode that was won."""
-    failure_reward: float = -1.0
+    failure_reward: float = 0.0
     """Added to the last step of an episode that was not won (lost or out of budget)."""
 
     def rewards(self, score_deltas: Sequence[float], won: bool, lost: bool) -> list[float]:

@@ -28,10 +28,11 @@ def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
         probs = np.zeros_like(logits)
         probs[int(np.argmax(logits))] = 1.0
         return probs
-    x = logits / temperature
+    x: np.ndarray = logits / temperature
     x = x - x.max()
     e = np.exp(x)
-    return e / e.sum()
+    out: np.ndarray = e / e.sum()
+    return out
 
 
 def select(logits: np.ndarray, temperature: float, rng: np.random.Generator) -> int:

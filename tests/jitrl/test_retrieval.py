@@ -61,5 +61,7 @@ def test_retrieve_with_lexical_rerank_reads_memory_fields() -> None:
     ]  # fmt: skip
     memory.add(exps, np.random.default_rng(0).standard_normal((3, 8)).astype(np.float32))
     cfg = LexicalConfig(unigram_fields=["observation"], ngram_fields=["observation"], n=1)
-    got = retrieve(memory, np.ones(8, np.float32), {"task": "t", "observation": "you are in the kitchen"}, 0, 10, -1, cfg)
+    got = retrieve(
+        memory, np.ones(8, np.float32), {"task": "t", "observation": "you are in the kitchen"}, 0, 10, -1, cfg
+    )
     assert sorted(n.id for n in got) == [0, 2]
