@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import csv
 import gc
-import os
 import time
+import tracemalloc
 from pathlib import Path
 
+import faiss
 import numpy as np
 from rich.console import Console
 from rich.progress import track
@@ -51,16 +52,11 @@ def synthetic(n: int, rng: np.random.Generator, clusters: int = 2000) -> tuple[l
     return experiences, vectors
 
 
-def rss_bytes() -> int:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
 def measure(n: int, queries: int, index: IndexConfig, seed: int = 0) -> dict[str, float | int | str]:
     rng = np.random.default_rng(seed)
     experiences, vectors = synthetic(n, rng)
     gc.collect()
-    before = rss_bytes()
+    tracemalloc.start()
     memory = ExperienceMemory(None, DIM, gamma=0.9, partition_by=("task",), index=index)
     start = time.perf_counter()
     for lo in range(0, n, 20_000):
@@ -68,8 +64,11 @@ def measure(n: int, queries: int, index: IndexConfig, seed: int = 0) -> dict[str
     build_s = time.perf_counter() - start
     del experiences
     gc.collect()
-    # RAM the memory holds beyond the raw embeddings (columns, fields, index structures).
-    bytes_per_entry = max(rss_bytes() - before - n * DIM * 4, 0) / n
+    python_bytes = tracemalloc.get_traced_memory()[0]  # columns and fields the memory keeps in RAM
+    tracemalloc.stop()
+    # faiss lives outside Python's allocator: count its structures beyond the raw vectors (e.g. HNSW links).
+    index_bytes = sum(len(faiss.serialize_index(v._index)) - len(v) * DIM * 4 for v in memory._indexes.values())
+    bytes_per_entry = (python_bytes + max(index_bytes, 0)) / n
     candidates = [f"take the item number {i}" for i in range(K_CANDIDATES)]
     where = {"task": "bench"}
     times = []

@@ -80,16 +80,14 @@ def sweep(overrides: Overrides = None) -> None:
 @user_errors
 def table(run_dirs: Annotated[list[Path], typer.Argument(help="Run or sweep directories")]) -> None:
     """Re-render finished runs: one run → its summary files; several (or a sweep) → one aggregated table."""
-    from jitrl_bench.results import aggregate, rich_table, to_markdown, write_summary
+    from jitrl_bench.results import aggregate, rich_table, write_summary
     from jitrl_bench.sweep import expand_runs
 
     runs = expand_runs(run_dirs)
     if len(runs) == 1:
         write_summary(runs[0], console=console)
         return
-    frame = aggregate(runs)
-    console.print(rich_table(frame, title=f"{len(runs)} runs"))
-    console.print(to_markdown(frame), highlight=False, soft_wrap=True)
+    console.print(rich_table(aggregate(runs), title=f"{len(runs)} runs"))
 
 
 @games_app.command("list")

@@ -69,12 +69,7 @@ def write_summary(run_dir: Path, console: Console | None = None) -> pd.DataFrame
     if not episodes.empty and (episodes.status == "ok").any():
         plot_curves(episodes[episodes.status == "ok"], run_dir / "curve.png")
     if console is not None and not summary.empty:
-        protocol = summary.iloc[0]
-        caption = (
-            f"env {protocol.env} · policy {protocol.policy} · {protocol.max_steps} steps/episode · "
-            f"seeds {protocol.seeds} · errors {int(summary.errors.sum())}"
-        )
-        console.print(rich_table(summary[SUMMARY], title=str(run_dir), caption=caption))
+        console.print(rich_table(summary, title=str(run_dir)))
     return summary
 
 
@@ -131,13 +126,24 @@ def to_markdown(frame: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def rich_table(frame: pd.DataFrame, title: str = "", caption: str | None = None) -> Table:
-    table = Table(title=title, caption=caption, show_lines=False)
-    for col in frame.columns:
-        numeric = pd.api.types.is_numeric_dtype(frame[col])
-        table.add_column(str(col).replace("_", " "), justify="right" if numeric else "left", overflow="fold")
-    for _, row in frame.iterrows():
-        table.add_row(*(_fmt(row[c]) for c in frame.columns))
+HEADERS = {"mean_score": "mean", "final5_score": "final5", "max_score": "max", "norm_score": "norm",
+           "success_rate": "success", "episodes": "eps"}  # fmt: skip
+METRICS = {"episodes", "mean_score", "final5_score", "norm_score", "success_rate", "auc"}
+
+
+def rich_table(frame: pd.DataFrame, title: str = "") -> Table:
+    """A terminal-width table: a column with one value in every row (the protocol, usually) moves to the caption."""
+    constant = [c for c in frame.columns if c not in METRICS and len(frame) > 1 and frame[c].nunique(dropna=False) == 1]
+    if len(frame) == 1:
+        constant = [c for c in frame.columns if c not in METRICS and c not in ("task", "agent")]
+    caption = " · ".join(f"{HEADERS.get(c, c).replace('_', ' ')} {_fmt(frame[c].iloc[0])}" for c in constant)
+    shown = frame.drop(columns=constant)
+    table = Table(title=title, caption=caption or None, show_lines=False)
+    for col in shown.columns:
+        numeric = pd.api.types.is_numeric_dtype(shown[col])
+        table.add_column(HEADERS.get(str(col), str(col)), justify="right" if numeric else "left", overflow="fold")
+    for _, row in shown.iterrows():
+        table.add_row(*(_fmt(row[c]) for c in shown.columns))
     return table
 
 
