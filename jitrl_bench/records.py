@@ -15,7 +15,8 @@ class Decision:
     action: str
     index: int
     candidates: list[str]
-    z: list[float]
+    z: list[float | None]
+    """log π_θ per candidate; None for a candidate the policy did not score (the paper's memory actions)."""
     advantage: list[float] = field(default_factory=list)
     z_prime: list[float] = field(default_factory=list)
     probs: list[float] = field(default_factory=list)

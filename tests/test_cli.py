@@ -120,3 +120,22 @@ def test_games_list_and_doctor_run() -> None:
     assert code == 0 and "zork1" in output
     code, output = cli("doctor")
     assert code == 0 and "embedder" in output
+
+
+def test_paper_profile_runs_end_to_end_and_writes_strict_json(tmp_path: Path) -> None:
+    run_dir = tmp_path / "paper"
+    code, output = cli("run", *FAST, "agent=jitrl_paper", "run.episodes=3", "run.max_steps=6", f"run.dir={run_dir}")
+    assert code == 0, output
+    rows = [json.loads(line) for line in (run_dir / "episodes.jsonl").read_text().splitlines()]
+    assert sorted({r["agent"] for r in rows}) == ["jitrl_paper", "static"]
+    steps = (run_dir / "steps" / "tw-simple-7" / "jitrl_paper" / "2.jsonl").read_text().splitlines()
+    decisions = [json.loads(line, parse_constant=_reject)["decision"] for line in steps]
+    assert any(d["neighbours"] for d in decisions), "the third episode must retrieve the first two"
+    for d in decisions:
+        assert {"lambda", "w"} <= set(d["notes"]) and 0.05 <= d["notes"]["lambda"] <= 0.8
+        assert d["probs"][d["index"]] == 1.0  # the paper acts by argmax of p + w·Ã
+        assert d["z_prime"][d["index"]] == max(d["z_prime"])
+
+
+def _reject(token: str) -> float:
+    raise AssertionError(f"non-standard JSON constant {token} in a steps file")

@@ -140,7 +140,7 @@ class JitRLAgent:
             z_prime = paper_scores(base, adv.values, w)  # p + w·Ã: probabilities, not logits
             index = int(np.argmax(z_prime))
             probs = softmax(z_prime, 0)
-            z = np.concatenate([z, np.full(len(adv.keys) - len(keys), -np.inf)])
+            z = np.concatenate([z, np.full(len(adv.keys) - len(keys), np.nan)])  # no policy logit for those
             notes = {"v": adv.v, "lambda": lam, "w": w, "memory_actions": adv.keys[len(keys) :]}
         action = candidates[index]
         ctx.buffer.append({"embedding": embedding, "fields": fields, "action": action})
@@ -148,7 +148,7 @@ class JitRLAgent:
             action=action,
             index=index,
             candidates=candidates,
-            z=z.tolist(),
+            z=[None if np.isnan(v) else float(v) for v in z],
             advantage=adv.values.tolist(),
             z_prime=z_prime.tolist(),
             probs=probs.tolist(),
