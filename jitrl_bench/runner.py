@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -44,6 +46,9 @@ class RunConfig:
     """Agents from configs/agent/ run beside `agent` on the same tasks, seeds and budget."""
     dir: str | None = None
     """Run directory; default results/runs/<timestamp>. Re-using a directory resumes it."""
+    concurrency: int = 1
+    """Episodes in flight at once (threads). Useful against a batching server; a learning agent's episodes of one
+    task still run in order, so results do not depend on it."""
     progress: bool = True
     reward: EnvRewards = field(default_factory=EnvRewards)
 
@@ -105,8 +110,18 @@ class Protocol:
     config_hash: str
 
 
+class Interrupted(Exception):
+    """An episode abandoned because the run is stopping; it is never committed."""
+
+
 def play_episode(
-    agent: Agent, task: Task, episode: int, run: RunConfig, protocol: Protocol, tokens: Any
+    agent: Agent,
+    task: Task,
+    episode: int,
+    run: RunConfig,
+    protocol: Protocol,
+    tokens: Callable[[], int],
+    stop: threading.Event | None = None,
 ) -> tuple[EpisodeRecord, list[StepRecord]]:
     """One episode: reset(seed), act until the game ends or the budget runs out, hand rewards to the agent."""
     uid = uuid.uuid4().hex
@@ -117,6 +132,8 @@ def play_episode(
     steps: list[StepRecord] = []
     deltas: list[float] = []
     for t in range(run.max_steps):
+        if stop is not None and stop.is_set():
+            raise Interrupted(f"{task.name} episode {episode} ({agent.name})")
         decision = agent.act(ctx, observation, info)
         observation, reward, terminated, _, info = task.env.step(decision.action)
         deltas.append(float(reward))
@@ -163,49 +180,124 @@ def error_record(task: str, agent: str, run: RunConfig, protocol: Protocol, erro
     )  # fmt: skip
 
 
+class EnvPool:
+    """Environments of one task, one per episode in flight (adapters are not thread-safe)."""
+
+    def __init__(self, task: str, make_env: Callable[[str], gym.Env[Any, Any]]) -> None:
+        self.task = task
+        self._make = make_env
+        self._idle: list[gym.Env[Any, Any]] = [make_env(task)]  # the first one surfaces a bad task at once
+        self._all = list(self._idle)
+        self._lock = threading.Lock()
+
+    def acquire(self) -> gym.Env[Any, Any]:
+        with self._lock:
+            if self._idle:
+                return self._idle.pop()
+        env = self._make(self.task)
+        with self._lock:
+            self._all.append(env)
+        return env
+
+    def release(self, env: gym.Env[Any, Any]) -> None:
+        with self._lock:
+            self._idle.append(env)
+
+    def close(self) -> None:
+        for env in self._all:
+            env.close()
+
+
 def run_all(
     run_dir: RunDirectory,
     tasks: list[str],
-    make_env: Any,
+    make_env: Callable[[str], gym.Env[Any, Any]],
     agents: list[Agent],
     run: RunConfig,
     protocol: Protocol,
-    tokens: Any,
+    tokens: Callable[[], int],
     console: Console,
 ) -> None:
-    """Play everything not yet in episodes.jsonl. Episodes of one task interleave agents, so a partial run still
-    compares them on the same episodes."""
+    """Play everything not yet in episodes.jsonl, up to `run.concurrency` episodes at a time.
+
+    Order is task, then episode, then agent, so a partial run still compares agents on the same episodes. A learning
+    agent's episode e starts only after its episode e-1 is in memory, so concurrency never changes what it sees: the
+    results equal a sequential run's (order aside). Episodes are committed by this thread alone."""
     done = {(r.task, r.agent, r.episode) for r in run_dir.finished()}
-    total = len(tasks) * len(agents) * run.episodes
+    by_name = {a.name: a for a in agents}
+    pending = [
+        (task, episode, agent.name)
+        for task in tasks
+        for episode in range(run.episodes)
+        for agent in agents
+        if (task, agent.name, episode) not in done
+    ]
+    finished = {(t, a, e) for t, a, e in done}
     scores: dict[str, list[float]] = {a.name: [] for a in agents}
-    with _progress(run.progress, console) as progress:
-        bar = progress.add_task("episodes", total=total, completed=sum(1 for d in done if d[2] >= 0))
-        for task_name in tasks:
-            if all((task_name, a.name, e) in done for a in agents for e in range(run.episodes)):
-                continue
+    pools: dict[str, EnvPool | None] = {}
+    stop = threading.Event()
+
+    def ready(task: str, episode: int, agent: str) -> bool:
+        return not getattr(by_name[agent], "learns", False) or episode == 0 or (task, agent, episode - 1) in finished
+
+    def pool_for(task: str) -> EnvPool | None:
+        if task not in pools:
             try:
-                env = make_env(task_name)
+                pools[task] = EnvPool(task, make_env)
             except UserError as e:  # a bad game file: say so, record it, and go on with the other tasks
-                console.print(f"[red]error[/red] {task_name}: {e}")
+                console.print(f"[red]error[/red] {task}: {e}")
                 for a in agents:
-                    if (task_name, a.name, -1) not in done:
-                        run_dir.commit(error_record(task_name, a.name, run, protocol, str(e)))
-                progress.advance(bar, len(agents) * run.episodes)
-                continue
-            task = Task(task_name, env)
-            try:
-                for episode in range(run.episodes):
-                    for agent in agents:
-                        if (task_name, agent.name, episode) in done:
-                            continue
-                        record, steps = play_episode(agent, task, episode, run, protocol, tokens)
-                        run_dir.write_steps(record, steps)
-                        run_dir.commit(record)
-                        scores[agent.name].append(record.score)
-                        progress.advance(bar)
-                        progress.update(bar, description=_describe(task_name, episode, scores))
-            finally:
-                env.close()
+                    if (task, a.name, -1) not in done:
+                        run_dir.commit(error_record(task, a.name, run, protocol, str(e)))
+                pools[task] = None
+        return pools[task]
+
+    def work(task: str, episode: int, agent: str, pool: EnvPool) -> tuple[EpisodeRecord, list[StepRecord]]:
+        env = pool.acquire()
+        try:
+            return play_episode(by_name[agent], Task(task, env), episode, run, protocol, tokens, stop)
+        finally:
+            pool.release(env)
+
+    with _progress(run.progress, console) as progress, ThreadPoolExecutor(max(run.concurrency, 1)) as executor:
+        total = len(tasks) * len(agents) * run.episodes
+        bar = progress.add_task("episodes", total=total, completed=sum(1 for d in done if d[2] >= 0))
+        in_flight: dict[Future[tuple[EpisodeRecord, list[StepRecord]]], tuple[str, int, str]] = {}
+        try:
+            while pending or in_flight:
+                for unit in list(pending):
+                    if len(in_flight) >= max(run.concurrency, 1):
+                        break
+                    pool = pool_for(unit[0])
+                    if pool is None:  # the task cannot run: drop all of its episodes
+                        skipped = [u for u in pending if u[0] == unit[0]]
+                        pending = [u for u in pending if u[0] != unit[0]]
+                        progress.advance(bar, len(skipped))
+                        continue
+                    if unit in pending and ready(*unit):
+                        pending.remove(unit)
+                        in_flight[executor.submit(work, *unit, pool)] = unit
+                if not in_flight:
+                    if pending:  # nothing runnable and nothing running: a scheduling bug, never spin
+                        raise RuntimeError(f"runner stalled with {len(pending)} episodes pending")
+                    break
+                completed, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+                for future in completed:
+                    task, episode, agent = in_flight.pop(future)
+                    record, steps = future.result()
+                    run_dir.write_steps(record, steps)
+                    run_dir.commit(record)
+                    finished.add((task, agent, episode))
+                    scores[agent].append(record.score)
+                    progress.advance(bar)
+                    progress.update(bar, description=_describe(task, episode, scores))
+        except BaseException:
+            stop.set()  # Ctrl-C or a crash: episodes in flight stop at their next step and are not committed
+            raise
+        finally:
+            for pool in pools.values():
+                if pool is not None:
+                    pool.close()
 
 
 def _describe(task: str, episode: int, scores: dict[str, list[float]]) -> str:

@@ -139,3 +139,26 @@ def test_paper_profile_runs_end_to_end_and_writes_strict_json(tmp_path: Path) ->
 
 def _reject(token: str) -> float:
     raise AssertionError(f"non-standard JSON constant {token} in a steps file")
+
+
+def test_concurrent_episodes_give_the_sequential_results(tmp_path: Path) -> None:
+    """N episodes in flight change the order of episodes.jsonl, never its content (memory stays exactly-once)."""
+    contents = []
+    for concurrency in (1, 3):
+        run_dir = tmp_path / f"c{concurrency}"
+        code, output = cli(
+            "run", *FAST, "run.episodes=4", "run.max_steps=6", f"run.concurrency={concurrency}", f"run.dir={run_dir}"
+        )
+        assert code == 0, output
+        rows = [json.loads(line) for line in (run_dir / "episodes.jsonl").read_text().splitlines()]
+        actions = {
+            (r["agent"], r["episode"]): [
+                json.loads(s)["action"]
+                for s in (run_dir / "steps" / r["task"] / r["agent"] / f"{r['episode']}.jsonl").read_text().splitlines()
+            ]
+            for r in rows
+        }
+        memory = ExperienceMemory(run_dir / "memory" / "jitrl", 384, gamma=0.9)
+        assert len(memory) == sum(r["steps"] for r in rows if r["agent"] == "jitrl")
+        contents.append((sorted((r["agent"], r["episode"], r["score"], r["steps"]) for r in rows), actions))
+    assert contents[0] == contents[1]

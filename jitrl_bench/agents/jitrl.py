@@ -87,6 +87,8 @@ class JitRLConfig:
 
 
 class JitRLAgent:
+    learns = True  # does an episode depend on the previous ones (memory)?
+
     def __init__(
         self,
         cfg: JitRLConfig,

@@ -27,6 +27,8 @@ class StaticConfig:
 
 
 class StaticAgent:
+    learns = False  # does an episode depend on the previous ones (memory)?
+
     def __init__(self, name: str, policy: Policy, temperature: float) -> None:
         self.name = name
         self.policy = policy
