@@ -9,6 +9,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+from matplotlib.ticker import MaxNLocator
 import pandas as pd
 from omegaconf import OmegaConf
 from rich.console import Console
@@ -86,6 +87,7 @@ def plot_curves(episodes: pd.DataFrame, path: Path) -> None:
         max_score = episodes[episodes.task == task].max_score.max()
         if max_score > 0:
             ax.axhline(max_score, color="grey", lw=0.8, ls="--", label="max score")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_title(task)
         ax.set_xlabel("episode")
         ax.set_ylabel("score")

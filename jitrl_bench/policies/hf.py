@@ -7,23 +7,20 @@ pass over the K candidates. That is about 10x cheaper than K full sequences on C
 from __future__ import annotations
 
 import copy
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache
+from transformers import AutoModelForCausalLM, DynamicCache
 from transformers.cache_utils import DynamicLayer
 
 from jitrl_bench.errors import UserError
 from jitrl_bench.policies.base import Prompt
-from jitrl_bench.policies.models import SMOLLM2_NAME, smollm2_path
+from jitrl_bench.policies.tokens import ChatTokens, first_line
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
-HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")  # "owner/name"; anything else must be a local folder
 
 
 @dataclass
@@ -68,19 +65,17 @@ class HFPolicy:
             raise UserError(f"policy max_prompt_tokens must be >= 1, got {config.max_prompt_tokens}")
         if config.threads is not None:
             torch.set_num_threads(config.threads)
-        source, self.name = _resolve(config.model)
+        self.tokens = ChatTokens(config.model, config.max_prompt_tokens)
+        self.tokenizer = self.tokens.tokenizer
+        self.name = self.tokens.name
         self.config = config
         self.device = torch.device(config.device)
         try:
-            self.tokenizer = AutoTokenizer.from_pretrained(source)
-            self.model = AutoModelForCausalLM.from_pretrained(source, dtype=DTYPES[config.dtype])
+            self.model = AutoModelForCausalLM.from_pretrained(self.tokens.source, dtype=DTYPES[config.dtype])
         except OSError as e:
-            first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise UserError(f"cannot load policy model {config.model!r}: {first_line}") from e
+            raise UserError(f"cannot load policy model {config.model!r}: {first_line(e)}") from e
         self.model.to(self.device).eval()
-        if not getattr(self.tokenizer, "chat_template", None):
-            raise UserError(f"policy model {config.model!r} has no chat template; use an instruct/chat model")
-        self.end_of_turn_id = _end_of_turn_id(self.tokenizer)
+        self.end_of_turn_id = self.tokens.end_of_turn_id
         self.tokens_used = 0
         self._last: _Prefill | None = None
 
@@ -88,14 +83,11 @@ class HFPolicy:
 
     def prompt_ids(self, prompt: Prompt) -> list[int]:
         """Chat-template ids ending with the assistant's generation prompt, cut to the last `max_prompt_tokens`."""
-        messages = [{"role": m.role, "content": m.content} for m in prompt.messages]
-        ids = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=False)
-        return list(ids)[-self.config.max_prompt_tokens :]
+        return self.tokens.prompt_ids(prompt)
 
     def candidate_ids(self, candidate: str) -> list[int]:
-        """The reply's ids plus end-of-turn, so a reply that is a prefix of another ("go" / "go north") must also
-        pay for stopping."""
-        return [*self.tokenizer(candidate, add_special_tokens=False)["input_ids"], self.end_of_turn_id]
+        """The reply's ids plus end-of-turn (see `ChatTokens.candidate_ids`)."""
+        return self.tokens.candidate_ids(candidate)
 
     # ---- Policy ---------------------------------------------------------------------------------------------------
 
@@ -186,40 +178,6 @@ class HFPolicy:
             ids[i, : len(row)] = torch.tensor(row, dtype=torch.long)
             mask[i, : len(row)] = 1
         return ids.to(self.device), mask.to(self.device)
-
-
-def _resolve(model: str) -> tuple[str, str]:
-    """(what to pass to from_pretrained, a readable name). Unknown local paths fail here with a clear message."""
-    if model == "smollm2":
-        return str(smollm2_path()), SMOLLM2_NAME
-    path = Path(model).expanduser()
-    if path.is_dir():
-        return str(path), path.resolve().name
-    if HUB_ID.match(model) and not path.exists():
-        return model, model.rsplit("/", 1)[-1]
-    raise UserError(f"policy model folder not found: {model} (give a model folder, a hub id, or 'smollm2')")
-
-
-def _end_of_turn_id(tokenizer: Any) -> int:
-    """The token the chat template puts after an assistant reply (e.g. <|im_end|>), else the tokenizer's EOS."""
-    user = [{"role": "user", "content": "hi"}]
-    special = set(tokenizer.all_special_ids) | {i for i, t in tokenizer.added_tokens_decoder.items() if t.special}
-    try:
-        opened = list(tokenizer.apply_chat_template(user, add_generation_prompt=True, tokenize=True, return_dict=False))
-        closed = list(
-            tokenizer.apply_chat_template(
-                [*user, {"role": "assistant", "content": "ok"}], tokenize=True, return_dict=False
-            )
-        )
-    except Exception:  # odd templates (e.g. ones that refuse a trailing assistant turn): fall back to EOS
-        opened, closed = [], []
-    if opened and closed[: len(opened)] == opened:
-        for token in closed[len(opened) :]:
-            if token in special:
-                return int(token)
-    if tokenizer.eos_token_id is None:
-        raise UserError("policy tokenizer has no end-of-turn or EOS token; candidates cannot be scored")
-    return int(tokenizer.eos_token_id)
 
 
 def _expand(cache: DynamicCache, k: int, config: Any) -> DynamicCache:

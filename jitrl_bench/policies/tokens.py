@@ -1,0 +1,113 @@
+"""Chat-template token ids for a policy model, without loading its weights.
+
+The transformers, vLLM and OpenAI-compatible backends all score the same token sequences: the chat-template prompt
+ending with the assistant's generation prompt, then the candidate's ids and the end-of-turn token. Building them in one
+place (ids concatenated as ids, never as strings) keeps the backends' numbers comparable to 1e-4.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from transformers import AutoTokenizer
+
+from jitrl_bench.errors import UserError
+from jitrl_bench.policies.base import Prompt
+from jitrl_bench.policies.models import SMOLLM2_NAME, smollm2_path
+
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")  # "owner/name"; anything else must be a local folder
+
+
+class ChatTokens:
+    """A chat model's tokenizer plus the two id builders every backend shares."""
+
+    tokenizer: Any  # a transformers tokenizer; Any because its stubs are loose
+
+    def __init__(self, model: str, max_prompt_tokens: int = 1024) -> None:
+        if max_prompt_tokens < 1:
+            raise UserError(f"policy max_prompt_tokens must be >= 1, got {max_prompt_tokens}")
+        self.source, self.name = resolve_model(model)
+        self.max_prompt_tokens = max_prompt_tokens
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(self.source)
+        except OSError as e:
+            raise UserError(f"cannot load policy model {model!r}: {first_line(e)}") from e
+        if not getattr(self.tokenizer, "chat_template", None):
+            raise UserError(f"policy model {model!r} has no chat template; use an instruct/chat model")
+        self.end_of_turn_id = end_of_turn_id(self.tokenizer)
+
+    def prompt_ids(self, prompt: Prompt) -> list[int]:
+        """Chat-template ids ending with the assistant's generation prompt, cut to the last `max_prompt_tokens`."""
+        messages = [{"role": m.role, "content": m.content} for m in prompt.messages]
+        ids = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=False)
+        return [int(i) for i in ids][-self.max_prompt_tokens :]
+
+    def candidate_ids(self, candidate: str) -> list[int]:
+        """The reply's ids plus end-of-turn, so a reply that is a prefix of another ("go" / "go north") must also
+        pay for stopping."""
+        return [*self.text_ids(candidate), self.end_of_turn_id]
+
+    def text_ids(self, text: str) -> list[int]:
+        """Plain ids of `text` (no special tokens), as they would follow the generation prompt."""
+        return [int(i) for i in self.tokenizer(text, add_special_tokens=False)["input_ids"]]
+
+    def single_token_ids(self, labels: list[str]) -> list[int]:
+        """One token id per label, as the first token of a reply; a label that is several tokens cannot be chosen in
+        one decoding step."""
+        ids = []
+        for label in labels:
+            tokens = self.text_ids(label)
+            if len(tokens) != 1:
+                raise UserError(
+                    f"option label {label!r} is {len(tokens)} tokens in {self.name}'s tokenizer; choice mode needs "
+                    "single-token labels: use policy.mode=score"
+                )
+            ids.append(tokens[0])
+        if len(set(ids)) != len(ids):
+            raise UserError(f"option labels {labels} share tokens in {self.name}'s tokenizer; use policy.mode=score")
+        return ids
+
+    def decode(self, ids: list[int]) -> str:
+        return str(self.tokenizer.decode(ids, skip_special_tokens=True))
+
+
+def resolve_model(model: str) -> tuple[str, str]:
+    """(what to pass to from_pretrained, a readable name). Unknown local paths fail here with a clear message."""
+    if model == "smollm2":
+        return str(smollm2_path()), SMOLLM2_NAME
+    path = Path(model).expanduser()
+    if path.is_dir():
+        return str(path), path.resolve().name
+    if HUB_ID.match(model) and not path.exists():
+        return model, model.rsplit("/", 1)[-1]
+    raise UserError(f"policy model folder not found: {model} (give a model folder, a hub id, or 'smollm2')")
+
+
+def end_of_turn_id(tokenizer: Any) -> int:
+    """The token the chat template puts after an assistant reply (e.g. <|im_end|>), else the tokenizer's EOS."""
+    user = [{"role": "user", "content": "hi"}]
+    special = set(tokenizer.all_special_ids) | {i for i, t in tokenizer.added_tokens_decoder.items() if t.special}
+    try:
+        opened = list(tokenizer.apply_chat_template(user, add_generation_prompt=True, tokenize=True, return_dict=False))
+        closed = list(
+            tokenizer.apply_chat_template(
+                [*user, {"role": "assistant", "content": "ok"}], tokenize=True, return_dict=False
+            )
+        )
+    except Exception:  # odd templates (e.g. ones that refuse a trailing assistant turn): fall back to EOS
+        opened, closed = [], []
+    if opened and closed[: len(opened)] == opened:
+        for token in closed[len(opened) :]:
+            if token in special:
+                return int(token)
+    if tokenizer.eos_token_id is None:
+        raise UserError("policy tokenizer has no end-of-turn or EOS token; candidates cannot be scored")
+    return int(tokenizer.eos_token_id)
+
+
+def first_line(error: BaseException) -> str:
+    """The first line of an exception's message, or its type name when it has none."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__

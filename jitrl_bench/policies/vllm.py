@@ -1,0 +1,317 @@
+"""vLLM in this process as the policy: `score` (summed candidate log-probs) and `choose` (JitRL's bias inside vLLM).
+
+score: each candidate is scored as its own token-id prompt (prompt ids + candidate ids + end-of-turn) with prompt
+logprobs; the sum after the prompt is the candidate's log-prob, the same quantity as `HFPolicy.score`.
+
+choose: the candidates become numbered options, vLLM decodes ONE token, and `ChoiceLogitsProcessor` (registered with the
+engine) adds the per-request bias Â/β to the option tokens' logits and masks every other token, so the sampled token is
+always an option drawn from softmax((z + bias) / T). The bias travels in `SamplingParams.extra_args["jitrl_choice"]`.
+The options' unbiased log-probs come back through `logprob_token_ids` (raw logprobs, the default), or, with
+`logprobs_mode=processed`, as vLLM's post-processor logprobs, from which the bias is taken off again; z and z' are exact
+either way.
+
+Model runners: vLLM's V1 model runner takes `vllm.v1.sample.logits_processor.LogitsProcessor`; "model runner V2" (the
+default of recent GPU releases) takes a different base class. `model_runner=v1` (the default) pins
+VLLM_USE_V2_MODEL_RUNNER=0, which every build supports; `model_runner=v2` sets it to 1 and registers the V2 class. CPU
+builds always run V1 (V2 needs Triton's CPU backend).
+
+vLLM starts worker processes: build the policy under `if __name__ == "__main__":` in scripts.
+"""
+
+from __future__ import annotations
+
+import gc
+import importlib.util
+import logging
+import os
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from jitrl_bench.errors import UserError
+from jitrl_bench.policies.base import Prompt
+from jitrl_bench.policies.choice import (
+    ChoiceResult,
+    check_bias,
+    from_processed,
+    from_raw,
+    option_labels,
+    option_prompt,
+)
+from jitrl_bench.policies.server import SETUP_HINT, vllm_cpu_env
+from jitrl_bench.policies.tokens import ChatTokens
+
+log = logging.getLogger(__name__)
+
+EXTRA_KEY = "jitrl_choice"  # SamplingParams.extra_args[EXTRA_KEY] = {"ids": [...], "bias": [...]}
+MODES = ("score", "choice")
+MODEL_RUNNERS = ("v1", "v2")
+LOGPROBS_MODES = {"raw": "raw_logprobs", "processed": "processed_logprobs"}
+DTYPES = ("float32", "bfloat16", "float16", "auto")
+
+
+@dataclass
+class VLLMPolicyConfig:
+    """Hydra-friendly settings for `VLLMPolicy` (in-process vLLM)."""
+
+    model: str = "smollm2"
+    """A local model folder, a Hugging Face hub id (in the local HF cache when offline), or "smollm2"."""
+    mode: str = "score"
+    """"score": `score` sums each candidate's token log-probs. "choice": `score` returns the option log-probs of one
+    decoding step over the numbered candidates (at most 20). `choose` (the bias seam) works in both."""
+    dtype: str = "float32"
+    """Model dtype in vLLM: "float32" (matches HFPolicy float32 to 1e-3), "bfloat16", "float16" or "auto"."""
+    max_prompt_tokens: int = 1024
+    """Longer prompts are cut from the left, exactly as in HFPolicy."""
+    max_model_len: int = 2048
+    """vLLM's context length (prompt + candidate); smaller saves KV-cache memory."""
+    logprobs_mode: str = "raw"
+    """"raw": unbiased logprobs come straight from vLLM (its default). "processed": vLLM returns logprobs after the
+    logits processor (bias included); the bias is taken off again. Both give the same z and z'."""
+    model_runner: str = "v1"
+    """"v1" sets VLLM_USE_V2_MODEL_RUNNER=0 (every build); "v2" sets it to 1 (recent GPU builds; needs Triton)."""
+    kv_cache_gb: int = 1
+    """CPU builds only: VLLM_CPU_KVCACHE_SPACE in GiB (unless already set)."""
+    gpu_memory_utilization: float = 0.85
+    """GPU builds only: the fraction of GPU memory vLLM may take."""
+    enforce_eager: bool = False
+    """Skip torch.compile / CUDA graphs: faster start-up, slower steps."""
+    seed: int = 0
+    """vLLM's engine seed (requests carry their own seeds in `choose`)."""
+
+    def make(self) -> VLLMPolicy:
+        return VLLMPolicy(self)
+
+
+class VLLMPolicy:
+    """Implements `Policy` and `BiasedChoice` with an in-process `vllm.LLM`. Calls are serialised with a lock."""
+
+    def __init__(self, config: VLLMPolicyConfig) -> None:
+        for field, value, allowed in (
+            ("mode", config.mode, MODES),
+            ("model_runner", config.model_runner, MODEL_RUNNERS),
+            ("logprobs_mode", config.logprobs_mode, tuple(LOGPROBS_MODES)),
+            ("dtype", config.dtype, DTYPES),
+        ):
+            if value not in allowed:
+                raise UserError(f"policy.{field} must be one of {list(allowed)}, got {value!r}")
+        if importlib.util.find_spec("vllm") is None:
+            raise UserError(
+                f"policy=vllm needs vLLM in this Python; install it with {SETUP_HINT}, or use policy=openai"
+            )
+        self.config = config
+        self.tokens = ChatTokens(config.model, config.max_prompt_tokens)
+        self.name = self.tokens.name
+        self.tokens_used = 0
+        self._lock = threading.Lock()
+
+        # Both are read when the engine starts; set them before importing vLLM's engine.
+        os.environ["VLLM_USE_V2_MODEL_RUNNER"] = "1" if config.model_runner == "v2" else "0"
+        for key, value in vllm_cpu_env(config.kv_cache_gb).items():
+            os.environ.setdefault(key, value)
+        from vllm import LLM
+        from vllm.platforms import current_platform
+
+        processor = ChoiceLogitsProcessorV2 if config.model_runner == "v2" else ChoiceLogitsProcessor
+        if processor.__mro__[1] is object:
+            raise UserError("policy.model_runner=v2 needs a vLLM release with model runner V2; use model_runner=v1")
+        kwargs: dict[str, Any] = {}
+        if not current_platform.is_cpu():
+            kwargs["gpu_memory_utilization"] = config.gpu_memory_utilization
+        self.llm = LLM(
+            model=self.tokens.source,
+            tokenizer=self.tokens.source,
+            dtype=config.dtype,
+            max_model_len=config.max_model_len,
+            seed=config.seed,
+            enforce_eager=config.enforce_eager,
+            logprobs_mode=LOGPROBS_MODES[config.logprobs_mode],
+            logits_processors=[processor],
+            **kwargs,
+        )
+
+    # ---- Policy -----------------------------------------------------------------------------------------------------
+
+    def score(self, prompt: Prompt, candidates: Sequence[str]) -> np.ndarray:
+        """mode=score: summed token log-probs of each candidate reply (end-of-turn included).
+        mode=choice: the options' log-probs after one decoding step, without bias."""
+        if not candidates:
+            return np.zeros(0, dtype=np.float64)
+        if self.config.mode == "choice":
+            return self.choose(prompt, candidates, np.zeros(len(candidates)), 0.0, 0).z
+        from vllm import SamplingParams
+        from vllm.inputs import TokensPrompt
+
+        ids = self.tokens.prompt_ids(prompt)
+        cands = [self.tokens.candidate_ids(c) for c in candidates]
+        params = SamplingParams(max_tokens=1, prompt_logprobs=0, temperature=0.0)
+        prompts = [TokensPrompt(prompt_token_ids=ids + c) for c in cands]
+        with self._lock:
+            outputs = self.llm.generate(prompts, params, use_tqdm=False)
+            self.tokens_used += len(ids) * len(cands) + sum(map(len, cands))
+        scores = np.zeros(len(cands), dtype=np.float64)
+        for i, (cand, out) in enumerate(zip(cands, outputs, strict=True)):
+            per_token = out.prompt_logprobs[len(ids) :]
+            scores[i] = sum(step[token].logprob for step, token in zip(per_token, cand, strict=True))
+        return scores
+
+    def generate(self, prompt: Prompt, max_new_tokens: int = 64) -> str:
+        """Greedy reply, stopped at end-of-turn."""
+        from vllm import SamplingParams
+        from vllm.inputs import TokensPrompt
+
+        ids = self.tokens.prompt_ids(prompt)
+        params = SamplingParams(max_tokens=max_new_tokens, temperature=0.0, stop_token_ids=[self.tokens.end_of_turn_id])
+        with self._lock:
+            (out,) = self.llm.generate([TokensPrompt(prompt_token_ids=ids)], params, use_tqdm=False)
+            new = list(out.outputs[0].token_ids)
+            self.tokens_used += len(ids) + len(new)
+        return self.tokens.decode(new).strip()
+
+    # ---- BiasedChoice -----------------------------------------------------------------------------------------------
+
+    def choose(
+        self, prompt: Prompt, candidates: Sequence[str], bias: np.ndarray, temperature: float, seed: int
+    ) -> ChoiceResult:
+        """One decoding step over the numbered candidates with `bias` added to the option logits inside vLLM."""
+        from vllm import SamplingParams
+        from vllm.inputs import TokensPrompt
+
+        labels = option_labels(len(candidates))
+        bias = check_bias(bias, len(candidates))
+        option_ids = self.tokens.single_token_ids(labels)
+        ids = self.tokens.prompt_ids(option_prompt(prompt, candidates, labels))
+        params = SamplingParams(
+            max_tokens=1,
+            temperature=max(float(temperature), 0.0),
+            seed=seed,
+            logprobs=len(option_ids),  # vLLM requires logprobs == len(logprob_token_ids)
+            logprob_token_ids=option_ids,
+            extra_args={EXTRA_KEY: {"ids": option_ids, "bias": [float(b) for b in bias]}},
+        )
+        with self._lock:
+            (out,) = self.llm.generate([TokensPrompt(prompt_token_ids=ids)], params, use_tqdm=False)
+            self.tokens_used += len(ids) + 1
+        completion = out.outputs[0]
+        step = completion.logprobs[0]
+        values = np.array([step[token].logprob for token in option_ids], dtype=np.float64)
+        if self.config.logprobs_mode == "processed":
+            z, z_prime = from_processed(values, bias, bias, temperature)
+        else:
+            z, z_prime = from_raw(values, bias)
+        sampled = completion.token_ids[0]
+        if sampled not in option_ids:  # the processor masks every other token, so this is a wiring error
+            raise RuntimeError(f"vLLM sampled token {sampled}, not an option; is ChoiceLogitsProcessor registered?")
+        return ChoiceResult(index=option_ids.index(sampled), z=z, z_prime=z_prime)
+
+    def close(self) -> None:
+        """Stop vLLM's engine processes (also happens at interpreter exit)."""
+        llm = self.__dict__.pop("llm", None)
+        if llm is not None:
+            engine_core = getattr(llm.llm_engine, "engine_core", None)
+            if engine_core is not None:
+                engine_core.shutdown()
+            del llm
+            gc.collect()
+
+
+# ---- the logits processors (defined only where vLLM is installed) -------------------------------------------------
+
+
+def parse_choice_args(params: Any) -> tuple[list[int], list[float]] | None:
+    """The (option ids, bias) a request carries in extra_args, or None; ValueError when malformed."""
+    args = (getattr(params, "extra_args", None) or {}).get(EXTRA_KEY)
+    if args is None:
+        return None
+    try:
+        ids = [int(i) for i in args["ids"]]
+        bias = [float(b) for b in args["bias"]]
+    except (KeyError, TypeError, ValueError) as e:
+        raise ValueError(f"extra_args[{EXTRA_KEY!r}] must be {{'ids': [int], 'bias': [float]}}: {e}") from e
+    if not ids or len(ids) != len(bias) or len(set(ids)) != len(ids):
+        raise ValueError(f"extra_args[{EXTRA_KEY!r}] needs as many distinct ids as bias values")
+    if not all(np.isfinite(bias)):
+        raise ValueError(f"extra_args[{EXTRA_KEY!r}] bias values must be finite")
+    return ids, bias
+
+
+if TYPE_CHECKING or importlib.util.find_spec("vllm") is not None:
+    import torch
+
+    def _choice_state(params: Any, device: Any) -> tuple[torch.Tensor, torch.Tensor] | None:
+        parsed = parse_choice_args(params)
+        if parsed is None:
+            return None
+        ids, bias = parsed
+        return torch.tensor(ids, dtype=torch.long, device=device), torch.tensor(
+            bias, dtype=torch.float32, device=device
+        )
+
+    def _mask_and_bias(logits: torch.Tensor, row: int, ids: torch.Tensor, bias: torch.Tensor) -> None:
+        """Row `row` keeps only the option tokens, each with its bias added."""
+        kept = logits[row, ids].float() + bias
+        logits[row] = float("-inf")
+        logits[row, ids] = kept.to(logits.dtype)
+
+    from vllm.v1.sample.logits_processor import BatchUpdate
+    from vllm.v1.sample.logits_processor import LogitsProcessor as V1LogitsProcessor
+    from vllm.v1.sample.logits_processor.builtin import process_dict_updates
+
+    class ChoiceLogitsProcessor(V1LogitsProcessor):  # type: ignore[misc]
+        """V1 model runner: per-request option mask + bias, keyed by the request's row in the persistent batch."""
+
+        def __init__(self, vllm_config: Any, device: torch.device, is_pin_memory: bool) -> None:
+            self.device = device
+            self.rows: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+
+        @classmethod
+        def validate_params(cls, sampling_params: Any) -> None:
+            parse_choice_args(sampling_params)
+
+        def is_argmax_invariant(self) -> bool:
+            return False  # it changes which token wins, so it must also run for greedy requests
+
+        def update_state(self, batch_update: BatchUpdate | None) -> None:
+            process_dict_updates(self.rows, batch_update, lambda params, _p, _o: _choice_state(params, self.device))
+
+        def apply(self, logits: torch.Tensor) -> torch.Tensor:
+            for row, (ids, bias) in self.rows.items():
+                _mask_and_bias(logits, row, ids, bias)
+            return logits
+
+    try:  # vLLM releases before model runner V2 have no such class; V1 still works there
+        from vllm.v1.worker.gpu.sample.logits_processor import LogitsProcessor as V2LogitsProcessor
+    except ImportError:  # pragma: no cover - depends on the installed vLLM
+        V2LogitsProcessor = object
+
+    class ChoiceLogitsProcessorV2(V2LogitsProcessor):  # type: ignore[misc]
+        """Model runner V2: the same mask + bias, keyed by the request's persistent slot."""
+
+        def __init__(self, vllm_config: Any, req_states: Any) -> None:
+            self.device = req_states.device
+            self.slots: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+
+        @classmethod
+        def validate_params(cls, sampling_params: Any) -> None:
+            parse_choice_args(sampling_params)
+
+        def add_request(self, req_idx: int, sampling_params: Any) -> bool:
+            # Slots are recycled: always overwrite what a previous request left there.
+            state = _choice_state(sampling_params, self.device)
+            if state is None:
+                self.slots.pop(req_idx, None)
+                return False
+            self.slots[req_idx] = state
+            return True
+
+        def apply(self, logits: torch.Tensor, ctx: Any) -> torch.Tensor:
+            if not self.slots:
+                return logits
+            for row, slot in enumerate(ctx.expanded_idx_mapping.tolist()):
+                state = self.slots.get(slot)
+                if state is not None:
+                    _mask_and_bias(logits, row, *state)
+            return logits
