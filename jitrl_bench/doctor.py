@@ -8,6 +8,7 @@ import shutil
 import urllib.request
 from dataclasses import dataclass
 
+from rich.markup import escape
 from rich.table import Table
 
 WEBARENA_URLS = ("WA_SHOPPING", "WA_SHOPPING_ADMIN", "WA_REDDIT", "WA_GITLAB", "WA_MAP", "WA_WIKIPEDIA", "WA_HOMEPAGE")
@@ -65,12 +66,18 @@ def checks() -> list[Check]:
     rows.append(Check("vllm", has_vllm, "installed" if has_vllm else "not installed", "pip install '.[vllm]' (GPU)"))
     gpu = shutil.which("nvidia-smi") is not None
     rows.append(Check("GPU", gpu, "nvidia-smi found" if gpu else "none (CPU runs only)", "optional"))
-    for var in WEBARENA_URLS:
-        url = os.environ.get(var)
-        if not url:
-            rows.append(Check(var, False, "not set", f"export {var}=http://HOST:PORT (see envs/webarena/)"))
-            continue
-        rows.append(Check(var, *_reachable(url), fix="start the site or fix the URL"))
+    configured = [var for var in WEBARENA_URLS if os.environ.get(var)]
+    if not configured:
+        rows.append(
+            Check(
+                "WebArena sites (WA_* URLs)",
+                False,
+                "none set (needed only for web runs)",
+                "export WA_SHOPPING=http://HOST:7770 WA_REDDIT=http://HOST:9999 ...",
+            )
+        )
+    for var in configured:
+        rows.append(Check(var, *_reachable(os.environ[var]), fix="start the site or fix the URL"))
     return rows
 
 
@@ -91,7 +98,6 @@ def render(rows: list[Check]) -> Table:
     for col in ("part", "status", "detail", "fix"):
         table.add_column(col)
     for r in rows:
-        table.add_row(
-            r.part, "[green]ok[/green]" if r.ok else "[yellow]missing[/yellow]", r.detail, "" if r.ok else r.fix
-        )
+        status = "[green]ok[/green]" if r.ok else "[yellow]missing[/yellow]"
+        table.add_row(escape(r.part), status, escape(r.detail), "" if r.ok else escape(r.fix))
     return table

@@ -236,6 +236,7 @@ def run_all(
     scores: dict[str, list[float]] = {a.name: [] for a in agents}
     pools: dict[str, EnvPool | None] = {}
     stop = threading.Event()
+    steps_played = 0
 
     def ready(task: str, episode: int, agent: str) -> bool:
         return not getattr(by_name[agent], "learns", False) or episode == 0 or (task, agent, episode - 1) in finished
@@ -289,8 +290,9 @@ def run_all(
                     run_dir.commit(record)
                     finished.add((task, agent, episode))
                     scores[agent].append(record.score)
+                    steps_played += record.steps
                     progress.advance(bar)
-                    progress.update(bar, description=_describe(task, episode, scores))
+                    progress.update(bar, description=_describe(task, episode, steps_played, scores))
         except BaseException:
             stop.set()  # Ctrl-C or a crash: episodes in flight stop at their next step and are not committed
             raise
@@ -300,9 +302,9 @@ def run_all(
                     pool.close()
 
 
-def _describe(task: str, episode: int, scores: dict[str, list[float]]) -> str:
+def _describe(task: str, episode: int, steps: int, scores: dict[str, list[float]]) -> str:
     means = "  ".join(f"{name} {sum(s) / len(s):.2f}" for name, s in scores.items() if s)
-    return f"{task} ep {episode + 1} | mean score: {means}"
+    return f"{task} ep {episode + 1} | {steps} steps | mean score: {means}"
 
 
 @contextmanager
