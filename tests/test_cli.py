@@ -162,3 +162,17 @@ def test_concurrent_episodes_give_the_sequential_results(tmp_path: Path) -> None
         assert len(memory) == sum(r["steps"] for r in rows if r["agent"] == "jitrl")
         contents.append((sorted((r["agent"], r["episode"], r["score"], r["steps"]) for r in rows), actions))
     assert contents[0] == contents[1]
+
+
+@pytest.mark.slow
+def test_main_job_path_with_the_embedded_model(tmp_path: Path) -> None:
+    """`jitrl-bench run` with its defaults (SmolLM2, TextWorld, JitRL + static), cut to a tiny budget."""
+    run_dir = tmp_path / "main"
+    code, output = cli("run", "run.progress=false", "run.episodes=2", "run.max_steps=4", f"run.dir={run_dir}")
+    assert code == 0, output
+    rows = [json.loads(line) for line in (run_dir / "episodes.jsonl").read_text().splitlines()]
+    assert {r["policy"] for r in rows} == {"SmolLM2-135M-Instruct"} and all(r["tokens"] > 0 for r in rows)
+    first = json.loads((run_dir / "steps" / "tw-simple-7" / "jitrl" / "0.jsonl").read_text().splitlines()[0])
+    z = first["decision"]["z"]
+    assert all(v < 0 for v in z) and len(set(z)) > 1  # real, distinct log-probs from the model
+    assert "jitrl" in output and "static" in output and (run_dir / "curve.png").exists()
