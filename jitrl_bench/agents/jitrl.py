@@ -114,7 +114,7 @@ class JitRLAgent:
     def act(self, ctx: EpisodeContext, observation: str, info: dict[str, Any]) -> Decision:
         cfg = self.cfg
         candidates = list(info["candidates"])
-        keys = [action_key(c) for c in candidates]
+        keys = list(info.get("action_keys") or [action_key(c) for c in candidates])  # web: role[label], not ids
         # 1. the frozen policy's logits over the candidates: z = log π_θ(a|s)
         z = self.policy.score(build_prompt(observation, info, ctx.history), candidates)
         # 2. neighbours N(s) of the current state in memory (same task partition)
@@ -145,7 +145,8 @@ class JitRLAgent:
             z = np.concatenate([z, np.full(len(adv.keys) - len(keys), np.nan)])  # no policy logit for those
             notes = {"v": adv.v, "lambda": lam, "w": w, "memory_actions": adv.keys[len(keys) :]}
         action = candidates[index]
-        ctx.buffer.append({"embedding": embedding, "fields": fields, "action": action})
+        key = keys[index] if index < len(keys) else adv.keys[index]
+        ctx.buffer.append({"embedding": embedding, "fields": fields, "action": action, "key": key})
         return Decision(
             action=action,
             index=index,
@@ -171,7 +172,7 @@ class JitRLAgent:
                 state=state_text(s["fields"]),
                 fields=s["fields"],
                 action=s["action"],
-                action_key=action_key(s["action"]),
+                action_key=s["key"],
                 rewards=future,
                 episode=ctx.uid,
                 task=ctx.task,

@@ -15,8 +15,9 @@ SYSTEM = (
 def build_prompt(
     observation: str, info: dict[str, Any], history: list[tuple[str, str]], max_history: int = 3
 ) -> Prompt:
+    """An env may set `info["instruction"]` (its own system text, e.g. a web task's rules) and `info["goal"]`."""
     state = info.get("state", {})
-    parts = []
+    parts = [f"Goal: {info['goal']}"] if info.get("goal") else []
     if history:
         recent = "; ".join(action for action, _ in history[-max_history:])
         parts.append(f"Recent commands: {recent}")
@@ -26,7 +27,7 @@ def build_prompt(
     parts.append(f"Observation: {_clip(observation, 600)}")
     parts.append("Admissible commands: " + ", ".join(info["candidates"]))
     parts.append("Next command:")
-    return Prompt.chat(SYSTEM, "\n".join(parts))
+    return Prompt.chat(info.get("instruction") or SYSTEM, "\n".join(parts))
 
 
 def _clip(text: str, limit: int) -> str:

@@ -9,6 +9,10 @@ string (any text command; the candidates are a suggestion set, not a restriction
     won, lost:  bool             terminal outcome flags
     task:       str              task id (e.g. game name)
 
+Optional info keys: `action_keys` (list parallel to candidates: the normalised key that matches an action across
+pages and episodes, e.g. a web element's role[label] instead of its volatile id), `goal` (task text shown to the
+agent), `instruction` (the env's own system prompt).
+
 `reward` is the score delta of the step. `terminated` means the game ended (won or lost); truncation by a step budget is
 the runner's job, adapters never truncate on their own.
 """
