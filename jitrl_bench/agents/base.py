@@ -3,12 +3,15 @@ several episodes can be in flight at once without sharing mutable state."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
 
+from jitrl_bench.jitrl.update import jitrl_logits, select
+from jitrl_bench.policies.base import Policy, Prompt
 from jitrl_bench.records import Decision
 
 
@@ -46,3 +49,24 @@ def new_context(task: str, episode: int, uid: str, seed: int) -> EpisodeContext:
     # One stream per (seed, task, episode): a resumed run draws exactly what an uninterrupted one would.
     task_seed = int.from_bytes(task.encode()[:8].ljust(8, b"\0"), "little")
     return EpisodeContext(task, episode, uid, np.random.default_rng([seed, episode, task_seed]))
+
+
+def decide(
+    policy: Policy,
+    prompt: Prompt,
+    candidates: Sequence[str],
+    advantage: np.ndarray,
+    beta: float,
+    temperature: float,
+    rng: np.random.Generator,
+) -> tuple[int, np.ndarray, np.ndarray]:
+    """Act from z' = z + Â/β; return (index, z, z'). A policy in `choice` mode adds the bias inside the LLM server
+    (vLLM's logits processor, or OpenAI `logit_bias`) and samples there; otherwise z' is formed and sampled here."""
+    choose = getattr(policy, "choose", None)
+    if getattr(policy, "mode", None) == "choice" and callable(choose):
+        bias = np.zeros(len(candidates)) if math.isinf(beta) else np.asarray(advantage, dtype=np.float64) / beta
+        result = choose(prompt, candidates, bias, temperature, int(rng.integers(2**31)))
+        return int(result.index), np.asarray(result.z), np.asarray(result.z_prime)
+    z = policy.score(prompt, candidates)
+    z_prime = jitrl_logits(z, advantage, beta)
+    return select(z_prime, temperature, rng), z, z_prime

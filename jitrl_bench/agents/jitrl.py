@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from jitrl_bench.agents.base import EpisodeContext, action_key, new_context
+from jitrl_bench.agents.base import EpisodeContext, action_key, decide, new_context
 from jitrl_bench.agents.prompt import build_prompt
 from jitrl_bench.envs.base import state_text
 from jitrl_bench.jitrl.advantage import adaptive_exploration, clean_advantage, paper_advantage, paper_weight
@@ -26,7 +26,7 @@ from jitrl_bench.jitrl.embed import Embedder
 from jitrl_bench.jitrl.memory import Experience, ExperienceMemory
 from jitrl_bench.jitrl.retrieval import LexicalConfig, retrieve
 from jitrl_bench.jitrl.returns import rewards_to_go
-from jitrl_bench.jitrl.update import jitrl_logits, paper_scores, select, softmax
+from jitrl_bench.jitrl.update import paper_scores, softmax
 from jitrl_bench.policies.base import Policy
 from jitrl_bench.records import Decision
 
@@ -115,21 +115,20 @@ class JitRLAgent:
         cfg = self.cfg
         candidates = list(info["candidates"])
         keys = list(info.get("action_keys") or [action_key(c) for c in candidates])  # web: role[label], not ids
-        # 1. the frozen policy's logits over the candidates: z = log π_θ(a|s)
-        z = self.policy.score(build_prompt(observation, info, ctx.history), candidates)
-        # 2. neighbours N(s) of the current state in memory (same task partition)
+        prompt = build_prompt(observation, info, ctx.history)
+        # 1. neighbours N(s) of the current state in memory (same task partition)
         fields = dict(info["state"])
         embedding = self.embedder.encode([state_text(fields)])[0]
         where = {"task": ctx.task, **fields}
         neighbours = retrieve(self.memory, embedding, where, len(ctx.history), cfg.k, cfg.threshold, cfg.lexical)
-        # 3-4. advantage and update
+        # 2-4. Â = Q̂ − V̂, then act from z' = z + Â/β, z = log π_θ(a|s) (in the LLM server when the policy can)
         if cfg.estimator == "clean":
             adv = clean_advantage(keys, neighbours, cfg.bonus)
-            z_prime = jitrl_logits(z, adv.values, cfg.beta)  # z' = z + Â/β
-            index = select(z_prime, self.temperature, ctx.rng)
+            index, z, z_prime = decide(self.policy, prompt, candidates, adv.values, cfg.beta, self.temperature, ctx.rng)
             probs = softmax(z_prime, self.temperature)
             notes: dict[str, Any] = {"v": adv.v}
         else:
+            z = self.policy.score(prompt, candidates)
             p = cfg.paper
             lam = p.exploration if p.exploration is not None else adaptive_exploration(neighbours)
             bonus_rng = random.Random(int(ctx.rng.integers(2**63)))

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from jitrl_bench.agents.base import EpisodeContext, new_context
+from jitrl_bench.agents.base import EpisodeContext, decide, new_context
 from jitrl_bench.agents.prompt import build_prompt
-from jitrl_bench.jitrl.update import select, softmax
+from jitrl_bench.jitrl.update import softmax
 from jitrl_bench.policies.base import Policy
 from jitrl_bench.records import Decision
 
@@ -39,16 +40,17 @@ class StaticAgent:
 
     def act(self, ctx: EpisodeContext, observation: str, info: dict[str, Any]) -> Decision:
         candidates = list(info["candidates"])
-        z = self.policy.score(build_prompt(observation, info, ctx.history), candidates)
-        i = select(z, self.temperature, ctx.rng)
+        prompt = build_prompt(observation, info, ctx.history)
+        zeros = np.zeros(len(candidates))
+        i, z, z_prime = decide(self.policy, prompt, candidates, zeros, math.inf, self.temperature, ctx.rng)
         return Decision(
             action=candidates[i],
             index=i,
             candidates=candidates,
             z=z.tolist(),
-            z_prime=z.tolist(),
-            advantage=np.zeros(len(z)).tolist(),
-            probs=softmax(z, self.temperature).tolist(),
+            z_prime=z_prime.tolist(),
+            advantage=zeros.tolist(),
+            probs=softmax(z_prime, self.temperature).tolist(),
         )
 
     def finish(self, ctx: EpisodeContext, rewards: Sequence[float], success: bool) -> None:
