@@ -125,7 +125,10 @@ def games_download(
     kwargs: dict[str, Any] = {"names": names or None}
     if base_url:
         kwargs["base_url"] = base_url
-    games.download(games.rom_dir(dest), **kwargs)
+    rows = games.download(games.rom_dir(dest), **kwargs)
+    _print_rows(rows)
+    if any(_status(r) == "failed" for r in rows):
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -153,19 +156,19 @@ def bench_memory(
 
 
 def _print_rows(rows: list[Any]) -> None:
+    from rich.markup import escape
     from rich.table import Table
 
     table = Table()
-    for col in ("game", "file", "status"):
+    for col in ("game", "file", "status", "detail"):
         table.add_column(col)
     for r in rows:
-        values = r if isinstance(r, tuple | list) else (r.name, r.file, r.status)
-        table.add_row(*(str(v) for v in values))
+        table.add_row(*(escape(str(getattr(r, col, ""))) for col in ("name", "file", "status", "detail")))
     console.print(table)
 
 
 def _status(row: Any) -> str:
-    return str(row[2] if isinstance(row, tuple | list) else row.status)
+    return str(row.status)
 
 
 def _quiet_libraries() -> None:

@@ -176,3 +176,18 @@ def test_main_job_path_with_the_embedded_model(tmp_path: Path) -> None:
     z = first["decision"]["z"]
     assert all(v < 0 for v in z) and len(set(z)) > 1  # real, distinct log-probs from the model
     assert "jitrl" in output and "static" in output and (run_dir / "curve.png").exists()
+
+
+def test_games_download_fetches_verifies_and_reports(tmp_path: Path) -> None:
+    games = Path(os.environ.get("JITRL_BENCH_GAMES") or REPO.parent / "shared" / "jericho-games")
+    if not (games / "detective.z5").exists():
+        pytest.skip("Jericho game files not found (../shared/jericho-games or $JITRL_BENCH_GAMES)")
+    source = tmp_path / "mirror"
+    source.mkdir()
+    (source / "detective.z5").write_bytes((games / "detective.z5").read_bytes())
+    (source / "zork1.z5").write_bytes(b"\x05" + b"not zork" * 100)  # wrong md5: must fail, others go on
+    dest = tmp_path / "roms"
+    code, output = cli("games", "download", "--dest", str(dest), "--base-url", source.as_uri(), "detective", "zork1")
+    assert code == 1, output
+    assert (dest / "detective.z5").read_bytes() == (games / "detective.z5").read_bytes()
+    assert not (dest / "zork1.z5").exists() and "failed" in output and "md5" in output
