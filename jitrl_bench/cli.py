@@ -149,10 +149,33 @@ def bench_memory(
     queries: Annotated[int, typer.Option(help="Decisions timed per size")] = 300,
 ) -> None:
     """Per-decision overhead of retrieve + advantage + update (K=10 candidates, k=10, 384-d), and bytes per entry."""
-    from jitrl_bench.bench import bench_memory as run_bench
+    from jitrl_bench.bench.memory import bench_memory as run_bench
 
-    parsed = [int(s) for s in sizes.split(",") if s.strip()]
-    run_bench(parsed, out, queries=queries, console=console)
+    run_bench(_ints(sizes), out, queries=queries, console=console)
+
+
+@bench_app.command("policy")
+@user_errors
+def bench_policy(
+    ks: Annotated[str, typer.Option("--k", help="Comma list of candidate counts K")] = "5,10,30",
+    concurrency: Annotated[str, typer.Option(help="Comma list of episodes in flight (vLLM server)")] = "1,4,8",
+    repeats: Annotated[int, typer.Option(help="Timed calls per row (median reported)")] = 5,
+    dtype: Annotated[str, typer.Option(help="transformers dtype: float32 | bfloat16")] = "float32",
+    vllm: Annotated[bool, typer.Option(help="Also start a vLLM server and time it")] = True,
+    out: Annotated[Path, typer.Option(help="CSV to write")] = Path("results/bench/policy.csv"),
+) -> None:
+    """Per-decision latency and candidates/s: transformers shared-prefix vs padded, vLLM server score and choice."""
+    from jitrl_bench.bench.policy import bench_policy as run_bench
+
+    _quiet_libraries()
+    run_bench(out, _ints(ks), _ints(concurrency), repeats, dtype, vllm, console)
+
+
+def _ints(text: str) -> list[int]:
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise UserError(f"expected a comma list of integers, got {text!r}") from None
 
 
 def _print_rows(rows: list[Any]) -> None:
