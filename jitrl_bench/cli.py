@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from collections.abc import Callable
 from functools import wraps
 from pathlib import Path
@@ -139,6 +140,37 @@ def doctor() -> None:
 
     rows = checks()
     console.print(render(rows))
+
+
+@app.command()
+@user_errors
+def serve(
+    overrides: Overrides = None,
+    port: Annotated[int | None, typer.Option(help="Port on 127.0.0.1 (default: a free one)")] = None,
+) -> None:
+    """Start a vLLM OpenAI-compatible server for the configured policy's model, print the override to use, and keep
+    it up until Ctrl-C. E.g. jitrl-bench serve policy=vllm policy.model=Qwen/Qwen2.5-7B-Instruct"""
+    from jitrl_bench.config import load_spec
+    from jitrl_bench.policies.server import VLLMServer
+
+    _quiet_libraries()
+    policy = load_spec(list(overrides or [])).policy
+    model = getattr(policy, "tokenizer", None) or policy.model
+    dtype = getattr(policy, "dtype", "float32")
+    server = VLLMServer(
+        model, port=port, dtype=dtype if dtype in ("float32", "bfloat16", "float16", "auto") else "auto"
+    )
+    console.print(f"starting vLLM for {model} (log: {server.log_path or 'the jitrl-bench cache'}) ...")
+    with server:
+        console.print(f"[green]ready[/green] in {server.startup_s:.0f} s: {server.base_url}")
+        console.print(f"use it with:  jitrl-bench run {server.override()}", soft_wrap=True, highlight=False)
+        try:
+            while server.process is not None and server.process.poll() is None:
+                time.sleep(1)
+        except KeyboardInterrupt:
+            console.print("stopping the server")
+            return
+    raise UserError(f"the vLLM server exited; see its log {server.log_path}")
 
 
 @bench_app.command("memory")
