@@ -28,7 +28,7 @@ def cli(*args: str) -> tuple[int, str]:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["env=nosuchenv"], "unknown env 'nosuchenv': choose one of jericho, textworld"),
+        (["env=nosuchenv"], "unknown env 'nosuchenv': choose one of jericho, "),
         (["agent=jitrll"], "unknown agent 'jitrll': choose one of jitrl, jitrl_paper, static"),
         (["run.episodes=abc"], "run.episodes"),
         (["agent.betta=1"], "unknown key 'agent.betta'"),
