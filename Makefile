@@ -8,7 +8,7 @@ export TOKENIZERS_PARALLELISM := false
 # The project's tests and CI find the Jericho suite beside the repository; users set their own or run `games download`.
 export JITRL_BENCH_GAMES ?= $(abspath ../shared/jericho-games)
 
-.PHONY: setup demo test test-fast lint format bench clean
+.PHONY: setup setup-vllm demo test test-fast lint format bench clean
 
 setup: $(STAMP)
 
@@ -16,10 +16,14 @@ $(STAMP): pyproject.toml scripts/setup.sh
 	bash scripts/setup.sh
 	touch $(STAMP)
 
+# A CPU build of vLLM in its own venv (.venv-vllm) for the vLLM tests; GPU machines use pip install '.[vllm]'.
+setup-vllm:
+	bash scripts/setup_vllm.sh
+
 demo: setup
 	$(BIN)/jitrl-bench run
 
-test: setup
+test: setup setup-vllm
 	$(BIN)/pytest -q tests
 
 test-fast: setup
@@ -38,4 +42,4 @@ bench: setup
 	$(BIN)/jitrl-bench bench memory --sizes 1000,10000,100000
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv-vllm .pytest_cache .mypy_cache .ruff_cache

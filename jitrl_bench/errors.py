@@ -3,3 +3,8 @@
 
 class UserError(Exception):
     """Bad input (config, game file, path, missing asset). The message says what is wrong and how to fix it."""
+
+
+class InfraError(RuntimeError):
+    """The benchmark's infrastructure failed (site down, HTTP 5xx, expired login, browser crash): not the agent's
+    failure. The runner retries the episode, then records it as `error`, outside success rates."""

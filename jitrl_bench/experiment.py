@@ -29,6 +29,8 @@ def execute(spec: RunSpec, console: Console | None = None) -> Path:
     if finished:
         console.print(f"resuming {path}: {sum(r.episode >= 0 for r in finished)} episodes already finished")
 
+    if hasattr(spec.env, "har_dir") and not spec.env.har_dir:
+        spec.env.har_dir = str(path / "har")  # web episodes keep their network traces with the run (regrade reads them)
     policy = spec.policy.make()
     agent_cfgs = [spec.agent, *spec.baselines]
     embedder = spec.memory.embedder.make() if any(getattr(c, "uses_memory", False) for c in agent_cfgs) else None
@@ -54,6 +56,9 @@ def execute(spec: RunSpec, console: Console | None = None) -> Path:
             run_dir, spec.env.tasks(), spec.env.make, agents, spec.run, protocol, lambda: policy.tokens_used, console
         )
     finally:
+        close = getattr(policy, "close", None)
+        if callable(close):  # e.g. stop the vLLM server that policy.server=auto started
+            close()
         write_summary(path, console=console)
     return path
 

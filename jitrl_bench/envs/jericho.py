@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import importlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -124,5 +125,8 @@ class JerichoConfig:
             raise UserError(f"unknown Jericho task {task!r}; this config has: {', '.join(self.tasks())}")
         path = find_rom(task, rom_dir(self.rom_dir))
         validate_rom(path, supported_games()[task][1])  # before frotz opens it: a bad file kills the process
-        jericho.util.spacy_nlp = _spacy(self.spacy_model)
+        # Through importlib: `from ctypes import *` in jericho can shadow the `jericho.util` attribute with ctypes.util
+        # when ctypes.util was imported first (e.g. by trio), and the assignment would then go nowhere.
+        util: Any = importlib.import_module("jericho.util")
+        util.spacy_nlp = _spacy(self.spacy_model)
         return TextGameEnv(JerichoBackend(path), task)

@@ -107,8 +107,9 @@ class ExperienceMemory:
         if self.path is not None:
             if not read_only:
                 self.path.mkdir(parents=True, exist_ok=True)
-                self._init_meta()
             with self._file_lock():
+                if not read_only:
+                    self._init_meta()
                 self._sync(repair=not read_only)
 
     # ------------------------------------------------------------------ public API
@@ -226,7 +227,7 @@ class ExperienceMemory:
                     f"the configured embedder gives {self.dim}-d: use the same memory.embedder or a new run.dir"
                 )
             return
-        tmp = meta_path.with_suffix(".tmp")
+        tmp = meta_path.with_suffix(f".{os.getpid()}.tmp")
         tmp.write_text(json.dumps({"format": FORMAT_VERSION, "dim": self.dim, "embedder": self.embedder}))
         os.replace(tmp, meta_path)
 

@@ -8,6 +8,7 @@ place (ids concatenated as ids, never as strings) keeps the backends' numbers co
 from __future__ import annotations
 
 import re
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,8 @@ HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")  # "owner/name"; anything e
 
 
 class ChatTokens:
-    """A chat model's tokenizer plus the two id builders every backend shares."""
+    """A chat model's tokenizer plus the two id builders every backend shares. Thread-safe: a fast tokenizer used from
+    several threads at once can fail with "Already borrowed", so calls are serialised (they take microseconds)."""
 
     tokenizer: Any  # a transformers tokenizer; Any because its stubs are loose
 
@@ -30,6 +32,7 @@ class ChatTokens:
             raise UserError(f"policy max_prompt_tokens must be >= 1, got {max_prompt_tokens}")
         self.source, self.name = resolve_model(model)
         self.max_prompt_tokens = max_prompt_tokens
+        self._lock = threading.Lock()
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(self.source)
         except OSError as e:
@@ -41,7 +44,10 @@ class ChatTokens:
     def prompt_ids(self, prompt: Prompt) -> list[int]:
         """Chat-template ids ending with the assistant's generation prompt, cut to the last `max_prompt_tokens`."""
         messages = [{"role": m.role, "content": m.content} for m in prompt.messages]
-        ids = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=False)
+        with self._lock:
+            ids = self.tokenizer.apply_chat_template(
+                messages, add_generation_prompt=True, tokenize=True, return_dict=False
+            )
         return [int(i) for i in ids][-self.max_prompt_tokens :]
 
     def candidate_ids(self, candidate: str) -> list[int]:
@@ -51,7 +57,9 @@ class ChatTokens:
 
     def text_ids(self, text: str) -> list[int]:
         """Plain ids of `text` (no special tokens), as they would follow the generation prompt."""
-        return [int(i) for i in self.tokenizer(text, add_special_tokens=False)["input_ids"]]
+        with self._lock:
+            ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        return [int(i) for i in ids]
 
     def single_token_ids(self, labels: list[str]) -> list[int]:
         """One token id per label, as the first token of a reply; a label that is several tokens cannot be chosen in
@@ -70,7 +78,8 @@ class ChatTokens:
         return ids
 
     def decode(self, ids: list[int]) -> str:
-        return str(self.tokenizer.decode(ids, skip_special_tokens=True))
+        with self._lock:
+            return str(self.tokenizer.decode(ids, skip_special_tokens=True))
 
 
 def resolve_model(model: str) -> tuple[str, str]:

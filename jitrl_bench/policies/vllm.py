@@ -41,7 +41,7 @@ from jitrl_bench.policies.choice import (
     option_labels,
     option_prompt,
 )
-from jitrl_bench.policies.server import SETUP_HINT, vllm_cpu_env
+from jitrl_bench.policies.server import SETUP_HINT, vllm_env
 from jitrl_bench.policies.tokens import ChatTokens
 
 log = logging.getLogger(__name__)
@@ -108,12 +108,12 @@ class VLLMPolicy:
         self.tokens_used = 0
         self._lock = threading.Lock()
 
-        # Both are read when the engine starts; set them before importing vLLM's engine.
-        os.environ["VLLM_USE_V2_MODEL_RUNNER"] = "1" if config.model_runner == "v2" else "0"
-        for key, value in vllm_cpu_env(config.kv_cache_gb).items():
-            os.environ.setdefault(key, value)
+        # vLLM reads these when the engine starts, so setting them after importing vLLM still counts.
         from vllm import LLM
         from vllm.platforms import current_platform
+
+        os.environ["VLLM_USE_V2_MODEL_RUNNER"] = "1" if config.model_runner == "v2" else "0"
+        os.environ.update(vllm_env(current_platform.is_cpu(), config.kv_cache_gb))
 
         processor = ChoiceLogitsProcessorV2 if config.model_runner == "v2" else ChoiceLogitsProcessor
         if processor.__mro__[1] is object:

@@ -1,0 +1,92 @@
+"""MiniWoB++: small real web tasks opened from the `miniwob` package over file:// (no server), played as `WebEnv`s.
+
+Each episode loads the task page, seeds the page's random generator from the episode seed (BrowserGym's MiniWoB task
+does this, and hides the page's own goal/score display), and reads the reward the page computes itself.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from importlib.util import find_spec
+from pathlib import Path
+from typing import Any
+
+import playwright.sync_api as pw
+from browsergym.miniwob import ALL_MINIWOB_TASKS
+from browsergym.miniwob.base import AbstractMiniwobTask
+
+from jitrl_bench.envs.actions import Action
+from jitrl_bench.envs.web import INSTRUCTION, WebEnv
+from jitrl_bench.errors import UserError
+
+TASKS: dict[str, type[AbstractMiniwobTask]] = {cls.subdomain: cls for cls in ALL_MINIWOB_TASKS}
+DEFAULT_TASKS = ["click-button", "enter-text", "click-link"]
+EPISODE_MAX_MS = 1_000_000  # the page's own timer; steps are paced by the agent, so effectively no time limit
+
+
+def miniwob_url() -> str:
+    """file:// URL of the task pages shipped in the `miniwob` package (with the trailing slash BrowserGym expects)."""
+    spec = find_spec("miniwob")
+    locations = list(spec.submodule_search_locations or []) if spec else []
+    pages = Path(locations[0], "html", "miniwob") if locations else None
+    if pages is None or not (pages / "click-button.html").is_file():
+        raise UserError("MiniWoB++ task pages not found: pip install miniwob==1.1.0 browsergym-miniwob")
+    return pages.as_uri() + "/"
+
+
+class MiniWoBTask:
+    """One MiniWoB++ task: BrowserGym's task class set up on our page; reward 1 when the page's raw reward is > 0."""
+
+    allowed_origins: tuple[str, ...] = ()  # every task lives on one page: no goto
+    instruction = INSTRUCTION
+    extra_candidates: tuple[tuple[str, str], ...] = ()
+
+    def __init__(self, name: str, base_url: str) -> None:
+        self.name = name
+        self.base_url = base_url
+        self._task: AbstractMiniwobTask | None = None
+
+    def _new(self, seed: int | None) -> AbstractMiniwobTask:
+        return TASKS[self.name](seed=0 if seed is None else int(seed), base_url=self.base_url)
+
+    def context_options(self, seed: int | None) -> dict[str, Any]:
+        return {"viewport": dict(self._new(seed).viewport)}
+
+    def setup(self, page: pw.Page, seed: int | None) -> str:
+        self._task = self._new(seed)
+        goal, _ = self._task.setup(page)
+        return str(goal)
+
+    def validate(self, page: pw.Page, action: Action, messages: list[str]) -> tuple[float, bool]:
+        assert self._task is not None
+        reward, done, _, _ = self._task.validate(page, messages)
+        return float(reward > 0), bool(done)
+
+    def finish(self, context: pw.BrowserContext, messages: list[str], score: float) -> float:
+        return score
+
+    def episode_info(self) -> dict[str, Any]:
+        return {}
+
+
+@dataclass
+class MiniWoBConfig:
+    """MiniWoB++ tasks by name, e.g. click-button (configs/env/miniwob.yaml); each env episode is seeded."""
+
+    name: str = "miniwob"
+    """Environment name in results."""
+    task: Any = field(default_factory=lambda: list(DEFAULT_TASKS))
+    """Task name, or a list of names (the pages in miniwob/html/miniwob, without .html). Typed Any because OmegaConf
+    cannot validate a `str | list[str]` union (and `tasks` is the method); `tasks()` normalises it."""
+
+    def tasks(self) -> list[str]:
+        names = [self.task] if isinstance(self.task, str) else [str(t) for t in self.task]
+        unknown = [t for t in names if t not in TASKS]
+        if unknown:
+            raise UserError(f"unknown MiniWoB task(s) {', '.join(unknown)}; e.g. {', '.join(DEFAULT_TASKS)}")
+        return names
+
+    def make(self, task: str) -> WebEnv:
+        if task not in self.tasks():
+            raise UserError(f"unknown MiniWoB task {task!r}; this config has: {', '.join(self.tasks())}")
+        return WebEnv(MiniWoBTask(task, miniwob_url()), task)

@@ -1,0 +1,225 @@
+"""One Gymnasium env for every web benchmark: the benchmarks only supply a small `WebTask`.
+
+Reset, step, action parsing, candidates and the info dict of the contract (`envs/base.py`) live here once, so MiniWoB
+and WebArena report a step the same way. An action is text; it is parsed by `envs/actions.py` (a rejected one runs
+nothing and comes back as an error in the observation), then run in the browser. All browser work happens on the
+browser thread (`browser.on_browser_thread`), so an env may be reset, stepped and closed from any thread.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Any, Protocol
+
+import gymnasium as gym
+import playwright.sync_api as pw
+
+from jitrl_bench.envs.actions import Action, ActionError, parse_action
+from jitrl_bench.envs.base import text_space
+from jitrl_bench.envs.browser import (
+    SELECT_ROLES,
+    TEXT_ROLES,
+    Element,
+    PageView,
+    close_quietly,
+    observe,
+    on_browser_thread,
+    run_action,
+    shared_browser,
+)
+from jitrl_bench.envs.text_game import clean_text
+
+OBS_CHARS = 100_000
+ACTION_CHARS = 4000
+FIELD_CHARS = 1000
+MAX_FILL_VALUES = 8  # fill candidates per text box: quoted strings of the goal, else its first words
+
+INSTRUCTION = (
+    "You are a web agent. The page is shown as an accessibility tree where [id] marks an element you can act on. "
+    "Reply with exactly one action, such as click('12'), fill('7', 'text'), select_option('9', 'value'), "
+    "press('7', 'Enter'), scroll(0, 300), go_back(), or answer('final answer') when the task asks for an answer."
+)
+
+_QUOTED = re.compile(r"\"([^\"]{1,200})\"|'([^']{1,200})'|“([^”]{1,200})”")
+_WORD = re.compile(r"[A-Za-z0-9][\w.@-]*")
+
+
+class WebTask(Protocol):
+    """One benchmark task, seen through the calls the env needs."""
+
+    allowed_origins: tuple[str, ...]
+    """`scheme://host[:port]` origins the agent may `goto` (empty: no goto)."""
+    instruction: str
+    """The system prompt for this benchmark (`info["instruction"]`)."""
+    extra_candidates: tuple[tuple[str, str], ...]
+    """(action, key) pairs offered on every page besides the page's elements, e.g. the final answers."""
+
+    def context_options(self, seed: int | None) -> dict[str, Any]:
+        """Playwright `new_context` options for an episode (viewport, HAR recording...)."""
+        ...
+
+    def setup(self, page: pw.Page, seed: int | None) -> str:
+        """Open the task on `page` and return its goal text."""
+        ...
+
+    def validate(self, page: pw.Page, action: Action, messages: list[str]) -> tuple[float, bool]:
+        """Score (0..1) and whether the episode ended, read after `action` ran; `messages` are the agent's answers."""
+        ...
+
+    def finish(self, context: pw.BrowserContext, messages: list[str], score: float) -> float:
+        """Called once when the episode ends (after the last observation): the final score.
+
+        A task that grades offline closes `context` here (so Playwright writes the HAR) and grades the recording.
+        """
+        ...
+
+    def episode_info(self) -> dict[str, Any]:
+        """Extra info keys for this episode (e.g. the HAR path)."""
+        ...
+
+
+def fill_values(goal: str) -> list[str]:
+    """Values worth typing: the goal's quoted strings, or (when none) its distinct words, in order."""
+    quoted = [next(g for g in m.groups() if g) for m in _QUOTED.finditer(goal)]
+    values = quoted or _WORD.findall(goal)
+    return list(dict.fromkeys(v.strip() for v in values if v.strip()))[:MAX_FILL_VALUES]
+
+
+def candidates_for(view: PageView, goal: str, extra: tuple[tuple[str, str], ...] = ()) -> list[tuple[str, str]]:
+    """(action, key) pairs: click each element; fill each text box with each goal value (and press Enter in it);
+    choose each option of a select; plus the task's `extra` pairs.
+
+    Sorted by action and deduplicated, as the contract asks; keys are `verb role[label]` (+ the value typed/chosen).
+    Values with characters outside the observation charset are left out (they would be typed differently).
+    """
+    pairs: dict[str, str] = dict(extra)
+    values = [v for v in fill_values(goal) if _plain(v)]
+    for element in view.elements:
+        if element.options:
+            for option in filter(_plain, element.options):
+                pairs[_call("select_option", element, option)] = f"select {element.key} {option!r}"
+        elif element.role in TEXT_ROLES or element.role == "combobox":  # a combobox without options is a text input
+            for value in values:
+                pairs[_call("fill", element, value)] = f"fill {element.key} {value!r}"
+            pairs[_call("press", element, "Enter")] = f"press {element.key} 'Enter'"
+        elif element.role not in SELECT_ROLES:
+            pairs[_call("click", element)] = f"click {element.key}"
+    return sorted(pairs.items()) or [("noop()", "noop")]
+
+
+def _plain(value: str) -> bool:
+    return clean_text(value, 200) == value
+
+
+def _call(verb: str, element: Element, *args: str) -> str:
+    return f"{verb}({', '.join(repr(a) for a in (element.bid, *args))})"
+
+
+class WebEnv(gym.Env[str, str]):
+    """A web task under the env contract. Any action text is accepted; `info["candidates"]` only suggests.
+
+    The observation is the page's accessibility tree (elements as `[id] role 'label'`), preceded by the last action's
+    error when it failed or was rejected. `reset(seed=s)` is deterministic by `s`; `reset()` reuses the last seed.
+    """
+
+    def __init__(self, task: WebTask, task_id: str) -> None:
+        self.task = task
+        self.task_id = task_id
+        self.observation_space = text_space(OBS_CHARS)
+        self.action_space = text_space(ACTION_CHARS)
+        self._seed: int | None = None
+        self._context: pw.BrowserContext | None = None
+        self._page: pw.Page | None = None
+        self._goal = ""
+        self._score = 0.0
+        self._done = False
+        self._messages: list[str] = []
+        self.timings: dict[str, float] = {}
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[str, dict[str, Any]]:
+        super().reset(seed=seed)
+        if seed is not None:
+            self._seed = seed
+        return on_browser_thread(self._reset)
+
+    def step(self, action: str) -> tuple[str, float, bool, bool, dict[str, Any]]:
+        return on_browser_thread(lambda: self._step(action))
+
+    def close(self) -> None:
+        on_browser_thread(self._end_episode)
+
+    @property
+    def page(self) -> pw.Page | None:
+        """The live page (for tests and debugging: use it inside `on_browser_thread`)."""
+        return self._page
+
+    def _reset(self) -> tuple[str, dict[str, Any]]:
+        start = time.perf_counter()
+        self._end_episode()
+        browser = shared_browser()
+        self._context = browser.new_context(**self.task.context_options(self._seed))
+        self._page = self._context.new_page()
+        self._goal = " ".join(self.task.setup(self._page, self._seed).split())
+        self._score, self._done, self._messages = 0.0, False, []
+        obs, info = self._info(observe(self._page), "")
+        self.timings["reset"] = time.perf_counter() - start
+        return obs, info
+
+    def _step(self, action: str) -> tuple[str, float, bool, bool, dict[str, Any]]:
+        if self._page is None:
+            raise RuntimeError("call reset() before step()")
+        start = time.perf_counter()
+        error, score, ended = "", self._score, False
+        if self._done:
+            error = "the episode is over"
+        else:
+            try:
+                parsed = parse_action(action, self.task.allowed_origins)
+            except ActionError as rejected:
+                error = f"invalid action: {rejected}"  # nothing ran
+            else:
+                result = run_action(self._page, parsed)
+                self._messages.extend(result.messages + result.infeasible)
+                error = result.error
+                score, ended = self.task.validate(self._page, parsed, self._messages)
+        view = observe(self._page)
+        if ended:
+            assert self._context is not None
+            score = self.task.finish(self._context, self._messages, score)
+        reward, self._score, self._done = score - self._score, score, self._done or ended
+        obs, info = self._info(view, error)
+        self.timings["step"] = time.perf_counter() - start
+        return obs, float(reward), bool(info["won"] or info["lost"]), False, info
+
+    def _end_episode(self) -> None:
+        close_quietly(self._context)
+        self._context, self._page = None, None
+
+    def _info(self, view: PageView, error: str) -> tuple[str, dict[str, Any]]:
+        text = clean_text(view.axtree, OBS_CHARS)
+        if error:
+            text = clean_text(f"Last action failed: {error}\n{text}", OBS_CHARS)
+        pairs = candidates_for(view, self._goal, self.task.extra_candidates)
+        won = self._done and self._score > 0
+        info: dict[str, Any] = {
+            "candidates": [a for a, _ in pairs],
+            "action_keys": [k for _, k in pairs],
+            "state": {
+                "goal": clean_text(self._goal, FIELD_CHARS),
+                "url": clean_text(view.url, FIELD_CHARS),
+                "observation": clean_text(view.axtree, FIELD_CHARS) or "(empty page)",
+            },
+            "score": float(self._score),
+            "max_score": 1.0,
+            "won": bool(won),
+            "lost": bool(self._done and not won),
+            "task": self.task_id,
+            "goal": self._goal,
+            "instruction": self.task.instruction,
+            "url": view.url,
+            "last_action_error": error,
+            "messages": list(self._messages),
+            **self.task.episode_info(),
+        }
+        return text, info

@@ -1,0 +1,486 @@
+"""Any OpenAI-compatible server as the policy: `vllm serve` first, also OpenAI or OpenRouter.
+
+Modes (policy.mode):
+- score: one /v1/completions call whose prompt is a list of token-id lists (prompt ids + candidate ids + end-of-turn),
+  with echo and prompt logprobs; a candidate's log-prob is the sum of its echoed token log-probs. Needs a server that
+  takes token-id prompts and echoes logprobs (vLLM) and the served model's tokenizer (policy.tokenizer).
+- choice: the candidates as numbered options, ONE decoding step with `logit_bias` on the option tokens (the bias seam,
+  see choice.py). The options' unbiased log-probs are read with vLLM's `logprob_token_ids` (else from top_logprobs, else
+  by echo scoring), and the result is exact whether the server returns logprobs before the bias (vLLM's default) or
+  after it (`--logprobs-mode processed_logprobs`): `logprobs_mode=auto` probes the server once.
+- verbalized: for chat-only APIs: the model rates each option 0-100 in JSON; z_i = log((c_i + 1) / Σ (c_j + 1)).
+
+The API key is read from the environment variable NAMED by `api_key_env`; it is never stored or printed. Calls are
+thread-safe (several episodes share one client), limited to `max_concurrency` at once, retried with exponential backoff
+on connection errors, timeouts, 429 and 5xx, and end in one UserError naming the URL when the server stays unreachable.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import logging
+import os
+import random
+import re
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import numpy as np
+
+from jitrl_bench.errors import UserError
+from jitrl_bench.policies.base import Prompt
+from jitrl_bench.policies.choice import (
+    ChoiceResult,
+    check_bias,
+    from_processed,
+    from_raw,
+    log_softmax,
+    option_labels,
+    option_prompt,
+    sample_index,
+    server_logit_bias,
+)
+from jitrl_bench.policies.server import VLLMServer
+from jitrl_bench.policies.tokens import ChatTokens
+
+log = logging.getLogger(__name__)
+
+MODES = ("score", "choice", "verbalized")
+LOGPROBS_MODES = ("auto", "raw", "processed")
+SERVER_CHOICES = ("none", "auto")
+RESPONSE_FORMATS = ("json_schema", "json_object", "none")
+RETRY_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
+TOKEN_ID = re.compile(r"^token_id:(\d+)$")
+# vLLM sampling fields that keep the one-step choice exact (no top-k/top-p cut, no penalties from the model's
+# generation_config); `return_tokens_as_token_ids` names logprob entries by id instead of by text.
+VLLM_NEUTRAL = {"top_k": 0, "min_p": 0.0, "repetition_penalty": 1.0, "return_tokens_as_token_ids": True}
+
+
+@dataclass
+class OpenAIPolicyConfig:
+    """Hydra-friendly settings for `OpenAIPolicy`."""
+
+    base_url: str = "http://127.0.0.1:8000/v1"
+    """The server's OpenAI base URL, ending in /v1 (`jitrl-bench serve` prints it). Ignored with server=auto."""
+    server: str = "none"
+    """"none": use the server at base_url. "auto": start a local vLLM server for `tokenizer` (a model folder, hub id
+    or "smollm2"), served as `model`, when the policy is made; `close()` (or exit) stops it."""
+    model: str = "SmolLM2-135M-Instruct"
+    """The model name the server serves (vLLM: --served-model-name)."""
+    mode: str = "score"
+    """"score" (token-id prompts with echo; vLLM), "choice" (one step with logit_bias; vLLM) or "verbalized"
+    (JSON confidences; any chat API)."""
+    tokenizer: str | None = None
+    """The served model's tokenizer for token-id prompts (score, choice): a local folder, a hub id in the local HF
+    cache, or "smollm2". None: use `model` when it names one of those."""
+    api_key_env: str | None = None
+    """The NAME of the environment variable that holds the API key (e.g. OPENAI_API_KEY); None: no key (local vLLM)."""
+    timeout_s: float = 120.0
+    """Per-request timeout (connect and read)."""
+    max_retries: int = 4
+    """Retries after the first try, on connection errors, timeouts, 429 and 5xx."""
+    backoff_s: float = 0.5
+    """First retry delay; doubles each retry (capped at 10 s), with jitter."""
+    max_concurrency: int = 4
+    """At most this many requests in flight from this client, across threads."""
+    max_prompt_tokens: int = 1024
+    """Token-id prompts are cut from the left, exactly as in HFPolicy."""
+    logprobs_mode: str = "auto"
+    """Whether the server's logprobs include logit_bias: "raw" (vLLM's default), "processed" (vLLM with
+    --logprobs-mode processed_logprobs) or "auto" (probe once)."""
+    vllm_extras: bool = True
+    """Send vLLM's extra request fields (logprob_token_ids, top_k, min_p, ...); false for servers that reject them."""
+    verbalized_max_tokens: int = 256
+    """Reply budget for the JSON of confidences."""
+    response_format: str = "json_schema"
+    """verbalized: "json_schema" (a schema with one 0-100 integer per option; OpenAI, vLLM), "json_object" (any
+    JSON) or "none" (servers without structured output; the JSON is then found in the text)."""
+
+    def make(self) -> OpenAIPolicy:
+        return OpenAIPolicy(self)
+
+
+class OpenAIPolicy:
+    """Implements `Policy` and `BiasedChoice` against an OpenAI-compatible HTTP server."""
+
+    def __init__(self, config: OpenAIPolicyConfig) -> None:
+        if config.mode not in MODES:
+            raise UserError(f"policy.mode must be one of {list(MODES)}, got {config.mode!r}")
+        if config.response_format not in RESPONSE_FORMATS:
+            raise UserError(
+                f"policy.response_format must be one of {list(RESPONSE_FORMATS)}, got {config.response_format!r}"
+            )
+        if config.logprobs_mode not in LOGPROBS_MODES:
+            raise UserError(f"policy.logprobs_mode must be one of {list(LOGPROBS_MODES)}, got {config.logprobs_mode!r}")
+        if config.max_concurrency < 1 or config.max_retries < 0 or config.timeout_s <= 0:
+            raise UserError("policy.max_concurrency must be >= 1, max_retries >= 0 and timeout_s > 0")
+        if config.server not in SERVER_CHOICES:
+            raise UserError(f"policy.server must be one of {list(SERVER_CHOICES)}, got {config.server!r}")
+        if not config.base_url.startswith(("http://", "https://")):
+            raise UserError(f"policy.base_url must start with http:// or https://, got {config.base_url!r}")
+        self.config = config
+        self.name = config.model
+        self.base_url = config.base_url.rstrip("/")
+        self.server: VLLMServer | None = None
+        if config.server == "auto":
+            self.server = VLLMServer(config.tokenizer or config.model, served_model_name=config.model).start()
+            atexit.register(self.server.stop)
+            self.base_url = self.server.base_url
+        self.tokens_used = 0
+        self.parse_failures = 0  # verbalized replies that were not valid JSON (scored uniform)
+        headers = {"Content-Type": "application/json"}
+        if config.api_key_env:
+            key = os.environ.get(config.api_key_env)
+            if not key:
+                raise UserError(f"policy.api_key_env names ${config.api_key_env}, which is not set")
+            headers["Authorization"] = f"Bearer {key}"
+        self._client = httpx.Client(
+            headers=headers,
+            timeout=httpx.Timeout(config.timeout_s),
+            limits=httpx.Limits(max_connections=config.max_concurrency),
+        )
+        self._slots = threading.BoundedSemaphore(config.max_concurrency)
+        self._lock = threading.Lock()
+        self._tokens: ChatTokens | None = None
+        self._processed: bool | None = {"raw": False, "processed": True}.get(config.logprobs_mode)
+
+    # ---- Policy -----------------------------------------------------------------------------------------------------
+
+    def score(self, prompt: Prompt, candidates: Sequence[str]) -> np.ndarray:
+        """score: summed token log-probs per candidate; choice: option log-probs (no bias); verbalized: log of the
+        normalised confidences."""
+        if not candidates:
+            return np.zeros(0, dtype=np.float64)
+        if self.config.mode == "choice":
+            return self.choose(prompt, candidates, np.zeros(len(candidates)), 0.0, 0).z
+        if self.config.mode == "verbalized":
+            return self._verbalized(prompt, candidates)
+        tokens = self.tokens
+        ids = tokens.prompt_ids(prompt)
+        cands = [tokens.candidate_ids(c) for c in candidates]
+        body = self._post(
+            "/completions",
+            {
+                "model": self.config.model,
+                "prompt": [ids + c for c in cands],
+                "max_tokens": 0,
+                "echo": True,
+                "logprobs": 0,
+                "temperature": 0.0,
+                **self._extras({"return_tokens_as_token_ids": True}),
+            },
+        )
+        choices = _choices(body, len(cands), self.base_url)
+        scores = np.zeros(len(cands), dtype=np.float64)
+        for i, (cand, choice) in enumerate(zip(cands, choices, strict=True)):
+            values = (choice.get("logprobs") or {}).get("token_logprobs") or []
+            if len(values) < len(ids) + len(cand):
+                raise UserError(
+                    f"server at {self.base_url} echoed {len(values)} logprobs for {len(ids) + len(cand)} tokens; "
+                    "score mode needs a server that echoes token-id prompts with logprobs (vLLM), else use "
+                    "policy.mode=verbalized"
+                )
+            scores[i] = float(sum(values[len(ids) : len(ids) + len(cand)]))
+        return scores
+
+    def generate(self, prompt: Prompt, max_new_tokens: int = 64) -> str:
+        """Greedy reply through /v1/chat/completions (the server applies its chat template)."""
+        body = self._post(
+            "/chat/completions",
+            {
+                "model": self.config.model,
+                "messages": [{"role": m.role, "content": m.content} for m in prompt.messages],
+                "max_tokens": max_new_tokens,
+                "temperature": 0.0,
+            },
+        )
+        return _message_text(body, self.base_url).strip()
+
+    # ---- BiasedChoice -----------------------------------------------------------------------------------------------
+
+    def choose(
+        self, prompt: Prompt, candidates: Sequence[str], bias: np.ndarray, temperature: float, seed: int
+    ) -> ChoiceResult:
+        """One step over the numbered options with `logit_bias`; see the module docstring for how z, z' stay exact."""
+        k = len(candidates)
+        bias = check_bias(bias, k)
+        if self.config.mode == "verbalized":  # no token access: the bias is applied here, the draw is local
+            if k < 1:
+                raise UserError("choice needs at least one candidate")
+            z = self._verbalized(prompt, candidates)
+            z_prime = log_softmax(z + bias)
+            return ChoiceResult(sample_index(z_prime, temperature, seed), z, z_prime)
+        labels = option_labels(k)
+        tokens = self.tokens
+        option_ids = tokens.single_token_ids(labels)
+        ids = tokens.prompt_ids(option_prompt(prompt, candidates, labels))
+        sent = server_logit_bias(bias)
+        processed = self._logprobs_processed()
+        body = self._post(
+            "/completions",
+            {
+                "model": self.config.model,
+                "prompt": ids,
+                "max_tokens": 1,
+                "temperature": max(float(temperature), 0.0),
+                "top_p": 1.0,
+                "seed": int(seed),
+                "logprobs": 20,
+                "logit_bias": {str(t): float(b) for t, b in zip(option_ids, sent, strict=True)},
+                **self._extras({**VLLM_NEUTRAL, "logprob_token_ids": option_ids}),
+            },
+        )
+        (choice,) = _choices(body, 1, self.base_url)
+        logprobs = choice.get("logprobs") or {}
+        sampled = self._token_id(((logprobs.get("tokens") or [None])[0]), option_ids)
+        found = self._option_logprobs(((logprobs.get("top_logprobs") or [None])[0]) or {}, option_ids)
+        if all(v is not None for v in found):
+            values = np.array(found, dtype=np.float64)
+            z, z_prime = from_processed(values, sent, bias, temperature) if processed else from_raw(values, bias)
+        else:  # the server named only its top tokens and some options were not among them: score those exactly
+            z, z_prime = from_raw(self._echo_option_logprobs(ids, option_ids), bias)
+        if sampled in option_ids:
+            index = option_ids.index(sampled)
+        else:  # only if the server ignored logit_bias: draw from z' here, same distribution
+            log.warning("server at %s sampled a non-option token; drawing the option locally", self.base_url)
+            index = sample_index(z_prime, temperature, seed)
+        return ChoiceResult(index=index, z=z, z_prime=z_prime)
+
+    # ---- internals --------------------------------------------------------------------------------------------------
+
+    @property
+    def tokens(self) -> ChatTokens:
+        """The served model's tokenizer, loaded on first use (verbalized mode never needs it)."""
+        with self._lock:
+            if self._tokens is None:
+                source = self.config.tokenizer or self.config.model
+                try:
+                    self._tokens = ChatTokens(source, self.config.max_prompt_tokens)
+                except UserError as e:
+                    raise UserError(
+                        f"policy.mode={self.config.mode} builds token-id prompts and needs the served model's "
+                        f"tokenizer: set policy.tokenizer (a model folder, hub id or 'smollm2'); {e}"
+                    ) from e
+            return self._tokens
+
+    def _extras(self, fields: dict[str, Any]) -> dict[str, Any]:
+        return fields if self.config.vllm_extras else {}
+
+    def _token_id(self, token: Any, option_ids: list[int]) -> int | None:
+        """A logprob entry's token id: "token_id:N" (vLLM), else matched against the options' texts."""
+        if not isinstance(token, str):
+            return None
+        match = TOKEN_ID.match(token)
+        if match:
+            return int(match.group(1))
+        for option in option_ids:
+            if self.tokens.tokenizer.convert_ids_to_tokens(option) == token or self.tokens.decode([option]) == token:
+                return option
+        return None
+
+    def _option_logprobs(self, top: dict[str, float], option_ids: list[int]) -> list[float | None]:
+        by_id = {self._token_id(token, option_ids): float(value) for token, value in top.items()}
+        return [by_id.get(option) for option in option_ids]
+
+    def _echo_option_logprobs(self, ids: list[int], option_ids: list[int]) -> np.ndarray:
+        """log p(option | prompt) for every option, by echo scoring (prompt ids + option id)."""
+        body = self._post(
+            "/completions",
+            {
+                "model": self.config.model,
+                "prompt": [[*ids, option] for option in option_ids],
+                "max_tokens": 0,
+                "echo": True,
+                "logprobs": 0,
+                "temperature": 0.0,
+            },
+        )
+        values = []
+        for choice in _choices(body, len(option_ids), self.base_url):
+            echoed = (choice.get("logprobs") or {}).get("token_logprobs") or []
+            if len(echoed) < len(ids) + 1 or echoed[len(ids)] is None:
+                raise UserError(
+                    f"server at {self.base_url} returned neither the option log-probs nor echoed prompt logprobs; "
+                    "choice mode needs a vLLM-compatible server, else use policy.mode=verbalized"
+                )
+            values.append(float(echoed[len(ids)]))
+        return np.array(values, dtype=np.float64)
+
+    def _logprobs_processed(self) -> bool:
+        """Whether the server's logprobs include logit_bias; probed once with a +100 bias on the end-of-turn token:
+        processed logprobs give it ~0, raw ones its small unbiased probability."""
+        with self._lock:
+            known = self._processed
+        if known is not None:
+            return known
+        tokens = self.tokens
+        eot = tokens.end_of_turn_id
+        body = self._post(
+            "/completions",
+            {
+                "model": self.config.model,
+                "prompt": tokens.prompt_ids(Prompt.chat("You are a helpful assistant.", "Say hello to Ada.")),
+                "max_tokens": 1,
+                "temperature": 0.0,
+                "logprobs": 1,
+                "logit_bias": {str(eot): 100.0},
+                **self._extras({"return_tokens_as_token_ids": True}),
+            },
+        )
+        (choice,) = _choices(body, 1, self.base_url)
+        values = (choice.get("logprobs") or {}).get("token_logprobs") or [None]
+        if values[0] is None:
+            raise UserError(f"server at {self.base_url} returns no logprobs; choice mode needs them")
+        processed = float(values[0]) > -1e-3
+        log.info("server at %s returns %s logprobs", self.base_url, "processed" if processed else "raw")
+        with self._lock:
+            self._processed = processed
+        return processed
+
+    def _verbalized(self, prompt: Prompt, candidates: Sequence[str]) -> np.ndarray:
+        k = len(candidates)
+        labels = [str(i + 1) for i in range(k)]
+        asked = option_prompt(prompt, candidates, labels)
+        example = ", ".join(f'"{label}": {c}' for label, c in zip(labels[:2], (70, 10), strict=False))
+        instruction = (
+            "\nFor each option, give your confidence from 0 to 100 that it is the best next action. "
+            f"Reply with JSON only, one key per option number, e.g. {{{example}}}."
+        )
+        messages = [{"role": m.role, "content": m.content} for m in asked.messages]
+        messages[-1]["content"] = messages[-1]["content"].rsplit("\nReply with the", 1)[0] + instruction
+        payload: dict[str, Any] = {
+            "model": self.config.model,
+            "messages": messages,
+            "max_tokens": self.config.verbalized_max_tokens,
+            "temperature": 0.0,
+        }
+        if self.config.response_format == "json_object":
+            payload["response_format"] = {"type": "json_object"}
+        elif self.config.response_format == "json_schema":
+            payload["response_format"] = {"type": "json_schema", "json_schema": _confidence_schema(labels)}
+        text = _message_text(self._post("/chat/completions", payload), self.base_url)
+        confidence = _parse_confidences(text, labels)
+        if confidence is None:
+            with self._lock:
+                self.parse_failures += 1
+            log.warning("verbalized reply is not a JSON object of confidences; scoring uniform: %r", text[:200])
+            confidence = np.zeros(k)
+        return log_softmax(np.log(confidence + 1.0))
+
+    def _post(self, path: str, payload: dict[str, Any]) -> dict[str, Any]:
+        """POST JSON with retries; UserError (naming the URL) when the server stays unreachable or rejects it."""
+        url = self.base_url + path
+        tries = self.config.max_retries + 1
+        problem = ""
+        for attempt in range(tries):
+            if attempt:
+                delay = min(self.config.backoff_s * 2 ** (attempt - 1), 10.0)
+                time.sleep(delay * (1.0 + 0.25 * random.random()))
+            try:
+                with self._slots:
+                    response = self._client.post(url, json=payload)
+            except httpx.TimeoutException:
+                problem = f"no answer within {self.config.timeout_s:g} s"
+                continue
+            except httpx.TransportError as e:
+                problem = f"{type(e).__name__}: {e}"
+                continue
+            if response.status_code in RETRY_STATUS:
+                problem = f"HTTP {response.status_code}: {_error_message(response)}"
+                continue
+            if response.status_code in (401, 403):
+                where = f"${self.config.api_key_env}" if self.config.api_key_env else "no key (policy.api_key_env)"
+                raise UserError(
+                    f"server at {self.base_url} refused the API key from {where} (HTTP {response.status_code})"
+                )
+            if response.status_code >= 400:
+                status = response.status_code
+                raise UserError(
+                    f"server at {self.base_url} rejected {path} (HTTP {status}): {_error_message(response)}"
+                )
+            try:
+                body = response.json()
+            except ValueError:
+                problem = "the reply was not JSON"
+                continue
+            self._count_usage(body)
+            return dict(body)
+        raise UserError(
+            f"OpenAI-compatible server at {self.base_url} unreachable after {tries} tries ({problem}); "
+            "check that it is running (jitrl-bench serve) and policy.base_url"
+        )
+
+    def _count_usage(self, body: dict[str, Any]) -> None:
+        usage = body.get("usage") or {}
+        used = int(usage.get("prompt_tokens") or 0) + int(usage.get("completion_tokens") or 0)
+        with self._lock:
+            self.tokens_used += used
+
+    def close(self) -> None:
+        """Close the connection pool, and stop the server that server=auto started."""
+        self._client.close()
+        if self.server is not None:
+            self.server.stop()
+
+
+def _choices(body: dict[str, Any], n: int, base_url: str) -> list[dict[str, Any]]:
+    choices = sorted(body.get("choices") or [], key=lambda c: int(c.get("index", 0)))
+    if len(choices) != n:
+        raise UserError(f"server at {base_url} returned {len(choices)} choices for {n} prompts")
+    return choices
+
+
+def _message_text(body: dict[str, Any], base_url: str) -> str:
+    try:
+        return str(body["choices"][0]["message"]["content"] or "")
+    except (KeyError, IndexError, TypeError) as e:
+        raise UserError(f"server at {base_url} returned no chat message") from e
+
+
+def _error_message(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+        error = body.get("error", body) if isinstance(body, dict) else body
+        message = error.get("message", error) if isinstance(error, dict) else error
+        return str(message)[:300]
+    except ValueError:
+        return response.text[:300]
+
+
+def _confidence_schema(labels: list[str]) -> dict[str, Any]:
+    confidence = {"type": "integer", "minimum": 0, "maximum": 100}
+    return {
+        "name": "confidences",
+        "schema": {
+            "type": "object",
+            "properties": {label: confidence for label in labels},
+            "required": labels,
+            "additionalProperties": False,
+        },
+    }
+
+
+def _parse_confidences(text: str, labels: list[str]) -> np.ndarray | None:
+    """{"1": 80, "2": 10, ...} anywhere in the text → confidences clipped to [0, 100]; missing options get 0."""
+    match = re.search(r"\{.*\}", text, re.DOTALL)
+    if match is None:
+        return None
+    try:
+        data = json.loads(match.group(0))
+    except ValueError:
+        return None
+    if not isinstance(data, dict):
+        return None
+    values = np.zeros(len(labels))
+    found = False
+    for i, label in enumerate(labels):
+        value = data.get(label)
+        if isinstance(value, int | float) and np.isfinite(value):
+            values[i] = min(max(float(value), 0.0), 100.0)
+            found = True
+    return values if found else None

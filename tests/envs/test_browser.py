@@ -1,0 +1,91 @@
+"""The browser layer on real Chromium: the Playwright browsers folder, and pages seen as elements with stable keys."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("browsergym.core", reason="needs the web extra (pip install -e '.[web]')")
+
+from jitrl_bench.envs.browser import (
+    PageView,
+    chromium_executable,
+    observe,
+    on_browser_thread,
+    playwright_browsers_dir,
+    shared_browser,
+)
+from jitrl_bench.envs.web import candidates_for
+from jitrl_bench.errors import UserError
+
+try:
+    chromium_executable()
+except UserError as missing:
+    pytest.skip(str(missing), allow_module_level=True)
+
+PAGE = """<html><head><title>Form</title></head><body>
+<h1>Sign up</h1>
+<label for="n">Name</label><input id="n" type="text">
+<select aria-label="Colour"><option>red</option><option>blue</option></select>
+<a href="#top">Help</a>
+<span onclick="this.textContent='clicked'" style="cursor:pointer">Maybe later</span>
+<button>Submit</button>
+<button style="display:none">Hidden</button>
+</body></html>"""
+
+
+def test_playwright_browsers_dir(isolated_cache: Path) -> None:
+    root = playwright_browsers_dir()
+    assert root.is_relative_to(isolated_cache)
+    (link,) = root.glob("chromium-*/chrome-linux/chrome")
+    assert link.is_symlink() and os.path.realpath(link) == os.path.realpath(chromium_executable())
+    assert playwright_browsers_dir() == root  # idempotent
+
+
+def _view(html: str) -> PageView:
+    context = shared_browser().new_context()
+    page = context.new_page()
+    page.set_content(html)
+    view = observe(page)
+    context.close()
+    return view
+
+
+def _keys(html: str) -> dict[str, str]:
+    view = on_browser_thread(lambda: _view(html))
+    assert view.title == "Form"
+    for element in view.elements:
+        assert f"[{element.bid}] {element.role}" in view.axtree
+    keys = [key for _, key in candidates_for(view, 'Sign up as "Ada"')]
+    assert {"fill textbox[Name] 'Ada'", "select combobox[Colour] 'blue'", "click button[Submit]"} <= set(keys)
+    return {e.key: e.bid for e in view.elements}
+
+
+def test_elements_and_stable_keys() -> None:
+    keys = _keys(PAGE)
+    assert {"textbox[Name]", "combobox[Colour]", "link[Help]", "generic[Maybe later]", "button[Submit]"} <= set(keys)
+    assert not any("Hidden" in key for key in keys)
+    shifted = _keys(PAGE.replace("<h1>Sign up</h1>", "<h1>Sign up</h1><p>News</p><p>More news</p>"))
+    assert set(shifted) == set(keys) and shifted != keys  # same keys, different ids
+
+
+def test_browser_thread_only() -> None:
+    with pytest.raises(RuntimeError, match="browser thread"):
+        shared_browser()
+    assert on_browser_thread(lambda: shared_browser().browser.is_connected())
+
+
+def test_env_used_from_several_threads() -> None:
+    """The runner plays episodes on worker threads and closes envs on the main thread."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from jitrl_bench.envs.miniwob import MiniWoBConfig
+
+    env = MiniWoBConfig(task="click-button").make("click-button")
+    for seed in range(2):
+        with ThreadPoolExecutor(1) as pool:  # a fresh thread per episode
+            _, info = pool.submit(env.reset, seed=seed).result()
+            pool.submit(env.step, info["candidates"][0]).result()
+    env.close()

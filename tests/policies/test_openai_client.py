@@ -1,0 +1,217 @@
+"""OpenAIPolicy (main venv) against a real vLLM server (.venv-vllm, CPU build), checked against HFPolicy float32.
+
+The last test stops the shared server mid-use and starts it again with --logprobs-mode processed_logprobs, so it must
+stay the last one in this file.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+
+import httpx
+import numpy as np
+import pytest
+
+from jitrl_bench.errors import UserError
+from jitrl_bench.policies.base import Prompt
+from jitrl_bench.policies.choice import option_labels, option_prompt, server_logit_bias
+from jitrl_bench.policies.hf import HFPolicy, HFPolicyConfig
+from jitrl_bench.policies.openai import OpenAIPolicy, OpenAIPolicyConfig
+from jitrl_bench.policies.server import free_port
+from tests.conftest_vllm import (
+    BIAS,
+    CANDIDATES,
+    OBSERVATION,
+    SYSTEM,
+    VLLMServerInfo,
+    option_reference,
+    vllm_server,  # noqa: F401  (the shared server fixture)
+)
+
+ATOL = 1e-3
+
+
+@pytest.fixture(scope="module")
+def hf() -> HFPolicy:
+    return HFPolicyConfig(model="smollm2", dtype="float32").make()
+
+
+@pytest.fixture(scope="module")
+def prompt() -> Prompt:
+    return Prompt.chat(SYSTEM, OBSERVATION)
+
+
+def client(info: VLLMServerInfo, **overrides: object) -> OpenAIPolicy:
+    settings: dict[str, object] = {"base_url": info.base_url, "model": info.model, "tokenizer": info.tokenizer}
+    return OpenAIPolicyConfig(**{**settings, **overrides}).make()  # type: ignore[arg-type]
+
+
+@pytest.mark.slow
+def test_score_matches_transformers(vllm_server: VLLMServerInfo, hf: HFPolicy, prompt: Prompt) -> None:  # noqa: F811
+    policy = client(vllm_server)
+    policy.score(prompt, CANDIDATES)  # the first request pays for warm-up
+    start = time.perf_counter()
+    scores = policy.score(prompt, CANDIDATES)
+    print(f"\nserver score K={len(CANDIDATES)}: {time.perf_counter() - start:.3f} s")
+    assert scores.dtype == np.float64 and scores.shape == (len(CANDIDATES),)
+    np.testing.assert_allclose(scores, hf.score(prompt, CANDIDATES), rtol=0, atol=ATOL)
+    assert policy.tokens_used > 0
+
+
+@pytest.mark.slow
+def test_choice_without_bias_is_the_models_own(vllm_server: VLLMServerInfo, hf: HFPolicy, prompt: Prompt) -> None:  # noqa: F811
+    policy = client(vllm_server, mode="choice")
+    reference = option_reference(hf, prompt, CANDIDATES)
+    start = time.perf_counter()
+    result = policy.choose(prompt, CANDIDATES, np.zeros(len(CANDIDATES)), 0.0, 0)
+    print(f"\nserver choice K={len(CANDIDATES)}: {time.perf_counter() - start:.3f} s")
+    np.testing.assert_allclose(result.z, reference, rtol=0, atol=ATOL)
+    np.testing.assert_allclose(result.z_prime, result.z, rtol=0, atol=1e-12)
+    assert result.index == int(np.argmax(reference))
+    np.testing.assert_allclose(policy.score(prompt, CANDIDATES), reference, rtol=0, atol=ATOL)  # choice-mode score = z
+
+
+@pytest.mark.slow
+def test_choice_bias_shifts_log_odds_exactly(vllm_server: VLLMServerInfo, hf: HFPolicy, prompt: Prompt) -> None:  # noqa: F811
+    policy = client(vllm_server, mode="choice")
+    bias = np.array(BIAS)
+    reference = option_reference(hf, prompt, CANDIDATES)
+    result = policy.choose(prompt, CANDIDATES, bias, 0.0, 0)
+    np.testing.assert_allclose(result.z, reference, rtol=0, atol=ATOL)  # z stays the unbiased distribution
+    shift = result.z_prime - result.z
+    np.testing.assert_allclose(shift - shift[0], bias - bias[0], rtol=0, atol=ATOL)
+    # The server's greedy token follows the biased logits, away from the model's own favourite.
+    assert result.index == int(np.argmax(reference + bias)) != int(np.argmax(reference))
+    # Sampling: always an option, reproducible by seed, and a strong bias wins every draw.
+    draws = [policy.choose(prompt, CANDIDATES, bias, 1.0, seed).index for seed in range(12)]
+    assert all(0 <= d < len(CANDIDATES) for d in draws) and len(set(draws)) > 1
+    assert draws[:4] == [policy.choose(prompt, CANDIDATES, bias, 1.0, seed).index for seed in range(4)]
+    strong = np.zeros(len(CANDIDATES))
+    strong[7] = 15.0
+    assert {policy.choose(prompt, CANDIDATES, strong, 1.0, seed).index for seed in range(5)} == {7}
+
+
+@pytest.mark.slow
+def test_threads_share_one_client(vllm_server: VLLMServerInfo, prompt: Prompt) -> None:  # noqa: F811
+    policy = client(vllm_server, max_concurrency=2)
+    expected = policy.score(prompt, CANDIDATES[:4])
+    results: dict[int, np.ndarray] = {}
+
+    def work(i: int) -> None:
+        results[i] = policy.score(prompt, CANDIDATES[:4])
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(results) == [0, 1, 2, 3]
+    for scores in results.values():
+        np.testing.assert_allclose(scores, expected, rtol=0, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_generate_and_verbalized(vllm_server: VLLMServerInfo, prompt: Prompt) -> None:  # noqa: F811
+    policy = client(vllm_server, mode="verbalized", tokenizer=None)  # chat API only: no tokenizer needed
+    reply = policy.generate(Prompt.chat("You are a helpful assistant.", "What is the capital of France?"), 16)
+    assert reply.strip() and "<|" not in reply
+    z = policy.score(prompt, CANDIDATES[:4])
+    assert z.shape == (4,) and np.all(np.isfinite(z))
+    assert np.exp(z).sum() == pytest.approx(1.0)
+    assert policy.parse_failures == 0  # the JSON schema keeps even a 135M model to the format
+    biased = policy.choose(prompt, CANDIDATES[:4], np.array([0.0, 0.0, 0.0, 30.0]), 1.0, 0)
+    assert biased.index == 3
+
+
+def test_unreachable_server_is_one_user_error(prompt: Prompt) -> None:
+    url = f"http://127.0.0.1:{free_port()}/v1"  # nothing listens there
+    policy = OpenAIPolicyConfig(base_url=url, tokenizer="smollm2", max_retries=2, backoff_s=0.05).make()
+    with pytest.raises(UserError, match=re.escape(url)) as caught:
+        policy.score(prompt, CANDIDATES[:2])
+    assert "3 tries" in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_bad_settings_are_user_errors() -> None:
+    with pytest.raises(UserError, match=r"policy\.mode"):
+        OpenAIPolicyConfig(mode="logits").make()
+    with pytest.raises(UserError, match="JITRL_TEST_MISSING_KEY"):
+        OpenAIPolicyConfig(api_key_env="JITRL_TEST_MISSING_KEY").make()
+    with pytest.raises(UserError, match="mode=score"):
+        OpenAIPolicyConfig(mode="choice", tokenizer="smollm2").make().choose(
+            Prompt.chat("s", "u"), [f"a{i}" for i in range(21)], np.zeros(21), 0.0, 0
+        )
+
+
+@pytest.mark.slow
+def test_server_stopped_mid_use_then_processed_logprobs(  # keep last: it restarts the shared server
+    vllm_server: VLLMServerInfo,  # noqa: F811
+    hf: HFPolicy,
+    prompt: Prompt,
+) -> None:
+    server = vllm_server.server
+    policy = client(vllm_server, max_retries=2, backoff_s=0.2, timeout_s=30.0)
+    errors: list[UserError] = []
+    calls = 0
+
+    def keep_scoring() -> None:
+        nonlocal calls
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                policy.score(prompt, CANDIDATES)
+                calls += 1
+            except UserError as e:
+                errors.append(e)
+                return
+
+    worker = threading.Thread(target=keep_scoring)
+    worker.start()
+    deadline = time.monotonic() + 60
+    while calls == 0 and not errors and time.monotonic() < deadline:
+        time.sleep(0.1)
+    server.stop()
+    worker.join()
+    assert calls >= 1 and len(errors) == 1
+    assert vllm_server.base_url in str(errors[0]) and "3 tries" in str(errors[0])
+
+    # Back on the same port, now returning logprobs after logit_bias: the client finds out by itself.
+    server.logprobs_mode = "processed_logprobs"
+    server.start()
+    print(f"\nserver restart (compile cache warm): {server.startup_s:.1f} s")
+    policy = client(vllm_server, mode="choice")
+    bias = np.array(BIAS)
+    reference = option_reference(hf, prompt, CANDIDATES)
+    result = policy.choose(prompt, CANDIDATES, bias, 0.0, 0)
+    assert policy._logprobs_processed()
+    np.testing.assert_allclose(result.z, reference, rtol=0, atol=ATOL)
+    shift = result.z_prime - result.z
+    np.testing.assert_allclose(shift - shift[0], bias - bias[0], rtol=0, atol=ATOL)
+    assert result.index == int(np.argmax(reference + bias))
+    warm = policy.choose(prompt, CANDIDATES, bias, 0.7, 3)  # processed logprobs are divided by T: undone exactly
+    np.testing.assert_allclose(warm.z, reference, rtol=0, atol=ATOL)
+    np.testing.assert_allclose(warm.z_prime, result.z_prime, rtol=0, atol=ATOL)
+
+    # Inside the server: its post-bias log-odds between options are the model's plus exactly the bias sent.
+    labels = option_labels(len(CANDIDATES))
+    option_ids = policy.tokens.single_token_ids(labels)
+    sent = server_logit_bias(bias)
+    response = httpx.post(
+        f"{vllm_server.base_url}/completions",
+        json={
+            "model": vllm_server.model,
+            "prompt": policy.tokens.prompt_ids(option_prompt(prompt, CANDIDATES, labels)),
+            "max_tokens": 1,
+            "temperature": 0.0,
+            "logprobs": 20,
+            "logprob_token_ids": option_ids,
+            "return_tokens_as_token_ids": True,
+            "logit_bias": {str(t): float(b) for t, b in zip(option_ids, sent, strict=True)},
+        },
+        timeout=60,
+    )
+    top = response.json()["choices"][0]["logprobs"]["top_logprobs"][0]
+    processed = np.array([top[f"token_id:{t}"] for t in option_ids])
+    np.testing.assert_allclose(processed - processed[0], reference - reference[0] + sent - sent[0], rtol=0, atol=ATOL)
+    assert np.log(np.exp(processed).sum()) == pytest.approx(0.0, abs=1e-4)  # +100 on the options leaves nothing else
