@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -91,3 +92,49 @@ def test_server_lost_mid_run_is_one_error_and_the_run_resumes(vllm_server: VLLMS
     committed = {r["episode_uid"] for r in rows}
     memory = ExperienceMemory(run_dir / "memory" / "jitrl", 384, gamma=0.9, committed=committed.__contains__)
     assert len(memory) == sum(r["steps"] for r in rows if r["agent"] == "jitrl")
+
+
+def test_serve_prints_a_working_override_and_stops_on_ctrl_c(vllm_server: VLLMServerInfo) -> None:  # noqa: F811
+    """`jitrl-bench serve`: a second server (the fixture's keeps running), found through what serve prints."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "jitrl_bench", "serve", "policy=openai", "policy.tokenizer=smollm2"],
+        cwd=REPO, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    override = ""
+    deadline = time.monotonic() + 420
+    while not override and time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line and proc.poll() is not None:
+            break
+        if "jitrl-bench run " in line:
+            override = line.split("jitrl-bench run ", 1)[1].strip()
+    try:
+        assert override.startswith("policy=openai policy.base_url=http://127.0.0.1:"), override
+        base_url = override.split("policy.base_url=")[1].split()[0]
+        from jitrl_bench.policies.base import Prompt
+        from jitrl_bench.policies.openai import OpenAIPolicyConfig
+
+        policy = OpenAIPolicyConfig(base_url=base_url, model="SmolLM2-135M-Instruct", tokenizer="smollm2").make()
+        scores = policy.score(Prompt.chat("Play.", "You are in a room."), ["go north", "look"])
+        assert scores.shape == (2,) and (scores < 0).all()
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=120)
+    assert proc.returncode == 0
+
+
+def test_policy_server_auto_starts_and_stops_its_own_server(tmp_path: Path) -> None:
+    before = vllm_servers()
+    run_dir = tmp_path / "auto"
+    proc = jitrl_bench("policy=openai", "policy.server=auto", "policy.tokenizer=smollm2", "run.episodes=1",
+                       "run.max_steps=2", "run.baselines=[]", "run.progress=false", f"run.dir={run_dir}")  # fmt: skip
+    _, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, err
+    assert [r["status"] for r in rows_of(run_dir)] == ["ok"]
+    assert vllm_servers() <= before  # the run's own server is gone
+
+
+def vllm_servers() -> set[str]:
+    found = subprocess.run(["pgrep", "-f", "vllm.entrypoints.openai.api_server"], capture_output=True, text=True)
+    return set(found.stdout.split())
