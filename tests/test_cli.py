@@ -191,3 +191,15 @@ def test_games_download_fetches_verifies_and_reports(tmp_path: Path) -> None:
     assert code == 1, output
     assert (dest / "detective.z5").read_bytes() == (games / "detective.z5").read_bytes()
     assert not (dest / "zork1.z5").exists() and "failed" in output and "md5" in output
+
+
+def test_bench_memory_writes_its_csv(tmp_path: Path) -> None:
+    out = tmp_path / "memory.csv"
+    code, output = cli("bench", "memory", "--sizes", "500,2000", "--queries", "40", "--out", str(out))
+    assert code == 0, output
+    import pandas as pd
+
+    table = pd.read_csv(out)
+    assert list(table.columns[:5]) == ["entries", "index", "p50_ms", "p99_ms", "bytes_per_entry"]
+    assert table.entries.tolist() == [500, 2000] and (table.p50_ms > 0).all() and (table.p99_ms >= table.p50_ms).all()
+    assert (table.bytes_per_entry > 0).all()

@@ -8,7 +8,6 @@ shaped like real ones: clustered 384-d embeddings (states recur), 40 distinct ac
 
 from __future__ import annotations
 
-import csv
 import gc
 import time
 import tracemalloc
@@ -18,8 +17,8 @@ import faiss
 import numpy as np
 from rich.console import Console
 from rich.progress import track
-from rich.table import Table
 
+from jitrl_bench.bench import publish
 from jitrl_bench.jitrl.advantage import clean_advantage
 from jitrl_bench.jitrl.index import IndexConfig
 from jitrl_bench.jitrl.memory import Experience, ExperienceMemory
@@ -115,15 +114,5 @@ def bench_memory(
         row = measure(n, queries, index)
         row["embed_ms"] = embedding
         rows.append(row)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with open(out, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=COLUMNS)
-        writer.writeheader()
-        writer.writerows(rows)
-    table = Table(title=f"per-decision overhead (K={K_CANDIDATES}, k={K_NEIGHBOURS}, {DIM}-d) → {out}")
-    for col in COLUMNS:
-        table.add_column(col, justify="right")
-    for row in rows:
-        table.add_row(*(str(row[c]) for c in COLUMNS))
-    console.print(table)
+    publish(rows, COLUMNS, out, f"per-decision overhead (K={K_CANDIDATES}, k={K_NEIGHBOURS}, {DIM}-d)", console)
     return rows

@@ -8,7 +8,6 @@ Every prompt differs (a counter is appended), so no cache of a previous call is 
 
 from __future__ import annotations
 
-import csv
 import statistics
 import time
 from collections.abc import Callable
@@ -17,8 +16,8 @@ from typing import Any
 
 import numpy as np
 from rich.console import Console
-from rich.table import Table
 
+from jitrl_bench.bench import publish
 from jitrl_bench.errors import UserError
 from jitrl_bench.policies.base import Prompt
 
@@ -154,17 +153,7 @@ def bench_policy(
             rows += vllm_rows(ks, repeats, concurrency, console)
         except UserError as e:
             console.print(f"[yellow]vLLM rows skipped:[/yellow] {e}")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with open(out, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=COLUMNS)
-        writer.writeheader()
-        writer.writerows(rows)
-    table = Table(title=f"candidate scoring, ~500-token prompt → {out}")
-    for col in COLUMNS:
-        table.add_column(col, justify="right")
-    for r in rows:
-        table.add_row(*(str(r[c]) for c in COLUMNS))
-    console.print(table)
+    publish(rows, COLUMNS, out, "candidate scoring, ~500-token prompt", console)
     console.print(verdict(rows, dtype))
     return rows
 
