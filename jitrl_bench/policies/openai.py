@@ -18,18 +18,13 @@ on connection errors, timeouts, 429 and 5xx, and end in one UserError naming the
 from __future__ import annotations
 
 import atexit
-import json
 import logging
-import os
-import random
 import re
 import threading
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
 import numpy as np
 
 from jitrl_bench.errors import UserError
@@ -45,8 +40,10 @@ from jitrl_bench.policies.choice import (
     sample_index,
     server_logit_bias,
 )
+from jitrl_bench.policies.http import JSONClient, choices, message_text
 from jitrl_bench.policies.server import VLLMServer
 from jitrl_bench.policies.tokens import ChatTokens
+from jitrl_bench.policies.verbalized import confidence_schema, parse_confidences
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +51,6 @@ MODES = ("score", "choice", "verbalized")
 LOGPROBS_MODES = ("auto", "raw", "processed")
 SERVER_CHOICES = ("none", "auto")
 RESPONSE_FORMATS = ("json_schema", "json_object", "none")
-RETRY_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
 TOKEN_ID = re.compile(r"^token_id:(\d+)$")
 # vLLM sampling fields that keep the one-step choice exact (no top-k/top-p cut, no penalties from the model's
 # generation_config); `return_tokens_as_token_ids` names logprob entries by id instead of by text.
@@ -133,18 +129,14 @@ class OpenAIPolicy:
             self.base_url = self.server.base_url
         self.tokens_used = 0
         self.parse_failures = 0  # verbalized replies that were not valid JSON (scored uniform)
-        headers = {"Content-Type": "application/json"}
-        if config.api_key_env:
-            key = os.environ.get(config.api_key_env)
-            if not key:
-                raise UserError(f"policy.api_key_env names ${config.api_key_env}, which is not set")
-            headers["Authorization"] = f"Bearer {key}"
-        self._client = httpx.Client(
-            headers=headers,
-            timeout=httpx.Timeout(config.timeout_s),
-            limits=httpx.Limits(max_connections=config.max_concurrency),
+        self._http = JSONClient(
+            self.base_url,
+            api_key_env=config.api_key_env,
+            timeout_s=config.timeout_s,
+            max_retries=config.max_retries,
+            backoff_s=config.backoff_s,
+            max_concurrency=config.max_concurrency,
         )
-        self._slots = threading.BoundedSemaphore(config.max_concurrency)
         self._lock = threading.Lock()
         self._tokens: ChatTokens | None = None
         self._processed: bool | None = {"raw": False, "processed": True}.get(config.logprobs_mode)
@@ -163,7 +155,7 @@ class OpenAIPolicy:
         tokens = self.tokens
         ids = tokens.prompt_ids(prompt)
         cands = [tokens.candidate_ids(c) for c in candidates]
-        body = self._post(
+        body = self._post_json(
             "/completions",
             {
                 "model": self.config.model,
@@ -175,9 +167,9 @@ class OpenAIPolicy:
                 **self._extras({"return_tokens_as_token_ids": True}),
             },
         )
-        choices = _choices(body, len(cands), self.base_url)
+        replies = choices(body, len(cands), self.base_url)
         scores = np.zeros(len(cands), dtype=np.float64)
-        for i, (cand, choice) in enumerate(zip(cands, choices, strict=True)):
+        for i, (cand, choice) in enumerate(zip(cands, replies, strict=True)):
             values = (choice.get("logprobs") or {}).get("token_logprobs") or []
             if len(values) < len(ids) + len(cand):
                 raise UserError(
@@ -190,7 +182,7 @@ class OpenAIPolicy:
 
     def generate(self, prompt: Prompt, max_new_tokens: int = 64) -> str:
         """Greedy reply through /v1/chat/completions (the server applies its chat template)."""
-        body = self._post(
+        body = self._post_json(
             "/chat/completions",
             {
                 "model": self.config.model,
@@ -199,7 +191,7 @@ class OpenAIPolicy:
                 "temperature": 0.0,
             },
         )
-        return _message_text(body, self.base_url).strip()
+        return message_text(body, self.base_url).strip()
 
     # ---- BiasedChoice -----------------------------------------------------------------------------------------------
 
@@ -221,7 +213,7 @@ class OpenAIPolicy:
         ids = tokens.prompt_ids(option_prompt(prompt, candidates, labels))
         sent = server_logit_bias(bias)
         processed = self._logprobs_processed()
-        body = self._post(
+        body = self._post_json(
             "/completions",
             {
                 "model": self.config.model,
@@ -235,7 +227,7 @@ class OpenAIPolicy:
                 **self._extras({**VLLM_NEUTRAL, "logprob_token_ids": option_ids}),
             },
         )
-        (choice,) = _choices(body, 1, self.base_url)
+        (choice,) = choices(body, 1, self.base_url)
         logprobs = choice.get("logprobs") or {}
         sampled = self._token_id(((logprobs.get("tokens") or [None])[0]), option_ids)
         found = self._option_logprobs(((logprobs.get("top_logprobs") or [None])[0]) or {}, option_ids)
@@ -289,7 +281,7 @@ class OpenAIPolicy:
 
     def _echo_option_logprobs(self, ids: list[int], option_ids: list[int]) -> np.ndarray:
         """log p(option | prompt) for every option, by echo scoring (prompt ids + option id)."""
-        body = self._post(
+        body = self._post_json(
             "/completions",
             {
                 "model": self.config.model,
@@ -301,7 +293,7 @@ class OpenAIPolicy:
             },
         )
         values = []
-        for choice in _choices(body, len(option_ids), self.base_url):
+        for choice in choices(body, len(option_ids), self.base_url):
             echoed = (choice.get("logprobs") or {}).get("token_logprobs") or []
             if len(echoed) < len(ids) + 1 or echoed[len(ids)] is None:
                 raise UserError(
@@ -320,7 +312,7 @@ class OpenAIPolicy:
             return known
         tokens = self.tokens
         eot = tokens.end_of_turn_id
-        body = self._post(
+        body = self._post_json(
             "/completions",
             {
                 "model": self.config.model,
@@ -332,7 +324,7 @@ class OpenAIPolicy:
                 **self._extras({"return_tokens_as_token_ids": True}),
             },
         )
-        (choice,) = _choices(body, 1, self.base_url)
+        (choice,) = choices(body, 1, self.base_url)
         values = (choice.get("logprobs") or {}).get("token_logprobs") or [None]
         if values[0] is None:
             raise UserError(f"server at {self.base_url} returns no logprobs; choice mode needs them")
@@ -362,9 +354,9 @@ class OpenAIPolicy:
         if self.config.response_format == "json_object":
             payload["response_format"] = {"type": "json_object"}
         elif self.config.response_format == "json_schema":
-            payload["response_format"] = {"type": "json_schema", "json_schema": _confidence_schema(labels)}
-        text = _message_text(self._post("/chat/completions", payload), self.base_url)
-        confidence = _parse_confidences(text, labels)
+            payload["response_format"] = {"type": "json_schema", "json_schema": confidence_schema(labels)}
+        text = message_text(self._post_json("/chat/completions", payload), self.base_url)
+        confidence = parse_confidences(text, labels)
         if confidence is None:
             with self._lock:
                 self.parse_failures += 1
@@ -372,48 +364,10 @@ class OpenAIPolicy:
             confidence = np.zeros(k)
         return log_softmax(np.log(confidence + 1.0))
 
-    def _post(self, path: str, payload: dict[str, Any]) -> dict[str, Any]:
-        """POST JSON with retries; UserError (naming the URL) when the server stays unreachable or rejects it."""
-        url = self.base_url + path
-        tries = self.config.max_retries + 1
-        problem = ""
-        for attempt in range(tries):
-            if attempt:
-                delay = min(self.config.backoff_s * 2 ** (attempt - 1), 10.0)
-                time.sleep(delay * (1.0 + 0.25 * random.random()))
-            try:
-                with self._slots:
-                    response = self._client.post(url, json=payload)
-            except httpx.TimeoutException:
-                problem = f"no answer within {self.config.timeout_s:g} s"
-                continue
-            except httpx.TransportError as e:
-                problem = f"{type(e).__name__}: {e}"
-                continue
-            if response.status_code in RETRY_STATUS:
-                problem = f"HTTP {response.status_code}: {_error_message(response)}"
-                continue
-            if response.status_code in (401, 403):
-                where = f"${self.config.api_key_env}" if self.config.api_key_env else "no key (policy.api_key_env)"
-                raise UserError(
-                    f"server at {self.base_url} refused the API key from {where} (HTTP {response.status_code})"
-                )
-            if response.status_code >= 400:
-                status = response.status_code
-                raise UserError(
-                    f"server at {self.base_url} rejected {path} (HTTP {status}): {_error_message(response)}"
-                )
-            try:
-                body = response.json()
-            except ValueError:
-                problem = "the reply was not JSON"
-                continue
-            self._count_usage(body)
-            return dict(body)
-        raise UserError(
-            f"OpenAI-compatible server at {self.base_url} unreachable after {tries} tries ({problem}); "
-            "check that it is running (jitrl-bench serve) and policy.base_url"
-        )
+    def _post_json(self, path: str, payload: dict[str, Any]) -> dict[str, Any]:
+        body = self._http.post(path, payload)
+        self._count_usage(body)
+        return body
 
     def _count_usage(self, body: dict[str, Any]) -> None:
         usage = body.get("usage") or {}
@@ -423,64 +377,6 @@ class OpenAIPolicy:
 
     def close(self) -> None:
         """Close the connection pool, and stop the server that server=auto started."""
-        self._client.close()
+        self._http.close()
         if self.server is not None:
             self.server.stop()
-
-
-def _choices(body: dict[str, Any], n: int, base_url: str) -> list[dict[str, Any]]:
-    choices = sorted(body.get("choices") or [], key=lambda c: int(c.get("index", 0)))
-    if len(choices) != n:
-        raise UserError(f"server at {base_url} returned {len(choices)} choices for {n} prompts")
-    return choices
-
-
-def _message_text(body: dict[str, Any], base_url: str) -> str:
-    try:
-        return str(body["choices"][0]["message"]["content"] or "")
-    except (KeyError, IndexError, TypeError) as e:
-        raise UserError(f"server at {base_url} returned no chat message") from e
-
-
-def _error_message(response: httpx.Response) -> str:
-    try:
-        body = response.json()
-        error = body.get("error", body) if isinstance(body, dict) else body
-        message = error.get("message", error) if isinstance(error, dict) else error
-        return str(message)[:300]
-    except ValueError:
-        return response.text[:300]
-
-
-def _confidence_schema(labels: list[str]) -> dict[str, Any]:
-    confidence = {"type": "integer", "minimum": 0, "maximum": 100}
-    return {
-        "name": "confidences",
-        "schema": {
-            "type": "object",
-            "properties": {label: confidence for label in labels},
-            "required": labels,
-            "additionalProperties": False,
-        },
-    }
-
-
-def _parse_confidences(text: str, labels: list[str]) -> np.ndarray | None:
-    """{"1": 80, "2": 10, ...} anywhere in the text → confidences clipped to [0, 100]; missing options get 0."""
-    match = re.search(r"\{.*\}", text, re.DOTALL)
-    if match is None:
-        return None
-    try:
-        data = json.loads(match.group(0))
-    except ValueError:
-        return None
-    if not isinstance(data, dict):
-        return None
-    values = np.zeros(len(labels))
-    found = False
-    for i, label in enumerate(labels):
-        value = data.get(label)
-        if isinstance(value, int | float) and np.isfinite(value):
-            values[i] = min(max(float(value), 0.0), 100.0)
-            found = True
-    return values if found else None
