@@ -238,7 +238,7 @@ def run_all(
         for agent in agents
         if (task, agent.name, episode) not in done
     ]
-    finished = {(t, a, e) for t, a, e in done}
+    finished = set(done)
     scores: dict[str, list[float]] = {a.name: [] for a in agents}
     pools: dict[str, EnvPool | None] = {}
     stop = threading.Event()

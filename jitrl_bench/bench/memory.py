@@ -13,7 +13,6 @@ import time
 import tracemalloc
 from pathlib import Path
 
-import faiss
 import numpy as np
 from rich.console import Console
 from rich.progress import track
@@ -66,7 +65,7 @@ def measure(n: int, queries: int, index: IndexConfig, seed: int = 0) -> dict[str
     python_bytes = tracemalloc.get_traced_memory()[0]  # columns and fields the memory keeps in RAM
     tracemalloc.stop()
     # faiss lives outside Python's allocator: count its structures beyond the raw vectors (e.g. HNSW links).
-    index_bytes = sum(len(faiss.serialize_index(v._index)) - len(v) * DIM * 4 for v in memory._indexes.values())
+    index_bytes = sum(index.overhead_bytes() for index in memory.indexes())
     bytes_per_entry = (python_bytes + max(index_bytes, 0)) / n
     candidates = [f"take the item number {i}" for i in range(K_CANDIDATES)]
     where = {"task": "bench"}
@@ -80,7 +79,7 @@ def measure(n: int, queries: int, index: IndexConfig, seed: int = 0) -> dict[str
         select(jitrl_logits(z, adv.values, beta=0.5), 1.0, rng)
         times.append(time.perf_counter() - t0)
     ms = np.array(times[min(10, queries // 10) :]) * 1000  # drop warm-up
-    kind = next(iter(memory._indexes.values())).kind
+    kind = memory.indexes()[0].kind
     return {
         "entries": n,
         "index": kind,

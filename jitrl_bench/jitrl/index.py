@@ -109,6 +109,10 @@ class VectorIndex:
             return len(self) >= self.config.exact_below
         return self.kind == "ivf" and len(self) >= 4 * self._built_at
 
+    def overhead_bytes(self) -> int:
+        """Bytes the index holds beyond the raw vectors (e.g. HNSW links), for the memory benchmark."""
+        return max(len(faiss.serialize_index(self._index)) - len(self) * self.dim * 4, 0)
+
     def search(self, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Top-k (ids, cosine similarities), best first; fewer when the index holds fewer."""
         if len(self) == 0 or k <= 0:

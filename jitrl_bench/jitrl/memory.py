@@ -161,6 +161,10 @@ class ExperienceMemory:
         hits.sort(key=lambda h: (-h[0], h[1]))
         return [self.neighbour(i, s) for s, i in hits[:k]]
 
+    def indexes(self) -> list[VectorIndex]:
+        """The per-partition search indexes (read-only use: benchmarks, diagnostics)."""
+        return list(self._indexes.values())
+
     def neighbour(self, entry_id: int, similarity: float) -> Neighbour:
         return Neighbour(
             id=entry_id,
