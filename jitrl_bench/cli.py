@@ -91,6 +91,18 @@ def table(run_dirs: Annotated[list[Path], typer.Argument(help="Run or sweep dire
     console.print(rich_table(aggregate(runs), title=f"{len(runs)} runs"))
 
 
+@app.command()
+@user_errors
+def regrade(run_dir: Annotated[Path, typer.Argument(help="A finished WebArena run directory")]) -> None:
+    """Grade a web run again, offline, from the answers and HARs it kept; writes regrade.csv beside episodes.jsonl."""
+    from jitrl_bench.regrade import regrade as regrade_run
+
+    _quiet_libraries()
+    frame = regrade_run(run_dir, console=console)
+    differ = int((~frame.agree & frame.regraded.notna()).sum())
+    console.print(f"{len(frame)} episodes: {differ} grades differ from the recorded ones; {run_dir / 'regrade.csv'}")
+
+
 @games_app.command("list")
 @user_errors
 def games_list(rom_dir: Annotated[str | None, typer.Option(help="ROM folder")] = None) -> None:

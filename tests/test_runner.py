@@ -29,7 +29,7 @@ def play(tmp_path: Path, embedder, episodes: int = 3, beta: float = 0.5) -> tupl
     run = RunConfig(episodes=episodes, max_steps=6, seed=3, progress=False)
     run_dir = RunDirectory(tmp_path)
     protocol = Protocol("textworld", "uniform", "run-1", "abc")
-    run_all(run_dir, env.tasks(), env.make, agents, run, protocol, lambda: 0, Console(quiet=True))
+    run_all(run_dir, env.task_names(), env.make, agents, run, protocol, lambda: 0, Console(quiet=True))
     return run_dir, memory
 
 

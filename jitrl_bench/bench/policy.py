@@ -124,7 +124,8 @@ def episodes_per_minute(base_url: str, model: str, concurrency: int, episodes: i
     with tempfile.TemporaryDirectory() as folder:
         agents: list[Agent] = [StaticConfig().build(policy=policy, temperature=1.0)]
         t0 = time.perf_counter()
-        run_all(RunDirectory(Path(folder)), env.tasks(), env.make, agents, run, Protocol("textworld", model, "b", "b"),
+        protocol = Protocol("textworld", model, "b", "b")
+        run_all(RunDirectory(Path(folder)), env.task_names(), env.make, agents, run, protocol,
                 lambda: policy.tokens_used, Quiet(quiet=True))  # fmt: skip
         wall = time.perf_counter() - t0
     out = row("vllm-server", "episodes", 0, concurrency, wall * 1000 / episodes)

@@ -117,12 +117,12 @@ class JerichoConfig:
     spacy_model: str = "blank"
     """spaCy pipeline for Jericho's valid actions: "blank" works offline, or an installed model's name."""
 
-    def tasks(self) -> list[str]:
+    def task_names(self) -> list[str]:
         return [self.game] if isinstance(self.game, str) else [str(game) for game in self.game]
 
     def make(self, task: str) -> TextGameEnv:
-        if task not in self.tasks():
-            raise UserError(f"unknown Jericho task {task!r}; this config has: {', '.join(self.tasks())}")
+        if task not in self.task_names():
+            raise UserError(f"unknown Jericho task {task!r}; this config has: {', '.join(self.task_names())}")
         path = find_rom(task, rom_dir(self.rom_dir))
         validate_rom(path, supported_games()[task][1])  # before frotz opens it: a bad file kills the process
         # Through importlib: `from ctypes import *` in jericho can shadow the `jericho.util` attribute with ctypes.util

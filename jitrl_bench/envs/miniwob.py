@@ -49,6 +49,12 @@ class MiniWoBTask:
     def _new(self, seed: int | None) -> AbstractMiniwobTask:
         return TASKS[self.name](seed=0 if seed is None else int(seed), base_url=self.base_url)
 
+    def begin(self, seed: int | None) -> None:
+        pass
+
+    def end(self) -> None:
+        pass
+
     def context_options(self, seed: int | None) -> dict[str, Any]:
         return {"viewport": dict(self._new(seed).viewport)}
 
@@ -75,18 +81,18 @@ class MiniWoBConfig:
 
     name: str = "miniwob"
     """Environment name in results."""
-    task: Any = field(default_factory=lambda: list(DEFAULT_TASKS))
+    tasks: Any = field(default_factory=lambda: list(DEFAULT_TASKS))
     """Task name, or a list of names (the pages in miniwob/html/miniwob, without .html). Typed Any because OmegaConf
-    cannot validate a `str | list[str]` union (and `tasks` is the method); `tasks()` normalises it."""
+    cannot validate a `str | list[str]` union; `task_names()` normalises it."""
 
-    def tasks(self) -> list[str]:
-        names = [self.task] if isinstance(self.task, str) else [str(t) for t in self.task]
+    def task_names(self) -> list[str]:
+        names = [self.tasks] if isinstance(self.tasks, str) else [str(t) for t in self.tasks]
         unknown = [t for t in names if t not in TASKS]
         if unknown:
             raise UserError(f"unknown MiniWoB task(s) {', '.join(unknown)}; e.g. {', '.join(DEFAULT_TASKS)}")
         return names
 
     def make(self, task: str) -> WebEnv:
-        if task not in self.tasks():
-            raise UserError(f"unknown MiniWoB task {task!r}; this config has: {', '.join(self.tasks())}")
+        if task not in self.task_names():
+            raise UserError(f"unknown MiniWoB task {task!r}; this config has: {', '.join(self.task_names())}")
         return WebEnv(MiniWoBTask(task, miniwob_url()), task)

@@ -214,11 +214,11 @@ class TextWorldConfig:
         _options(self.kind, {})  # unknown kind -> UserError
         return {key: getattr(self, key) for key in KINDS[self.kind].defaults}
 
-    def tasks(self) -> list[str]:
+    def task_names(self) -> list[str]:
         return [game_name(self.kind, int(seed), **self.options()) for seed in self.seeds]
 
     def make(self, task: str) -> TextGameEnv:
-        seeds = dict(zip(self.tasks(), self.seeds, strict=True))
+        seeds = dict(zip(self.task_names(), self.seeds, strict=True))
         if task not in seeds:
             raise UserError(f"unknown TextWorld task {task!r}; this config has: {', '.join(seeds)}")
         out_dir = Path(self.game_dir).expanduser() if self.game_dir else None

@@ -55,8 +55,12 @@ class WebTask(Protocol):
     extra_candidates: tuple[tuple[str, str], ...]
     """(action, key) pairs offered on every page besides the page's elements, e.g. the final answers."""
 
+    def begin(self, seed: int | None) -> None:
+        """Before an episode, off the browser thread: may wait (e.g. for a free copy of the sites)."""
+        ...
+
     def context_options(self, seed: int | None) -> dict[str, Any]:
-        """Playwright `new_context` options for an episode (viewport, HAR recording...)."""
+        """Playwright `new_context` options for an episode (viewport, HAR recording, login state...)."""
         ...
 
     def setup(self, page: pw.Page, seed: int | None) -> str:
@@ -74,8 +78,12 @@ class WebTask(Protocol):
         """
         ...
 
+    def end(self) -> None:
+        """After the episode's context is closed (on any path, errors too): release what `begin` took."""
+        ...
+
     def episode_info(self) -> dict[str, Any]:
-        """Extra info keys for this episode (e.g. the HAR path)."""
+        """Extra info keys for this episode (e.g. `artifacts`: what a later re-grade needs)."""
         ...
 
 
@@ -135,12 +143,17 @@ class WebEnv(gym.Env[str, str]):
         self._score = 0.0
         self._done = False
         self._messages: list[str] = []
+        self._view: PageView | None = None
+        self._begun = False
         self.timings: dict[str, float] = {}
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[str, dict[str, Any]]:
         super().reset(seed=seed)
         if seed is not None:
             self._seed = seed
+        on_browser_thread(self._end_episode)
+        self.task.begin(self._seed)
+        self._begun = True
         return on_browser_thread(self._reset)
 
     def step(self, action: str) -> tuple[str, float, bool, bool, dict[str, Any]]:
@@ -149,6 +162,13 @@ class WebEnv(gym.Env[str, str]):
     def close(self) -> None:
         on_browser_thread(self._end_episode)
 
+    def end_episode(self) -> dict[str, Any]:
+        """End an episode the agent did not end (its step budget ran out): the task's final score, then the info.
+
+        The runner calls this after a truncated episode, so a task graded after the episode is graded either way.
+        """
+        return on_browser_thread(self._end_early)
+
     @property
     def page(self) -> pw.Page | None:
         """The live page (for tests and debugging: use it inside `on_browser_thread`)."""
@@ -156,13 +176,17 @@ class WebEnv(gym.Env[str, str]):
 
     def _reset(self) -> tuple[str, dict[str, Any]]:
         start = time.perf_counter()
-        self._end_episode()
-        browser = shared_browser()
-        self._context = browser.new_context(**self.task.context_options(self._seed))
-        self._page = self._context.new_page()
-        self._goal = " ".join(self.task.setup(self._page, self._seed).split())
+        try:
+            browser = shared_browser()
+            self._context = browser.new_context(**self.task.context_options(self._seed))
+            self._page = self._context.new_page()
+            self._goal = " ".join(self.task.setup(self._page, self._seed).split())
+        except BaseException:
+            self._end_episode()
+            raise
         self._score, self._done, self._messages = 0.0, False, []
-        obs, info = self._info(observe(self._page), "")
+        self._view = observe(self._page)
+        obs, info = self._info(self._view, "")
         self.timings["reset"] = time.perf_counter() - start
         return obs, info
 
@@ -183,7 +207,7 @@ class WebEnv(gym.Env[str, str]):
                 self._messages.extend(result.messages + result.infeasible)
                 error = result.error
                 score, ended = self.task.validate(self._page, parsed, self._messages)
-        view = observe(self._page)
+        view = self._view = observe(self._page)
         if ended:
             assert self._context is not None
             score = self.task.finish(self._context, self._messages, score)
@@ -192,9 +216,20 @@ class WebEnv(gym.Env[str, str]):
         self.timings["step"] = time.perf_counter() - start
         return obs, float(reward), bool(info["won"] or info["lost"]), False, info
 
+    def _end_early(self) -> dict[str, Any]:
+        if self._page is None or self._view is None:
+            raise RuntimeError("call reset() before end_episode()")
+        if not self._done and self._context is not None:
+            self._score = self.task.finish(self._context, self._messages, self._score)
+            self._done = True
+        return self._info(self._view, "")[1]
+
     def _end_episode(self) -> None:
         close_quietly(self._context)
         self._context, self._page = None, None
+        if self._begun:
+            self._begun = False
+            self.task.end()
 
     def _info(self, view: PageView, error: str) -> tuple[str, dict[str, Any]]:
         text = clean_text(view.axtree, OBS_CHARS)

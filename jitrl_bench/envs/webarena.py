@@ -1,13 +1,13 @@
-"""WebArena-Verified: the 812 audited WebArena tasks on the user's self-hosted sites, graded offline from a HAR.
+"""WebArena on the user's self-hosted sites: one episode lifecycle shared by every WebArena task set.
 
-Task definitions come from the `webarena-verified` package; site URLs from the config or the `WA_*` environment
-variables. Each episode runs in a fresh browser context that records every request to a HAR file; the agent ends the
-episode with its answer (`send_msg_to_user` / `answer`, in webarena-verified's JSON format). Grading never looks at the
-live page: once the episode is over the context is closed (Playwright writes the HAR) and `grade` scores the answer and
-the recording with webarena-verified's evaluator, so a run can be re-graded later from its files alone.
+A task set (WebArena-Verified, the original 812, WebArena-Lite) supplies task definitions and a grader; everything
+else is here once: lease a copy of the sites, start signed in, record every request to a HAR, let the agent act until
+it answers (`answer(...)` / `send_msg_to_user(...)`) or runs out of steps, then grade **after** the episode. What the
+grade was computed from (the answer, the HAR, the site URLs, the final URL) goes into the episode's `artifacts`, so
+`jitrl-bench regrade RUN_DIR` can grade the run again from its files.
 
-A site that is down or answers 5xx is not the agent's failure: it raises `InfraError`, which the runner records as an
-error instead of a lost episode.
+A site that is down, answers 5xx or logs the agent out is not the agent's failure: it raises `InfraError`, which the
+runner retries and then records as an error instead of a lost episode.
 """
 
 from __future__ import annotations
@@ -17,110 +17,98 @@ import os
 import tempfile
 import time
 import uuid
-import warnings
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from functools import cache
+from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import playwright.sync_api as pw
-from webarena_verified.api import WebArenaVerified
-from webarena_verified.types.config import WebArenaVerifiedConfig
-from webarena_verified.types.eval import EvalStatus
-from webarena_verified.types.task import WebArenaVerifiedTask
 
 from jitrl_bench.envs.actions import MESSAGE_OPERATIONS, Action
-from jitrl_bench.envs.web import INSTRUCTION, WebEnv
+from jitrl_bench.envs.browser import shared_browser
+from jitrl_bench.envs.web import WebEnv
+from jitrl_bench.envs.webarena_sites import (
+    LOGIN_FORMS,
+    SITES,
+    Instance,
+    InstancePool,
+    Logins,
+    ResetPolicy,
+    env_var,
+    instances_from,
+    render,
+)
 from jitrl_bench.errors import InfraError, UserError
 
-SITES = ("shopping", "shopping_admin", "reddit", "gitlab", "map", "wikipedia", "homepage")
-SUBSETS = ("all", "hard", "non-hard")
 NAV_TIMEOUT_MS = 30_000  # real WebArena pages (Magento, GitLab) are slow on a loaded host
 
-WA_INSTRUCTION = INSTRUCTION + (
-    " When the task is done, reply with answer('<json>') where <json> is "
-    '{"task_type": "RETRIEVE" | "MUTATE" | "NAVIGATE", "status": "SUCCESS" (or an error status such as '
-    '"NOT_FOUND_ERROR"), "retrieved_data": [the requested values] for RETRIEVE, else null}.'
-)
-DONE_ANSWERS = tuple(
-    (
-        f"send_msg_to_user({json.dumps({'task_type': kind, 'status': 'SUCCESS', 'retrieved_data': None})!r})",
-        f"answer {kind}",
-    )
-    for kind in ("NAVIGATE", "MUTATE")
-)
-"""Offered on every page: the answers that end a navigation or mutation task (retrieval answers carry data)."""
+
+@dataclass(frozen=True)
+class TaskDef:
+    """One WebArena task as the env needs it; URLs keep their `__SITE__` placeholders."""
+
+    task_id: int
+    intent: str
+    sites: tuple[str, ...]
+    start_url: str
+    depends_on: tuple[int, ...] = ()
+    """Tasks whose site changes this one expects (they run first in a run)."""
 
 
-def env_var(site: str) -> str:
-    """`WA_GITLAB` for gitlab, `WA_SHOPPING_ADMIN` for shopping_admin..."""
-    return f"WA_{site.upper()}"
+@dataclass
+class Artifacts:
+    """What an episode's grade is computed from; stored with the episode so a run can be re-graded."""
+
+    task_id: int
+    answer: str | None
+    har: str
+    urls: dict[str, str]
+    final_url: str = ""
+    instance: int = 0
 
 
-def placeholder(site: str) -> str:
-    """The token webarena-verified's task data uses for a site's base URL, e.g. `__GITLAB__`."""
-    return f"__{site.upper()}__"
+class Grader(Protocol):
+    """Scores a finished episode (0..1)."""
+
+    def needs_page(self, task: TaskDef) -> bool:
+        """True when grading `task` reads the live page (the original `program_html` checks): it runs before the
+        context closes, and `regrade` cannot redo it. False: grading reads only the artifacts (answer, HAR, final
+        URL), so it runs after the episode and can be redone offline."""
+        ...
+
+    oracle_capable: bool
+    """True when the grader can score on the live page mid-episode (what `env.oracle_stop` needs)."""
+
+    instruction: str
+    """How the agent must answer for this grader (appended to the system prompt)."""
+
+    done_answers: tuple[tuple[str, str], ...]
+    """(action, key) answers offered on every page (those that end a task without retrieved data)."""
+
+    def grade(self, task: TaskDef, artifacts: Artifacts, page: pw.Page | None) -> float: ...
 
 
-def site_urls(configured: dict[str, str] | None = None) -> dict[str, str]:
-    """Base URL per site: the config's, else `$WA_<SITE>`; sites with neither are absent. No trailing slash."""
-    urls = {site: os.environ.get(env_var(site), "") for site in SITES}
-    urls.update({str(k): str(v) for k, v in (configured or {}).items()})
-    unknown = sorted(set(urls) - set(SITES))
-    if unknown:
-        raise UserError(f"unknown WebArena site(s) {', '.join(unknown)}; sites are: {', '.join(SITES)}")
-    return {site: url.rstrip("/") for site, url in urls.items() if url}
+def ordered(tasks: Iterable[TaskDef]) -> list[TaskDef]:
+    """Tasks by id, each after the tasks it depends on (among those chosen); stable and cycle-safe."""
+    chosen = {t.task_id: t for t in sorted(tasks, key=lambda t: t.task_id)}
+    out: list[TaskDef] = []
+    state: dict[int, int] = {}  # 1 = visiting, 2 = placed
 
+    def place(task_id: int) -> None:
+        if state.get(task_id):
+            return
+        state[task_id] = 1
+        for parent in chosen[task_id].depends_on:
+            if parent in chosen and state.get(parent) != 1:
+                place(parent)
+        state[task_id] = 2
+        out.append(chosen[task_id])
 
-@cache
-def _verified(urls: tuple[tuple[str, str], ...]) -> WebArenaVerified:
-    """webarena-verified's facade (it loads the 812-task dataset once, about 0.4 s), per set of site URLs."""
-    environments = {placeholder(site): {"urls": [url]} for site, url in urls}
-    return WebArenaVerified(config=WebArenaVerifiedConfig(environments=environments or None))
-
-
-def verified(urls: dict[str, str] | None = None) -> WebArenaVerified:
-    return _verified(tuple(sorted(site_urls(urls).items())))
-
-
-def subset_ids(subset: str) -> set[int] | None:
-    """Task ids of a webarena-verified subset ("hard": 258 tasks, "non-hard"), None for "all"."""
-    if subset not in SUBSETS:
-        raise UserError(f"unknown WebArena-Verified subset {subset!r}; use one of: {', '.join(SUBSETS)}")
-    if subset == "all":
-        return None
-    root = Path(WebArenaVerifiedConfig().test_data_file).parent
-    data = json.loads((root / "subsets" / f"webarena-verified-{subset}.json").read_text())
-    return {int(i) for i in data["task_ids"]}
-
-
-def render(template: str, urls: dict[str, str]) -> str:
-    """A task URL with its `__SITE__` placeholders replaced; UserError when a site's URL is not configured."""
-    for site in SITES:
-        token = placeholder(site)
-        if token in template:
-            if site not in urls:
-                raise UserError(f"task needs the {site} site: set ${env_var(site)} or env.urls.{site}")
-            template = template.replace(token, urls[site])
-    return template
-
-
-def grade(task_id: int, answer: str | None, har_path: str | Path, urls: dict[str, str] | None = None) -> float:
-    """Score one finished episode offline: webarena-verified's evaluator on the agent's answer and the HAR.
-
-    `urls` must be the site URLs the episode ran against (default: `$WA_*`), so recorded URLs map back to the task's
-    placeholders. Deterministic: the same answer and HAR always grade the same. InfraError when it cannot grade.
-    """
-    har = Path(har_path)
-    if not har.is_file() or har.stat().st_size == 0:
-        raise InfraError(f"no network trace at {har}: the episode's browser context was never closed?")
-    with warnings.catch_warnings():  # url-normalize warns about an idna option on every URL it reads
-        warnings.simplefilter("ignore", DeprecationWarning)
-        result = verified(urls).evaluate_task(task_id=int(task_id), agent_response=answer, network_trace=har)
-    if result.status == EvalStatus.ERROR:
-        raise InfraError(f"webarena-verified could not grade task {task_id}: {result.error_msg}")
-    return float(result.score)
+    for task_id in chosen:
+        place(task_id)
+    return out
 
 
 def _origin(url: str) -> str:
@@ -129,64 +117,117 @@ def _origin(url: str) -> str:
 
 
 class WebArenaTask:
-    """One WebArena-Verified task on the configured sites; records a HAR per episode and grades it at the end."""
+    """One WebArena task on a leased copy of the sites (`WebTask` for `WebEnv`)."""
 
-    instruction = WA_INSTRUCTION
-    extra_candidates = DONE_ANSWERS
-
-    def __init__(
-        self, task: WebArenaVerifiedTask, urls: dict[str, str], har_dir: Path, grade_on_end: bool = True
-    ) -> None:
+    def __init__(self, config: WebArenaConfigBase, task: TaskDef, grader: Grader) -> None:
+        self.config = config
         self.task = task
-        self.urls = urls
-        self.har_dir = har_dir
-        self.grade_on_end = grade_on_end
-        sites = [str(site) for site in task.sites]
-        missing = [site for site in sites if site not in urls]
-        if missing:
-            raise UserError(f"task {task.task_id} needs {', '.join(missing)}: set ${env_var(missing[0])} or env.urls")
-        self.allowed_origins = tuple(sorted({_origin(url) for url in urls.values()}))
+        self.grader = grader
+        self.instruction = INSTRUCTION_PREFIX + grader.instruction
+        self.extra_candidates = grader.done_answers
+        self.har_dir = config.har_path()
+        every_instance = config.pool.instances
+        for instance in every_instance:
+            missing = [site for site in task.sites if site not in instance.urls]
+            if missing:
+                needs = ", ".join(missing)
+                raise UserError(
+                    f"task {task.task_id} needs {needs}: set ${env_var(missing[0])} or env.urls, env.instances"
+                )
+        self.allowed_origins = tuple(sorted({_origin(u) for i in every_instance for u in i.urls.values()}))
+        self.instance: Instance | None = None
         self.har: Path | None = None
         self.answer: str | None = None
+        self._final_url = ""
         self._failures: list[str] = []
 
+    @property
+    def urls(self) -> dict[str, str]:
+        return self.instance.urls if self.instance else {}
+
+    def begin(self, seed: int | None) -> None:
+        self.instance = self.config.pool.acquire(str(self.task.task_id))
+
+    def end(self) -> None:
+        if self.instance is not None:
+            self.config.pool.release(self.instance)
+            self.instance = None
+
     def context_options(self, seed: int | None) -> dict[str, Any]:
+        assert self.instance is not None, "begin() leases an instance first"
         stamp = f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}"  # unique across envs and processes
         self.har = self.har_dir / f"task{self.task.task_id}-{stamp}.har"
         options: dict[str, Any] = {"record_har_path": str(self.har), "viewport": {"width": 1280, "height": 720}}
-        headers = os.environ.get("PW_EXTRA_HEADERS")
+        options.update(self.config.logins.context_options(shared_browser(), self.instance, list(self.task.sites)))
+        headers = dict(options.get("extra_http_headers", {}))
+        extra = os.environ.get("PW_EXTRA_HEADERS")
+        if extra:
+            headers.update({str(k): str(v) for k, v in json.loads(extra).items()})
         if headers:
-            options["extra_http_headers"] = {str(k): str(v) for k, v in json.loads(headers).items()}
+            options["extra_http_headers"] = headers
         return options
 
     def setup(self, page: pw.Page, seed: int | None) -> str:
-        self.answer, self._failures = None, []
+        self.answer, self._failures, self._final_url = None, [], ""
         page.set_default_navigation_timeout(NAV_TIMEOUT_MS)
         page.on("response", self._on_response)
         page.on("requestfailed", self._on_failed)
-        start = render(self.task.start_urls[0], self.urls)
+        start = render(self.task.start_url, self.urls)
         try:
-            page.goto(start)
+            for url in start.split(" |AND| "):  # multi-site tasks list one start page per site; the last stays open
+                page.goto(url)
         except pw.Error as error:
             raise InfraError(f"cannot open {start}: {str(error).splitlines()[0]}") from None
         self._raise_failures()
-        return str(self.task.intent)
+        self._check_signed_in(page)
+        return self.task.intent
 
     def validate(self, page: pw.Page, action: Action, messages: list[str]) -> tuple[float, bool]:
         self._raise_failures()
+        self._final_url = page.url
         if action.name in MESSAGE_OPERATIONS:
             self.answer = messages[-1] if messages else ""
             return 0.0, True
+        if self.config.oracle_stop:  # the paper's protocol: labelled in every result row
+            score = self.grader.grade(self.task, self.artifacts(), page)
+            return score, score >= 1.0
         return 0.0, False
 
     def finish(self, context: pw.BrowserContext, messages: list[str], score: float) -> float:
-        context.close()  # Playwright writes the HAR now; grading reads only the file
-        if not self.grade_on_end or self.har is None:
-            return score
-        return grade(self.task.task_id, self.answer, self.har, self.urls)
+        page = context.pages[0] if context.pages else None
+        if page is not None:
+            self._final_url = page.url
+        live = self.grader.needs_page(self.task)
+        graded = self.grader.grade(self.task, self.artifacts(), page) if self.config.grade_on_end and live else score
+        context.close()  # Playwright writes the HAR now
+        if self.config.grade_on_end and not live:
+            graded = self.grader.grade(self.task, self.artifacts(), None)
+        return graded
+
+    def artifacts(self) -> Artifacts:
+        return Artifacts(
+            task_id=self.task.task_id,
+            answer=self.answer,
+            har=str(self.har) if self.har else "",
+            urls=dict(self.urls),
+            final_url=self._final_url,
+            instance=self.instance.index if self.instance else 0,
+        )
 
     def episode_info(self) -> dict[str, Any]:
-        return {"har": str(self.har) if self.har else "", "answer": self.answer or "", "task_id": self.task.task_id}
+        artifacts = self.artifacts()
+        return {"har": artifacts.har, "answer": artifacts.answer or "", "task_id": artifacts.task_id,
+                "artifacts": vars(artifacts)}  # fmt: skip
+
+    def _check_signed_in(self, page: pw.Page) -> None:
+        """A start page that lands on a login form means the session expired: forget it and retry the episode."""
+        if self.config.login != "ui" or self.instance is None:
+            return
+        for site in self.task.sites:
+            on_site = site in LOGIN_FORMS and site in self.urls and page.url.startswith(self.urls[site])
+            if on_site and page.locator("input[type=password]").count():
+                self.config.logins.forget(self.instance)
+                raise InfraError(f"{site} sent the agent to its login page: session expired (it will sign in again)")
 
     def _on_response(self, response: pw.Response) -> None:
         request = response.request
@@ -203,49 +244,104 @@ class WebArenaTask:
             raise InfraError(f"site failure: {self._failures[0]}")
 
 
-@dataclass
-class WebArenaConfig:
-    """WebArena-Verified tasks by id and/or site (configs/env/webarena_verified.yaml); needs the sites running."""
+INSTRUCTION_PREFIX = (
+    "You are a web agent. The page is shown as an accessibility tree where [id] marks an element you can act on. "
+    "Reply with exactly one action, such as click('12'), fill('7', 'text'), select_option('9', 'value'), "
+    "press('7', 'Enter'), scroll(0, 300), go_back(), or goto('url') on the task's sites."
+)
 
-    name: str = "webarena_verified"
-    """Environment name in results."""
-    task: Any = field(default_factory=list)
-    """Task id or list of ids (e.g. 44); empty: every task of `sites` in `subset`. Typed Any (int or list)."""
+
+@dataclass
+class WebArenaConfigBase:
+    """What every WebArena task set's config has (configs/env/webarena*.yaml); subclasses supply tasks and a grader."""
+
+    name: str = "webarena"
+    """Environment name in results (`+oracle-stop` is appended when `oracle_stop` is on)."""
+    tasks: Any = field(default_factory=list)
+    """Task id or list of ids (e.g. 44); empty: every task of `sites`. Typed Any (int or list)."""
     sites: list[str] = field(default_factory=list)
     """Keep only tasks that use these sites only (gitlab, shopping, ...); empty: no filter."""
-    subset: str = "all"
-    """all (812 tasks) | hard (258) | non-hard."""
     urls: dict[str, str] = field(default_factory=dict)
     """Base URL per site, e.g. {gitlab: "http://host:8023"}; a site missing here comes from $WA_<SITE>."""
+    instances: list[dict[str, str]] = field(default_factory=list)
+    """Several copies of the sites for parallel episodes: [{gitlab: url, ..., reset: reset-server-url}, ...];
+    one episode per copy at a time. Empty: one copy from `urls` / $WA_* (reset server $WA_FULL_RESET)."""
+    login: str = "ui"
+    """ui (sign in through each site's form; accounts from $WA_<SITE>_USERNAME/_PASSWORD) | header (Magento admin's
+    auto-login header) | none."""
+    reset: str = "none"
+    """Reset a copy of the sites: none | run (once per copy, first) | task (before each new task on a copy)."""
+    reset_command: list[str] = field(default_factory=list)
+    """argv of a program that resets a copy (gets $WA_INSTANCE); default: the reset server's /reset."""
     har_dir: str | None = None
-    """Where each episode's HAR is written; default a temporary folder."""
+    """Where each episode's HAR is written; `jitrl-bench run` puts it in the run directory."""
     grade_on_end: bool = True
-    """Grade (offline, from the HAR) when the agent answers, so the final step's reward is the grade."""
+    """Grade when the episode ends (the last step's reward is the grade); false: grade later with `regrade`."""
+    oracle_stop: bool = False
+    """The reference code's protocol: grade after every step and stop on success (an oracle leak). Only for graders
+    that read the live page; every result row's env name then says `+oracle-stop`."""
 
-    def tasks(self) -> list[str]:
-        ids = [self.task] if isinstance(self.task, int | str) else [int(t) for t in self.task]
-        keep = subset_ids(self.subset)
+    def __post_init__(self) -> None:
+        if self.oracle_stop and not self.name.endswith("+oracle-stop"):
+            self.name += "+oracle-stop"
+
+    def definitions(self) -> list[TaskDef]:
+        """Every task of this set (subclasses)."""
+        raise NotImplementedError
+
+    def keep(self, task: TaskDef) -> bool:
+        """An extra filter of a subclass (e.g. a subset); True by default."""
+        return True
+
+    @cached_property
+    def grader(self) -> Grader:
+        raise NotImplementedError
+
+    @cached_property
+    def pool(self) -> InstancePool:
+        policy = ResetPolicy(self.reset, list(self.reset_command))
+        return InstancePool(instances_from(self.instances, self.urls), policy, on_reset=self.logins.forget)
+
+    @cached_property
+    def logins(self) -> Logins:
+        return Logins(self.login)
+
+    @cached_property
+    def _by_id(self) -> dict[int, TaskDef]:
+        return {t.task_id: t for t in self.definitions()}
+
+    def har_path(self) -> Path:
+        folder = Path(self.har_dir).expanduser() if self.har_dir else Path(tempfile.mkdtemp(prefix="jitrl-har-"))
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder
+
+    def task_names(self) -> list[str]:
+        ids = [self.tasks] if isinstance(self.tasks, int | str) else list(self.tasks)
+        try:
+            wanted = {int(i) for i in ids}
+        except (TypeError, ValueError):
+            raise UserError(f"env.tasks={self.tasks!r}: task ids are integers, e.g. env.tasks=[44,45]") from None
         unknown_sites = sorted(set(self.sites) - set(SITES))
         if unknown_sites:
             raise UserError(f"unknown WebArena site(s) {', '.join(unknown_sites)}; sites are: {', '.join(SITES)}")
-        chosen = []
-        for task in verified(self.urls).get_tasks():
-            if ids and task.task_id not in {int(i) for i in ids}:
-                continue
-            if self.sites and not {str(s) for s in task.sites} <= set(self.sites):
-                continue
-            if keep is not None and task.task_id not in keep:
-                continue
-            chosen.append(str(task.task_id))
-        missing = sorted({int(i) for i in ids} - {int(t) for t in chosen})
-        if missing and not (self.sites or keep is not None):
-            raise UserError(f"unknown WebArena-Verified task id(s): {', '.join(map(str, missing))} (ids are 0-811)")
-        return chosen
+        missing = sorted(wanted - set(self._by_id))
+        if missing:
+            known = f"{min(self._by_id)}-{max(self._by_id)}" if self._by_id else "none"
+            raise UserError(f"unknown {self.name} task id(s): {', '.join(map(str, missing))} (ids: {known})")
+        on_sites = set(self.sites or SITES)
+        chosen = [t for t in self._by_id.values() if (not wanted or t.task_id in wanted) and set(t.sites) <= on_sites]
+        chosen = [t for t in chosen if self.keep(t)]
+        return [str(t.task_id) for t in ordered(chosen)]
 
     def make(self, task: str) -> WebEnv:
-        if task not in self.tasks():
-            raise UserError(f"unknown WebArena-Verified task {task!r} for this config")
-        har_dir = Path(self.har_dir).expanduser() if self.har_dir else Path(tempfile.mkdtemp(prefix="jitrl-har-"))
-        har_dir.mkdir(parents=True, exist_ok=True)
-        definition = verified(self.urls).get_task(int(task))
-        return WebEnv(WebArenaTask(definition, site_urls(self.urls), har_dir, self.grade_on_end), task)
+        if task not in self.task_names():
+            raise UserError(f"unknown {self.name} task {task!r} for this config")
+        if self.oracle_stop and not self.grader.oracle_capable:
+            raise UserError(f"env.oracle_stop: {self.name} grades offline from the HAR, never during an episode")
+        return WebEnv(WebArenaTask(self, self._by_id[int(task)], self.grader), task)
+
+    def regrade(self, artifacts: dict[str, Any]) -> float | None:
+        """Grade an episode again from its stored artifacts; None when grading its task needs the live page."""
+        stored = Artifacts(**artifacts)
+        task = self._by_id[int(stored.task_id)]
+        return None if self.grader.needs_page(task) else self.grader.grade(task, stored, None)

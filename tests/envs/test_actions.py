@@ -137,7 +137,7 @@ def enter_text() -> Iterator[WebEnv]:
         chromium_executable()
     except UserError as missing:
         pytest.skip(str(missing))
-    env = MiniWoBConfig(task="enter-text").make("enter-text")
+    env = MiniWoBConfig(tasks="enter-text").make("enter-text")
     yield env
     env.close()
 

@@ -83,7 +83,7 @@ def test_env_used_from_several_threads() -> None:
 
     from jitrl_bench.envs.miniwob import MiniWoBConfig
 
-    env = MiniWoBConfig(task="click-button").make("click-button")
+    env = MiniWoBConfig(tasks="click-button").make("click-button")
     for seed in range(2):
         with ThreadPoolExecutor(1) as pool:  # a fresh thread per episode
             _, info = pool.submit(env.reset, seed=seed).result()

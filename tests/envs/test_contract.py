@@ -141,5 +141,5 @@ def test_text_env_contract(path: Path, request: pytest.FixtureRequest) -> None:
         request.getfixturevalue("games_dir")  # skips when the game files are absent
     conf = OmegaConf.merge(OmegaConf.load(path), OVERRIDES.get(path.stem, {}))
     config = instantiate(conf)
-    task = config.tasks()[0]
+    task = config.task_names()[0]
     check_env_adapter(lambda: config.make(task))

@@ -41,7 +41,7 @@ def play(env: WebEnv, seed: int, keys: list[str]) -> dict[str, Any]:
 
 
 def test_click_button_scripted() -> None:
-    env = MiniWoBConfig(task="click-button").make("click-button")
+    env = MiniWoBConfig(tasks="click-button").make("click-button")
     for seed in (1, 2):
         _, info = env.reset(seed=seed)
         label = info["goal"].split('"')[1]  # Click on the "cancel" button.
@@ -52,7 +52,7 @@ def test_click_button_scripted() -> None:
 
 
 def test_enter_text_scripted() -> None:
-    env = MiniWoBConfig(task="enter-text").make("enter-text")
+    env = MiniWoBConfig(tasks="enter-text").make("enter-text")
     _, info = env.reset(seed=5)
     word = fill_values(info["goal"])[0]
     assert word in info["goal"]
@@ -62,7 +62,7 @@ def test_enter_text_scripted() -> None:
 
 
 def test_wrong_click_loses() -> None:
-    env = MiniWoBConfig(task="click-button").make("click-button")
+    env = MiniWoBConfig(tasks="click-button").make("click-button")
     _, info = env.reset(seed=1)
     label = info["goal"].split('"')[1]
     wrong = next(k for k in info["action_keys"] if k.startswith("click button[") and k != f"click button[{label}]")
@@ -74,7 +74,7 @@ def test_wrong_click_loses() -> None:
 
 
 def test_seeds_change_the_task_and_keys_survive() -> None:
-    env = MiniWoBConfig(task="click-button").make("click-button")
+    env = MiniWoBConfig(tasks="click-button").make("click-button")
     goals = {env.reset(seed=seed)[1]["goal"] for seed in range(4)}
     assert len(goals) > 1, "different seeds should give different episodes"
     _, info = env.reset(seed=1)
@@ -85,20 +85,21 @@ def test_seeds_change_the_task_and_keys_survive() -> None:
 
 @pytest.mark.parametrize("task", ["click-button", "enter-text"])
 def test_contract(task: str) -> None:
-    config = MiniWoBConfig(task=[task])
+    config = MiniWoBConfig(tasks=[task])
     check_env_adapter(lambda: config.make(task))
 
 
 def test_yaml_config() -> None:
     config = instantiate(OmegaConf.load(CONFIG_DIR / "env" / "miniwob.yaml"))
     assert isinstance(config, MiniWoBConfig) and config.name == "miniwob"
-    assert config.tasks() == DEFAULT_TASKS
-    override = instantiate(OmegaConf.merge(OmegaConf.load(CONFIG_DIR / "env" / "miniwob.yaml"), {"task": "click-link"}))
-    assert override.tasks() == ["click-link"]
+    assert config.task_names() == DEFAULT_TASKS
+    conf = OmegaConf.load(CONFIG_DIR / "env" / "miniwob.yaml")
+    override = instantiate(OmegaConf.merge(conf, {"tasks": "click-link"}))
+    assert override.task_names() == ["click-link"]
     with pytest.raises(UserError):
-        MiniWoBConfig(task=["no-such-task"]).tasks()
+        MiniWoBConfig(tasks=["no-such-task"]).task_names()
     with pytest.raises(UserError):
-        MiniWoBConfig(task=["click-button"]).make("enter-text")
+        MiniWoBConfig(tasks=["click-button"]).make("enter-text")
 
 
 def test_fill_values() -> None:

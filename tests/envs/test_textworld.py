@@ -15,7 +15,7 @@ def test_game_names_carry_the_options() -> None:
     assert game_name("simple", 7) == "tw-simple-7"
     assert game_name("simple", 7, rewards="sparse") == "tw-simple-rsparse-7"
     assert game_name("custom", 3, world_size=2, nb_objects=3, quest_length=1) == "tw-custom-w2-o3-q1-3"
-    assert TextWorldConfig(kind="custom", seeds=[1, 2]).tasks() == ["tw-custom-w3-o4-q3-1", "tw-custom-w3-o4-q3-2"]
+    assert TextWorldConfig(kind="custom", seeds=[1, 2]).task_names() == ["tw-custom-w3-o4-q3-1", "tw-custom-w3-o4-q3-2"]
 
 
 @pytest.mark.parametrize(

@@ -1,25 +1,23 @@
-"""WebArena-Verified end to end against a small local stand-in for GitLab on 127.0.0.1:8023 (task 44: "Open my
-todos page"): real Chromium, a real HAR, webarena-verified's own evaluator. Live WebArena only if $WA_GITLAB answers."""
+"""WebArena-Verified end to end against the local stand-in for GitLab (scripts/webarena_standin.py; task 44: "Open my
+todos page"): real Chromium, a real sign-in form, a real HAR, webarena-verified's own evaluator, the reset protocol.
+Live WebArena only if $WA_GITLAB answers."""
 
 from __future__ import annotations
 
-import errno
-import http.server
 import json
 import os
 import socket
 import threading
+import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from hydra.utils import instantiate
-from omegaconf import OmegaConf
 
+from jitrl_bench.config import compose_config, load_spec
 from jitrl_bench.errors import UserError
-from jitrl_bench.paths import CONFIG_DIR
 from tests.envs.test_contract import check_step, rollout
 
 pytest.importorskip("browsergym.core", reason="needs the web extra (pip install -e '.[web]')")
@@ -27,78 +25,48 @@ pytest.importorskip("webarena_verified", reason="needs the web extra (pip instal
 
 from jitrl_bench.envs.browser import chromium_executable
 from jitrl_bench.envs.web import WebEnv
-from jitrl_bench.envs.webarena import InfraError, WebArenaConfig, grade
+from jitrl_bench.envs.webarena import TaskDef, ordered
+from jitrl_bench.envs.webarena_sites import Instance, InstancePool, ResetPolicy, reset_instance
+from jitrl_bench.envs.webarena_verified import InfraError, VerifiedConfig, grade
+from scripts.webarena_standin import PASSWORD, USERNAME, GitLabStandIn, ResetServer, serve
 
 try:
     chromium_executable()
 except UserError as missing:
     pytest.skip(str(missing), allow_module_level=True)
 
-HOST, PORT = "127.0.0.1", 8023
-SITE = f"http://{HOST}:{PORT}"
 NAVIGATED = json.dumps({"task_type": "NAVIGATE", "status": "SUCCESS", "retrieved_data": None})
 RETRIEVED = json.dumps({"task_type": "RETRIEVE", "status": "SUCCESS", "retrieved_data": ["todos"]})
 
-NAV = (
-    "<nav><a href='/dashboard/projects'>Projects</a> <a href='/dashboard/issues'>Issues</a> "
-    "<a href='/dashboard/todos'>To-Do List</a> <a href='/broken'>Broken</a></nav>"
-)
-PAGES = {
-    "/": ("Dashboard · GitLab", "<h1>Welcome to GitLab</h1><input aria-label='Search GitLab' type='search'>"),
-    "/dashboard/projects": ("Projects · Dashboard · GitLab", "<h1>Projects</h1><a href='/a11yproject'>a11yproject</a>"),
-    "/dashboard/issues": ("Issues · Dashboard · GitLab", "<h1>Issues</h1><p>No issues.</p>"),
-    "/dashboard/todos": ("To-Do List · GitLab", "<h1>To-Do List</h1><ul><li>Review merge request !12</li></ul>"),
-}
-
-
-class GitLabStandIn(http.server.BaseHTTPRequestHandler):
-    """The GitLab pages task 44 needs; /broken and /boom answer 502 (a site having a bad day)."""
-
-    def do_GET(self) -> None:
-        path = self.path.split("?")[0]
-        if path.startswith(("/broken", "/boom")):
-            self._send(502, "<h1>502 Bad Gateway</h1>")
-        elif path in PAGES:
-            title, body = PAGES[path]
-            self._send(200, f"<html><head><title>{title}</title></head><body>{NAV}{body}</body></html>")
-        else:
-            self._send(404, "<h1>404</h1>")
-
-    def _send(self, status: int, html: str) -> None:
-        data = html.encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "text/html; charset=utf-8")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
 
 @pytest.fixture(scope="module")
-def gitlab() -> Iterator[str]:
-    try:
-        server = http.server.ThreadingHTTPServer((HOST, PORT), GitLabStandIn)
-    except OSError as error:
-        if error.errno == errno.EADDRINUSE:
-            pytest.skip(f"port {PORT} is taken (a real GitLab?): the local stand-in needs it")
-        raise
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield SITE
-    server.shutdown()
-    server.server_close()
+def sites() -> Iterator[dict[str, str]]:
+    """The GitLab stand-in and a reset server on free ports of 127.0.0.1."""
+    servers = [serve(GitLabStandIn, 0), serve(ResetServer, 0)]
+    gitlab, reset = (f"http://127.0.0.1:{s.server_address[1]}" for s in servers)
+    yield {"gitlab": gitlab, "reset": reset}
+    for server in servers:
+        server.shutdown()
+        server.server_close()
 
 
-def make_env(site: str, har_dir: Path, **kwargs: Any) -> WebEnv:
-    config = WebArenaConfig(task=[44], urls={"gitlab": site}, har_dir=str(har_dir), **kwargs)
-    return config.make(config.tasks()[0])
+@pytest.fixture(autouse=True)
+def account(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WA_GITLAB_USERNAME", USERNAME)
+    monkeypatch.setenv("WA_GITLAB_PASSWORD", PASSWORD)
+
+
+def config(sites: dict[str, str], tmp_path: Path, **kwargs: Any) -> VerifiedConfig:
+    return VerifiedConfig(tasks=[44], urls={"gitlab": sites["gitlab"]}, har_dir=str(tmp_path), **kwargs)
+
+
+def make_env(sites: dict[str, str], tmp_path: Path, **kwargs: Any) -> WebEnv:
+    return config(sites, tmp_path, **kwargs).make("44")
 
 
 def play(env: WebEnv, keys: list[str], answer: str) -> dict[str, Any]:
     obs, info = env.reset(seed=0)
-    assert info["goal"] == "Open my todos page" and "link 'To-Do List'" in obs
+    assert info["goal"] == "Open my todos page" and "link 'To-Do List'" in obs  # signed in: the dashboard shows
     for key in keys:
         score = info["score"]
         by_key = dict(zip(info["action_keys"], info["candidates"], strict=True))
@@ -112,88 +80,182 @@ def play(env: WebEnv, keys: list[str], answer: str) -> dict[str, Any]:
     return info
 
 
-def test_task44_graded_from_har(gitlab: str, tmp_path: Path) -> None:
-    env = make_env(gitlab, tmp_path)
+def test_task44_graded_from_har(sites: dict[str, str], tmp_path: Path) -> None:
+    env = make_env(sites, tmp_path)
     info = play(env, ["click link[To-Do List]"], NAVIGATED)
     assert info["won"] and info["score"] == 1.0
     har = Path(info["har"])
     assert har.parent == tmp_path and har.stat().st_size > 0
-    assert "/dashboard/todos" in har.read_text()
-    urls = {"gitlab": gitlab}
+    recorded = har.read_text()
+    assert "/dashboard/todos" in recorded and "/users/sign_in" not in recorded  # login happened outside the HAR
+    urls = {"gitlab": sites["gitlab"]}
     assert grade(44, NAVIGATED, har, urls) == 1.0
     assert grade(44, NAVIGATED, har, urls) == 1.0  # re-grading the same files gives the same grade
     assert grade(44, RETRIEVED, har, urls) == 0.0  # wrong answer type
     assert grade(44, "the todos page is open", har, urls) == 0.0  # not the answer format
+    assert info["artifacts"] == {"task_id": 44, "answer": NAVIGATED, "har": str(har), "urls": urls,
+                                 "final_url": f"{sites['gitlab']}/dashboard/todos", "instance": 0}  # fmt: skip
     env.close()
 
 
-def test_wrong_page_graded_zero(gitlab: str, tmp_path: Path) -> None:
-    env = make_env(gitlab, tmp_path)
+def test_wrong_page_graded_zero(sites: dict[str, str], tmp_path: Path) -> None:
+    env = make_env(sites, tmp_path)
     info = play(env, ["click link[Issues]"], NAVIGATED)
     assert info["lost"] and info["score"] == 0.0
-    assert grade(44, NAVIGATED, info["har"], {"gitlab": gitlab}) == 0.0
+    assert grade(44, NAVIGATED, info["har"], {"gitlab": sites["gitlab"]}) == 0.0
     env.close()
 
 
-def test_grade_later(gitlab: str, tmp_path: Path) -> None:
-    """grade_on_end=false: the episode ends unscored, and the HAR grades afterwards."""
-    env = make_env(gitlab, tmp_path, grade_on_end=False)
+def test_grade_later_and_regrade(sites: dict[str, str], tmp_path: Path) -> None:
+    """grade_on_end=false: the episode ends unscored; the config re-grades it from its artifacts alone."""
+    cfg = config(sites, tmp_path, grade_on_end=False)
+    env = cfg.make("44")
     info = play(env, ["click link[To-Do List]"], NAVIGATED)
     assert info["score"] == 0.0 and info["lost"]
-    assert grade(44, info["answer"], info["har"], {"gitlab": gitlab}) == 1.0
+    assert cfg.regrade(info["artifacts"]) == 1.0
+    assert VerifiedConfig().regrade({**info["artifacts"], "answer": RETRIEVED}) == 0.0
     env.close()
 
 
-def test_random_rollout_keeps_the_contract(gitlab: str, tmp_path: Path) -> None:
+def test_out_of_steps_is_graded_without_an_answer(sites: dict[str, str], tmp_path: Path) -> None:
+    env = make_env(sites, tmp_path)
+    _, info = env.reset(seed=0)
+    env.step(dict(zip(info["action_keys"], info["candidates"], strict=True))["click link[To-Do List]"])
+    info = env.end_episode()
+    assert info["lost"] and info["score"] == 0.0 and info["artifacts"]["answer"] is None
+    assert Path(info["har"]).stat().st_size > 0  # the recording was closed and kept
+    env.close()
+
+
+def test_random_rollout_keeps_the_contract(sites: dict[str, str], tmp_path: Path) -> None:
     """check_env_adapter minus determinism of info: each episode's HAR path is new by design (info["har"])."""
-    env = make_env(gitlab, tmp_path)
+    env = make_env(sites, tmp_path)
     for seed in range(3):
         rollout(env, seed)
     env.close()
 
 
-def test_goto_limited_to_task_sites(gitlab: str, tmp_path: Path) -> None:
-    env = make_env(gitlab, tmp_path)
+def test_goto_limited_to_task_sites(sites: dict[str, str], tmp_path: Path) -> None:
+    env = make_env(sites, tmp_path)
     env.reset(seed=0)
-    _, _, _, _, info = env.step(f"goto('{gitlab}/dashboard/todos')")
-    assert info["last_action_error"] == "" and info["url"] == f"{gitlab}/dashboard/todos"
+    _, _, _, _, info = env.step(f"goto('{sites['gitlab']}/dashboard/todos')")
+    assert info["last_action_error"] == "" and info["url"] == f"{sites['gitlab']}/dashboard/todos"
     _, _, _, _, info = env.step("goto('file:///etc/hostname')")
-    assert info["last_action_error"].startswith("invalid action") and info["url"] == f"{gitlab}/dashboard/todos"
+    assert info["last_action_error"].startswith("invalid action") and info["url"].endswith("/dashboard/todos")
     env.close()
 
 
-def test_infra_errors(gitlab: str, tmp_path: Path) -> None:
+def test_infra_errors(sites: dict[str, str], tmp_path: Path) -> None:
     with pytest.raises(InfraError, match="502"):
-        make_env(f"{gitlab}/boom", tmp_path).reset(seed=0)
+        make_env({"gitlab": f"{sites['gitlab']}/boom"}, tmp_path, login="none").reset(seed=0)
     with socket.socket() as probe:  # a port nothing listens on
-        probe.bind((HOST, 0))
+        probe.bind(("127.0.0.1", 0))
         closed = probe.getsockname()[1]
     with pytest.raises(InfraError, match="ERR_CONNECTION_REFUSED"):
-        make_env(f"http://{HOST}:{closed}", tmp_path).reset(seed=0)
-    env = make_env(gitlab, tmp_path)
+        make_env({"gitlab": f"http://127.0.0.1:{closed}"}, tmp_path).reset(seed=0)
+    env = make_env(sites, tmp_path)
     _, info = env.reset(seed=0)
     with pytest.raises(InfraError, match="502"):
         env.step(dict(zip(info["action_keys"], info["candidates"], strict=True))["click link[Broken]"])
     env.close()
     with pytest.raises(InfraError):
-        grade(44, NAVIGATED, tmp_path / "missing.har", {"gitlab": gitlab})
+        grade(44, NAVIGATED, tmp_path / "missing.har", {"gitlab": sites["gitlab"]})
+
+
+def test_login_reused_refused_and_renewed(
+    sites: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cfg = config(sites, tmp_path)
+    env = cfg.make("44")
+    before = GitLabStandIn.sign_ins
+    env.reset(seed=0)
+    env.reset(seed=1)
+    assert GitLabStandIn.sign_ins == before + 1  # one sign-in serves both episodes
+    GitLabStandIn.sessions.clear()  # the site forgets every session (an expired login)
+    with pytest.raises(InfraError, match="login page"):
+        env.reset(seed=2)
+    _, info = env.reset(seed=2)  # the runner's retry: signs in again
+    assert GitLabStandIn.sign_ins == before + 2 and "link 'To-Do List'" in info["state"]["observation"]
+    env.close()
+    monkeypatch.setenv("WA_GITLAB_PASSWORD", "wrong")
+    with pytest.raises(InfraError, match="still on the login form"):
+        make_env(sites, tmp_path).reset(seed=0)
+    monkeypatch.delenv("WA_GITLAB_PASSWORD")
+    with pytest.raises(UserError, match="WA_GITLAB_PASSWORD"):
+        make_env(sites, tmp_path).reset(seed=0)
+
+
+def test_reset_before_each_task(sites: dict[str, str], tmp_path: Path) -> None:
+    instances = [{"gitlab": sites["gitlab"], "reset": sites["reset"]}]
+    env = make_env(sites, tmp_path, instances=instances, reset="task")
+    before = ResetServer.resets
+    play(env, ["click link[To-Do List]"], NAVIGATED)
+    _, info = env.reset(seed=1)  # same task on the same copy: no second reset
+    assert ResetServer.resets == before + 1 and info["artifacts"]["urls"] == {"gitlab": sites["gitlab"]}
+    env.close()
+    with pytest.raises(UserError, match="WA_FULL_RESET"):
+        reset_instance(Instance(0, {}), ResetPolicy("run"))
+    with pytest.raises(UserError, match=r"env\.reset="):
+        ResetPolicy("always")
+
+
+def test_instances_hold_one_episode_each() -> None:
+    """Four threads, two copies: never two episodes on one copy at once; mode=run resets each copy once."""
+    resets: list[int] = []
+    pool = InstancePool(
+        [Instance(0, {"gitlab": "a"}), Instance(1, {"gitlab": "b"})],
+        ResetPolicy("run"),
+        resetter=lambda instance, policy: resets.append(instance.index),
+    )
+    busy: dict[int, int] = {0: 0, 1: 0}
+    overlaps: list[int] = []
+    lock = threading.Lock()
+
+    def episode(n: int) -> None:
+        instance = pool.acquire(f"task{n % 3}")
+        with lock:
+            busy[instance.index] += 1
+            if busy[instance.index] > 1:
+                overlaps.append(instance.index)
+        time.sleep(0.01)
+        with lock:
+            busy[instance.index] -= 1
+        pool.release(instance)
+
+    threads = [threading.Thread(target=lambda i=i: [episode(i * 10 + j) for j in range(10)]) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert overlaps == [] and sorted(resets) == [0, 1]
+
+
+def test_dependency_order() -> None:
+    tasks = [
+        TaskDef(3, "c", ("gitlab",), "", (1,)),
+        TaskDef(1, "a", ("gitlab",), "", (5,)),
+        TaskDef(2, "b", ("gitlab",), ""),
+    ]
+    assert [t.task_id for t in ordered(tasks)] == [1, 2, 3]
+    cycle = [TaskDef(1, "a", (), "", (2,)), TaskDef(2, "b", (), "", (1,))]
+    assert sorted(t.task_id for t in ordered(cycle)) == [1, 2]
 
 
 def test_config(tmp_path: Path) -> None:
-    conf = OmegaConf.load(CONFIG_DIR / "env" / "webarena_verified.yaml")
-    config = instantiate(conf)
-    assert isinstance(config, WebArenaConfig) and config.tasks() == ["44"]
-    gitlab_hard = WebArenaConfig(sites=["gitlab"], subset="hard").tasks()
-    assert 0 < len(gitlab_hard) < len(WebArenaConfig(sites=["gitlab"]).tasks()) < 812
-    assert len(WebArenaConfig(task=[]).tasks()) == 812
-    with pytest.raises(UserError):
-        WebArenaConfig(task=[9999]).tasks()
-    with pytest.raises(UserError):
-        WebArenaConfig(sites=["gitlabz"]).tasks()
-    with pytest.raises(UserError):
-        WebArenaConfig(task=[44], urls={}).make("44") if not os.environ.get("WA_GITLAB") else pytest.skip(
-            "WA_GITLAB set"
-        )
+    spec = load_spec(["env=webarena_verified"])
+    assert isinstance(spec.env, VerifiedConfig) and spec.env.task_names() == ["44"] and spec.run.max_steps == 30
+    assert compose_config(["env=webarena_verified", "run.max_steps=5"]).run.max_steps == 5
+    gitlab_hard = VerifiedConfig(sites=["gitlab"], subset="hard").task_names()
+    assert 0 < len(gitlab_hard) < len(VerifiedConfig(sites=["gitlab"]).task_names()) < 812
+    assert len(VerifiedConfig(tasks=[]).task_names()) == 812
+    for bad in (["env.tasks=[9999]"], ["env.sites=[gitlabz]"], ["env.tasks=[forty]"], ["env.login=sso"]):
+        with pytest.raises(UserError):
+            load_spec(["env=webarena_verified", *bad]).env.make("44")
+    with pytest.raises(UserError, match="offline"):
+        VerifiedConfig(tasks=[44], urls={"gitlab": "http://x"}, oracle_stop=True).make("44")
+    if not os.environ.get("WA_GITLAB"):
+        with pytest.raises(UserError, match="WA_GITLAB"):
+            VerifiedConfig(tasks=[44], urls={}).make("44")
 
 
 def _answers(url: str) -> bool:
@@ -206,7 +268,7 @@ def _answers(url: str) -> bool:
 
 @pytest.mark.skipif(not (os.environ.get("WA_GITLAB") and _answers(os.environ["WA_GITLAB"])), reason="no live WebArena")
 def test_live_gitlab_task44(tmp_path: Path) -> None:
-    env = WebArenaConfig(task=[44], har_dir=str(tmp_path)).make("44")
+    env = VerifiedConfig(tasks=[44], har_dir=str(tmp_path)).make("44")
     obs, info = env.reset(seed=0)
     assert obs and info["candidates"] and Path(info["har"]).parent == tmp_path
     env.close()

@@ -1,0 +1,73 @@
+"""`jitrl-bench regrade RUN_DIR`: grade a finished web run again from its files alone (answers + HARs), offline.
+
+episodes.jsonl is never rewritten (it is the run's commit log): the new grades go to regrade.csv beside it, with the
+recorded grade on each row, and the table says how many agree. Useful after a grader fix, or to audit a run.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from omegaconf import OmegaConf
+from rich.console import Console
+from rich.progress import track
+from rich.table import Table
+
+from jitrl_bench.config import instantiate_group
+from jitrl_bench.errors import InfraError, UserError
+from jitrl_bench.runner import RunDirectory
+
+
+def _local_har(run_dir: Path, artifacts: dict[str, Any]) -> dict[str, Any]:
+    """The HAR where the run left it, else in this run directory's har/ (a copied or moved run)."""
+    har = Path(str(artifacts.get("har", "")))
+    if har.name and not har.is_file() and (run_dir / "har" / har.name).is_file():
+        return {**artifacts, "har": str(run_dir / "har" / har.name)}
+    return artifacts
+
+
+def regrade(run_dir: Path, console: Console | None = None) -> pd.DataFrame:
+    """Re-grade every graded episode of `run_dir`; writes regrade.csv and returns its rows."""
+    console = console or Console()
+    config_path = run_dir / "config.yaml"
+    if not config_path.is_file():
+        raise UserError(f"{run_dir} is not a run directory (no config.yaml): pass the folder `jitrl-bench run` printed")
+    env = instantiate_group("env", OmegaConf.load(config_path).env)
+    if not callable(getattr(env, "regrade", None)):
+        raise UserError(f"env {env.name!r} keeps nothing to re-grade: only WebArena runs store answers and HARs")
+    episodes = [r for r in RunDirectory(run_dir).finished() if r.status == "ok" and r.artifacts]
+    if not episodes:
+        raise UserError(f"{run_dir}: no graded web episodes to re-grade (episodes.jsonl has none with artifacts)")
+    rows = []
+    for record in track(episodes, description="re-grading", console=console, transient=True):
+        regraded: float | None
+        try:
+            regraded, note = env.regrade(_local_har(run_dir, record.artifacts)), ""
+        except (InfraError, OSError, ValueError) as error:
+            regraded, note = None, str(error).splitlines()[0]
+        if regraded is None and not note:
+            note = "needs the live page (program_html): not re-gradable offline"
+        rows.append({
+            "task": record.task, "episode": record.episode, "agent": record.agent, "recorded": record.score,
+            "regraded": regraded, "agree": regraded is not None and abs(regraded - record.score) < 1e-9, "note": note,
+        })  # fmt: skip
+    frame = pd.DataFrame(rows)
+    frame.to_csv(run_dir / "regrade.csv", index=False)
+    console.print(summary_table(frame, run_dir))
+    return frame
+
+
+def summary_table(frame: pd.DataFrame, run_dir: Path) -> Table:
+    table = Table(title=f"regrade of {run_dir.name}")
+    for column in ("agent", "episodes", "recorded success", "regraded success", "agree", "not re-gradable"):
+        table.add_column(column, justify="left" if column == "agent" else "right")
+    for agent, group in frame.groupby("agent", sort=True):
+        graded = group[group.regraded.notna()]
+        table.add_row(
+            str(agent), str(len(group)), f"{(group.recorded >= 1).mean():.3f}",
+            f"{(graded.regraded >= 1).mean():.3f}" if len(graded) else "-",
+            f"{int(group.agree.sum())}/{len(group)}", str(len(group) - len(graded)),
+        )  # fmt: skip
+    return table

@@ -1,0 +1,159 @@
+"""Small local stand-ins for WebArena's sites, to try `env=webarena_verified` without a WebArena host.
+
+Serves, on 127.0.0.1, the GitLab pages that WebArena-Verified task 44 ("Open my todos page") needs, behind a sign-in
+form shaped like GitLab's, and a reset server (GET /reset, GET /status) like the one `$WA_FULL_RESET` names. The tests
+use the same servers. Run it, then in another shell:
+
+    python scripts/webarena_standin.py            # prints the variables to export
+    export WA_GITLAB=http://127.0.0.1:8023 WA_GITLAB_USERNAME=byteblaze WA_GITLAB_PASSWORD=hello1234
+    jitrl-bench run env=webarena_verified env.tasks=[44] run.episodes=2
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import http.server
+import secrets
+import threading
+import time
+import urllib.parse
+from typing import Any, ClassVar
+
+USERNAME, PASSWORD = "byteblaze", "hello1234"  # the stand-in's own account, the same name WebArena's GitLab uses
+
+NAV = (
+    "<nav><a href='/dashboard/projects'>Projects</a> <a href='/dashboard/issues'>Issues</a> "
+    "<a href='/dashboard/todos'>To-Do List</a> <a href='/broken'>Broken</a></nav>"
+)
+PAGES = {
+    "/": ("Dashboard · GitLab", "<h1>Welcome to GitLab</h1><input aria-label='Search GitLab' type='search'>"),
+    "/dashboard/projects": ("Projects · Dashboard · GitLab", "<h1>Projects</h1><a href='/a11yproject'>a11yproject</a>"),
+    "/dashboard/issues": ("Issues · Dashboard · GitLab", "<h1>Issues</h1><p>No issues.</p>"),
+    "/dashboard/todos": ("To-Do List · GitLab", "<h1>To-Do List</h1><ul><li>Review merge request !12</li></ul>"),
+}
+SIGN_IN = (
+    "<h1>Sign in</h1><form method='post' action='/users/sign_in'>"
+    "<label for='user_login'>Username or email</label><input id='user_login' name='login'>"
+    "<label for='user_password'>Password</label><input id='user_password' name='password' type='password'>"
+    "<button type='submit'>Sign in</button></form>"
+)
+
+
+class GitLabStandIn(http.server.BaseHTTPRequestHandler):
+    """GitLab's pages for task 44 behind a sign-in form; /broken and /boom answer 502 (a site having a bad day)."""
+
+    sessions: ClassVar[set[str]] = set()
+    sign_ins = 0
+    require_login = True
+
+    def do_GET(self) -> None:
+        path = self.path.split("?")[0]
+        if path.startswith(("/broken", "/boom")):
+            self._send(502, "502 Bad Gateway", "<h1>502 Bad Gateway</h1>")
+        elif path == "/users/sign_in":
+            self._send(200, "Sign in · GitLab", SIGN_IN)
+        elif path in PAGES:
+            if self.require_login and self._session() not in self.sessions:
+                self._redirect("/users/sign_in")
+                return
+            title, body = PAGES[path]
+            self._send(200, title, NAV + body)
+        else:
+            self._send(404, "Not Found", "<h1>404</h1>")
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        form = urllib.parse.parse_qs(self.rfile.read(length).decode())
+        if self.path == "/users/sign_in" and form.get("login") == [USERNAME] and form.get("password") == [PASSWORD]:
+            token = secrets.token_hex(8)
+            type(self).sessions.add(token)
+            type(self).sign_ins += 1
+            self._redirect("/", cookie=f"_gitlab_session={token}; Path=/")
+        else:
+            self._send(200, "Sign in · GitLab", "<p>Invalid login or password.</p>" + SIGN_IN)
+
+    def _session(self) -> str:
+        for part in (self.headers.get("Cookie") or "").split(";"):
+            name, _, value = part.strip().partition("=")
+            if name == "_gitlab_session":
+                return value
+        return ""
+
+    def _redirect(self, location: str, cookie: str = "") -> None:
+        self.send_response(302)
+        self.send_header("Location", location)
+        if cookie:
+            self.send_header("Set-Cookie", cookie)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def _send(self, status: int, title: str, body: str) -> None:
+        data = f"<html><head><title>{title}</title></head><body>{body}</body></html>".encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "text/html; charset=utf-8")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+class ResetServer(http.server.BaseHTTPRequestHandler):
+    """`$WA_FULL_RESET` stand-in: /reset signs everyone out and is 'resetting' for a moment; /status says when ready."""
+
+    resets = 0
+    ready_at = 0.0
+    seconds = 0.2
+
+    def do_GET(self) -> None:
+        if self.path == "/reset":
+            if time.monotonic() < self.ready_at:
+                self._send(418, "Reset already running")
+                return
+            type(self).resets += 1
+            type(self).ready_at = time.monotonic() + self.seconds
+            GitLabStandIn.sessions.clear()
+            self._send(200, "Reset started")
+        elif self.path == "/status":
+            self._send(200, "Ready for duty!" if time.monotonic() >= self.ready_at else "Resetting")
+        else:
+            self._send(404, "not found")
+
+    def _send(self, status: int, text: str) -> None:
+        data = text.encode()
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def serve(handler: type[http.server.BaseHTTPRequestHandler], port: int, host: str = "127.0.0.1") -> Any:
+    """Start a threaded server in the background; returns it (call .shutdown() and .server_close())."""
+    server = http.server.ThreadingHTTPServer((host, port), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--gitlab-port", type=int, default=8023)
+    parser.add_argument("--reset-port", type=int, default=7565)
+    args = parser.parse_args()
+    serve(GitLabStandIn, args.gitlab_port)
+    serve(ResetServer, args.reset_port)
+    print(
+        f"export WA_GITLAB=http://127.0.0.1:{args.gitlab_port} WA_GITLAB_USERNAME={USERNAME} "
+        f"WA_GITLAB_PASSWORD={PASSWORD} WA_FULL_RESET=http://127.0.0.1:{args.reset_port}",
+        flush=True,
+    )
+    with contextlib.suppress(KeyboardInterrupt):
+        threading.Event().wait()
+
+
+if __name__ == "__main__":
+    main()
