@@ -66,19 +66,48 @@ def checks() -> list[Check]:
     rows.append(Check("vllm", has_vllm, "installed" if has_vllm else "not installed", "pip install '.[vllm]' (GPU)"))
     gpu = shutil.which("nvidia-smi") is not None
     rows.append(Check("GPU", gpu, "nvidia-smi found" if gpu else "none (CPU runs only)", "optional"))
+    rows += webarena_checks()
+    return rows
+
+
+def webarena_checks() -> list[Check]:
+    """Each WebArena site in $WA_*: does it answer, and does its account sign in (sites with a login form)?"""
     configured = [var for var in WEBARENA_URLS if os.environ.get(var)]
     if not configured:
-        rows.append(
+        return [
             Check(
                 "WebArena sites (WA_* URLs)",
                 False,
                 "none set (needed only for web runs)",
-                "export WA_SHOPPING=http://HOST:7770 WA_REDDIT=http://HOST:9999 ...",
+                "export the WA_* variables of envs/webarena/webarena.env.example",
             )
-        )
+        ]
+    rows = []
     for var in configured:
-        rows.append(Check(var, *_reachable(os.environ[var]), fix="start the site or fix the URL"))
+        ok, detail = _reachable(os.environ[var])
+        rows.append(Check(var, ok, detail, fix="start the site or fix the URL"))
+        site = var.removeprefix("WA_").lower()
+        if ok and importlib.util.find_spec("webarena_verified") is not None:
+            rows.append(_login_check(site, os.environ[var]))
+    reset = os.environ.get("WA_FULL_RESET")
+    if reset:
+        rows.append(Check("WA_FULL_RESET", *_reachable(reset.rstrip("/") + "/status"), fix="start the reset server"))
     return rows
+
+
+def _login_check(site: str, url: str) -> Check:
+    from jitrl_bench.envs.browser import on_browser_thread, shared_browser
+    from jitrl_bench.envs.webarena_sites import LOGIN_FORMS, env_var, ui_login
+
+    part = f"{site} login"
+    if site not in LOGIN_FORMS:
+        return Check(part, True, "no account needed")
+    try:
+        cookies = on_browser_thread(lambda: ui_login(shared_browser(), site, url.rstrip("/")))
+    except Exception as e:  # doctor reports, never crashes
+        fix = f"set ${env_var(site)}_USERNAME and ${env_var(site)}_PASSWORD to a working account"
+        return Check(part, False, str(e).splitlines()[0], fix)
+    return Check(part, True, f"signed in as ${env_var(site)}_USERNAME ({len(cookies)} cookies)")
 
 
 def _reachable(url: str) -> tuple[bool, str]:

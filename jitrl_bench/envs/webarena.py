@@ -12,8 +12,6 @@ runner retries and then records as an error instead of a lost episode.
 
 from __future__ import annotations
 
-import json
-import os
 import tempfile
 import time
 import uuid
@@ -37,6 +35,7 @@ from jitrl_bench.envs.webarena_sites import (
     Logins,
     ResetPolicy,
     env_var,
+    extra_headers,
     instances_from,
     render,
 )
@@ -159,10 +158,7 @@ class WebArenaTask:
         self.har = self.har_dir / f"task{self.task.task_id}-{stamp}.har"
         options: dict[str, Any] = {"record_har_path": str(self.har), "viewport": {"width": 1280, "height": 720}}
         options.update(self.config.logins.context_options(shared_browser(), self.instance, list(self.task.sites)))
-        headers = dict(options.get("extra_http_headers", {}))
-        extra = os.environ.get("PW_EXTRA_HEADERS")
-        if extra:
-            headers.update({str(k): str(v) for k, v in json.loads(extra).items()})
+        headers = {**options.get("extra_http_headers", {}), **extra_headers()}
         if headers:
             options["extra_http_headers"] = headers
         return options
@@ -261,7 +257,7 @@ class WebArenaConfigBase:
     """Task id or list of ids (e.g. 44); empty: every task of `sites`. Typed Any (int or list)."""
     sites: list[str] = field(default_factory=list)
     """Keep only tasks that use these sites only (gitlab, shopping, ...); empty: no filter."""
-    urls: dict[str, str] = field(default_factory=dict)
+    urls: dict[str, str | None] = field(default_factory=dict)
     """Base URL per site, e.g. {gitlab: "http://host:8023"}; a site missing here comes from $WA_<SITE>."""
     instances: list[dict[str, str]] = field(default_factory=list)
     """Several copies of the sites for parallel episodes: [{gitlab: url, ..., reset: reset-server-url}, ...];

@@ -10,6 +10,7 @@ minutes); logins run on the browser thread in their own context, never in the ep
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import threading
@@ -18,6 +19,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import playwright.sync_api as pw
@@ -44,10 +46,10 @@ def placeholder(site: str) -> str:
     return f"__{site.upper()}__"
 
 
-def site_urls(configured: dict[str, str] | None = None) -> dict[str, str]:
+def site_urls(configured: dict[str, str | None] | None = None) -> dict[str, str]:
     """Base URL per site: the config's, else `$WA_<SITE>`; sites with neither are absent. No trailing slash."""
     urls = {site: os.environ.get(env_var(site), "") for site in SITES}
-    urls.update({str(k): str(v) for k, v in (configured or {}).items()})
+    urls.update({str(k): str(v) for k, v in (configured or {}).items() if v})
     unknown = sorted(set(urls) - set(SITES))
     if unknown:
         raise UserError(f"unknown WebArena site(s) {', '.join(unknown)}; sites are: {', '.join(SITES)}")
@@ -65,6 +67,21 @@ def render(template: str, urls: dict[str, str]) -> str:
     return template
 
 
+def extra_headers() -> dict[str, str]:
+    """HTTP headers for every request of an episode, from the JSON file `$PW_EXTRA_HEADERS` names (BrowserGym's
+    convention, e.g. a gateway token in front of the sites); {} when unset."""
+    path = os.environ.get("PW_EXTRA_HEADERS")
+    if not path:
+        return {}
+    try:
+        headers = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as error:
+        raise UserError(f"$PW_EXTRA_HEADERS={path}: not a readable JSON file of headers ({error})") from None
+    if not isinstance(headers, dict):
+        raise UserError(f"$PW_EXTRA_HEADERS={path}: the file must hold one JSON object {{header: value}}")
+    return {str(k): str(v) for k, v in headers.items()}
+
+
 @dataclass(frozen=True)
 class Instance:
     """One copy of the WebArena sites."""
@@ -75,7 +92,7 @@ class Instance:
     """Base URL of this copy's reset server (`$WA_FULL_RESET` for the default instance)."""
 
 
-def instances_from(configured: list[dict[str, str]], urls: dict[str, str] | None) -> list[Instance]:
+def instances_from(configured: list[dict[str, str]], urls: dict[str, str | None] | None) -> list[Instance]:
     """`env.instances` (a list of {site: url, reset: url}), or one instance from `env.urls` / `$WA_*`."""
     if not configured:
         return [Instance(0, site_urls(urls), os.environ.get("WA_FULL_RESET", "").rstrip("/"))]

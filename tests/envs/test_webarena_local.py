@@ -272,3 +272,30 @@ def test_live_gitlab_task44(tmp_path: Path) -> None:
     obs, info = env.reset(seed=0)
     assert obs and info["candidates"] and Path(info["har"]).parent == tmp_path
     env.close()
+
+
+def test_doctor_checks_each_site_and_login(sites: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    from jitrl_bench.doctor import webarena_checks
+
+    for var in ("WA_SHOPPING", "WA_SHOPPING_ADMIN", "WA_REDDIT", "WA_MAP", "WA_WIKIPEDIA", "WA_HOMEPAGE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("WA_GITLAB", sites["gitlab"])
+    monkeypatch.setenv("WA_FULL_RESET", sites["reset"])
+    rows = {row.part: row for row in webarena_checks()}
+    assert rows["WA_GITLAB"].ok and rows["gitlab login"].ok and rows["WA_FULL_RESET"].ok
+    monkeypatch.setenv("WA_GITLAB_PASSWORD", "wrong")
+    rows = {row.part: row for row in webarena_checks()}
+    assert rows["WA_GITLAB"].ok and not rows["gitlab login"].ok and "WA_GITLAB_PASSWORD" in rows["gitlab login"].fix
+
+
+def test_extra_headers_reach_the_sites(sites: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    headers = tmp_path / "headers.json"
+    headers.write_text(json.dumps({"X-Gateway-Token": "t0ken"}))
+    monkeypatch.setenv("PW_EXTRA_HEADERS", str(headers))
+    env = make_env(sites, tmp_path / "har")
+    info = play(env, ["click link[To-Do List]"], NAVIGATED)
+    assert info["won"] and "X-Gateway-Token" in Path(info["har"]).read_text()
+    env.close()
+    headers.write_text("not json")
+    with pytest.raises(UserError, match="PW_EXTRA_HEADERS"):
+        make_env(sites, tmp_path / "har").reset(seed=0)

@@ -1,0 +1,122 @@
+"""`jitrl-bench run env=webarena_verified` and `jitrl-bench regrade` against the local GitLab stand-in: what a web run
+keeps per episode (answer, HAR, site URLs) is enough to grade it again, offline, to the same numbers."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+from omegaconf import OmegaConf
+from rich.console import Console
+from typer.testing import CliRunner
+
+from jitrl_bench.agents.base import EpisodeContext, new_context
+from jitrl_bench.cli import app
+from jitrl_bench.errors import UserError
+from jitrl_bench.records import Decision
+from jitrl_bench.runner import Protocol, RunConfig, RunDirectory, run_all
+
+pytest.importorskip("webarena_verified", reason="needs the web extra (pip install -e '.[web]')")
+
+from jitrl_bench.envs.browser import chromium_executable
+from jitrl_bench.envs.webarena_verified import VerifiedConfig
+from scripts.webarena_standin import PASSWORD, USERNAME, GitLabStandIn, serve
+
+try:
+    chromium_executable()
+except UserError as missing:
+    pytest.skip(str(missing), allow_module_level=True)
+
+NAVIGATED = json.dumps({"task_type": "NAVIGATE", "status": "SUCCESS", "retrieved_data": None})
+
+
+@pytest.fixture(scope="module")
+def gitlab() -> Iterator[str]:
+    server = serve(GitLabStandIn, 0)
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture(autouse=True)
+def account(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WA_GITLAB_USERNAME", USERNAME)
+    monkeypatch.setenv("WA_GITLAB_PASSWORD", PASSWORD)
+
+
+def cli(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(app, list(args))
+    return result.exit_code, result.output
+
+
+class ToDoAgent:
+    """A scripted agent (the subject here is the grading, not the agent): open the To-Do List, then answer."""
+
+    name = "scripted"
+
+    def start(self, task: str, episode: int, uid: str, seed: int) -> EpisodeContext:
+        return new_context(task, episode, uid, seed)
+
+    def act(self, ctx: EpisodeContext, observation: str, info: dict[str, Any]) -> Decision:
+        keys = info["action_keys"]
+        index = keys.index("click link[To-Do List]") if not ctx.history else keys.index("answer NAVIGATE")
+        return Decision(info["candidates"][index], index, info["candidates"], [0.0] * len(keys))
+
+    def finish(self, ctx: EpisodeContext, rewards: Sequence[float], success: bool) -> None:
+        pass
+
+
+def test_run_then_regrade_agrees(gitlab: str, tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    code, out = cli(
+        "run", "env=webarena_verified", "env.tasks=[44]", f"env.urls.gitlab={gitlab}", "policy=uniform",
+        "run.episodes=2", "run.max_steps=3", "run.progress=false", f"run.dir={run_dir}",
+    )  # fmt: skip
+    assert code in (0, 1), out  # 1: an episode hit the stand-in's 502 link three times (an infrastructure error)
+    rows = [json.loads(line) for line in (run_dir / "episodes.jsonl").read_text().splitlines()]
+    graded = [r for r in rows if r["status"] == "ok"]
+    assert len(rows) == 4 and {(r["env"], r["max_steps"]) for r in rows} == {("webarena_verified", 3)}
+    assert all(r["status"] == "error" and "502" in r["error"] for r in rows if r not in graded)
+    for row in graded:
+        har = Path(row["artifacts"]["har"])
+        assert har.parent == run_dir / "har" and har.stat().st_size > 0
+        assert row["artifacts"]["urls"] == {"gitlab": gitlab}
+    code, out = cli("regrade", str(run_dir))
+    assert code == 0 and "0 grades differ" in out, out
+    regraded = pd.read_csv(run_dir / "regrade.csv")
+    assert len(regraded) == len(graded) > 0 and regraded.agree.all()
+
+
+def test_regrade_finds_what_the_run_did_not_grade(gitlab: str, tmp_path: Path) -> None:
+    """A run graded later (grade_on_end=false) records 0; regrade gives the real grade, from a moved directory too."""
+    run_dir = tmp_path / "run"
+    env = {"_target_": "jitrl_bench.envs.webarena_verified.VerifiedConfig", "tasks": [44], "urls": {"gitlab": gitlab},
+           "har_dir": str(run_dir / "har"), "grade_on_end": False}  # fmt: skip
+    run_dir.mkdir()
+    OmegaConf.save(OmegaConf.create({"env": env}), run_dir / "config.yaml")
+    config = VerifiedConfig(tasks=[44], urls={"gitlab": gitlab}, har_dir=str(run_dir / "har"), grade_on_end=False)
+    run = RunConfig(episodes=2, max_steps=4, progress=False)
+    protocol = Protocol("webarena_verified", "scripted", "r1", "h1")
+    run_all(RunDirectory(run_dir), ["44"], config.make, [ToDoAgent()], run, protocol, lambda: 0, Console(quiet=True))
+    assert [r.score for r in RunDirectory(run_dir).finished()] == [0.0, 0.0]
+    moved = tmp_path / "moved"
+    shutil.move(run_dir, moved)  # the recorded HAR paths no longer exist; regrade finds them under moved/har
+    code, out = cli("regrade", str(moved))
+    assert code == 0 and "2 grades differ" in out, out
+    regraded = pd.read_csv(moved / "regrade.csv")
+    assert list(regraded.regraded) == [1.0, 1.0] and list(regraded.recorded) == [0.0, 0.0]
+
+
+def test_regrade_refuses_what_it_cannot_grade(tmp_path: Path) -> None:
+    code, out = cli("regrade", str(tmp_path))
+    assert code == 2 and "not a run directory" in out
+    OmegaConf.save(
+        OmegaConf.create({"env": {"_target_": "jitrl_bench.envs.textworld.TextWorldConfig"}}), tmp_path / "config.yaml"
+    )
+    code, out = cli("regrade", str(tmp_path))
+    assert code == 2 and "only WebArena runs" in out
