@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from jitrl_bench.jitrl.embed import Embedder, EmbedderConfig
+from tests.conftest_vllm import vllm_server  # noqa: F401  (the shared vLLM server, started by the first test using it)
 
 REPO = Path(__file__).resolve().parents[1]
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

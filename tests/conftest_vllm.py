@@ -1,13 +1,11 @@
 """One real vLLM server (the CPU build in .venv-vllm, SmolLM2-135M-Instruct in float32) for the whole test session.
 
-Use it from any test module:
-
-    from tests.conftest_vllm import vllm_server  # noqa: F401  (a pytest fixture)
+tests/conftest.py registers the fixture for every test module; ask for it by name:
 
     def test_something(vllm_server: VLLMServerInfo) -> None:
         policy = OpenAIPolicyConfig(base_url=vllm_server.base_url, model=vllm_server.model, tokenizer="smollm2").make()
 
-Every module that imports the fixture shares the same server process (started on first use, stopped when the last user
+Every module that uses the fixture shares the same server process (started on first use, stopped when the last user
 is torn down). Tests that stop the server must start it again on the same port (`info.server.start()`); a restarted
 server may run another --logprobs-mode, which clients must not notice. Only a missing .venv-vllm skips (`make test`
 creates it with scripts/setup_vllm.sh).

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from jitrl_bench.jitrl.memory import ExperienceMemory
-from tests.conftest_vllm import VLLMServerInfo, vllm_server  # noqa: F401  (the shared server fixture)
+from tests.conftest_vllm import VLLMServerInfo
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
@@ -43,7 +43,7 @@ def rows_of(run_dir: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
 
-def test_two_episodes_through_the_server_with_concurrency(vllm_server: VLLMServerInfo, tmp_path: Path) -> None:  # noqa: F811
+def test_two_episodes_through_the_server_with_concurrency(vllm_server: VLLMServerInfo, tmp_path: Path) -> None:
     run_dir = tmp_path / "served"
     proc = jitrl_bench(*server_overrides(vllm_server, "score"), "run.episodes=2", "run.max_steps=3",
                        "run.concurrency=2", "policy.api_key_env=JITRL_TEST_API_KEY", f"run.dir={run_dir}")  # fmt: skip
@@ -66,7 +66,7 @@ def test_two_episodes_through_the_server_with_concurrency(vllm_server: VLLMServe
     assert written == [] and SECRET not in out + err  # the key is read from the environment, never stored
 
 
-def test_server_lost_mid_run_is_one_error_and_the_run_resumes(vllm_server: VLLMServerInfo, tmp_path: Path) -> None:  # noqa: F811
+def test_server_lost_mid_run_is_one_error_and_the_run_resumes(vllm_server: VLLMServerInfo, tmp_path: Path) -> None:
     run_dir = tmp_path / "lost"
     args = [*server_overrides(vllm_server, "choice"), "run.episodes=4", "run.max_steps=4", f"run.dir={run_dir}"]
     proc = jitrl_bench(*args)
@@ -94,7 +94,7 @@ def test_server_lost_mid_run_is_one_error_and_the_run_resumes(vllm_server: VLLMS
     assert len(memory) == sum(r["steps"] for r in rows if r["agent"] == "jitrl")
 
 
-def test_serve_prints_a_working_override_and_stops_on_ctrl_c(vllm_server: VLLMServerInfo) -> None:  # noqa: F811
+def test_serve_prints_a_working_override_and_stops_on_ctrl_c(vllm_server: VLLMServerInfo) -> None:
     """`jitrl-bench serve`: a second server (the fixture's keeps running), found through what serve prints."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "jitrl_bench", "serve", "policy=openai", "policy.tokenizer=smollm2"],

@@ -237,7 +237,11 @@ def shared_browser() -> Browser:
     global _BROWSER
     if not threading.current_thread().name.startswith(BROWSER_THREAD):
         raise RuntimeError("shared_browser() must run on the browser thread: wrap the call in on_browser_thread")
-    if _BROWSER is None or not _BROWSER.browser.is_connected():
+    if _BROWSER is not None and not _BROWSER.browser.is_connected():  # crashed or closed: start over
+        with contextlib.suppress(Exception):
+            _BROWSER.playwright.stop()  # one Playwright per thread: the old driver must go first
+        _BROWSER = None
+    if _BROWSER is None:
         _BROWSER = Browser()
     return _BROWSER
 

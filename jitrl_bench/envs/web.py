@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import re
 import time
-from typing import Any, Protocol
+from collections.abc import Callable
+from typing import Any, Protocol, TypeVar
 
 import gymnasium as gym
 import playwright.sync_api as pw
@@ -29,6 +30,7 @@ from jitrl_bench.envs.browser import (
     shared_browser,
 )
 from jitrl_bench.envs.text_game import clean_text
+from jitrl_bench.errors import InfraError
 
 OBS_CHARS = 100_000
 ACTION_CHARS = 4000
@@ -41,6 +43,7 @@ INSTRUCTION = (
     "press('7', 'Enter'), scroll(0, 300), go_back(), or answer('final answer') when the task asks for an answer."
 )
 
+T = TypeVar("T")
 _QUOTED = re.compile(r"\"([^\"]{1,200})\"|'([^']{1,200})'|“([^”]{1,200})”")
 _WORD = re.compile(r"[A-Za-z0-9][\w.@-]*")
 
@@ -154,10 +157,10 @@ class WebEnv(gym.Env[str, str]):
         on_browser_thread(self._end_episode)
         self.task.begin(self._seed)
         self._begun = True
-        return on_browser_thread(self._reset)
+        return on_browser_thread(lambda: self._guarded(self._reset))
 
     def step(self, action: str) -> tuple[str, float, bool, bool, dict[str, Any]]:
-        return on_browser_thread(lambda: self._step(action))
+        return on_browser_thread(lambda: self._guarded(lambda: self._step(action)))
 
     def close(self) -> None:
         on_browser_thread(self._end_episode)
@@ -215,6 +218,17 @@ class WebEnv(gym.Env[str, str]):
         obs, info = self._info(view, error)
         self.timings["step"] = time.perf_counter() - start
         return obs, float(reward), bool(info["won"] or info["lost"]), False, info
+
+    def _guarded(self, work: Callable[[], T]) -> T:
+        """A browser that crashed or vanished is an infrastructure failure, not the agent's: end the episode, say so
+        (the runner retries it on a fresh browser)."""
+        try:
+            return work()
+        except pw.Error as error:
+            self._end_episode()
+            raise InfraError(
+                f"browser failure: {str(error).splitlines()[0] if str(error) else type(error).__name__}"
+            ) from None
 
     def _end_early(self) -> dict[str, Any]:
         if self._page is None or self._view is None:

@@ -120,3 +120,22 @@ def test_regrade_refuses_what_it_cannot_grade(tmp_path: Path) -> None:
     )
     code, out = cli("regrade", str(tmp_path))
     assert code == 2 and "only WebArena runs" in out
+
+
+def test_two_instances_serve_concurrent_episodes(gitlab: str, tmp_path: Path) -> None:
+    second = serve(GitLabStandIn, 0)
+    other = f"http://127.0.0.1:{second.server_address[1]}"
+    try:
+        instances = f"env.instances=[{{gitlab:'{gitlab}'}},{{gitlab:'{other}'}}]"
+        code, out = cli(
+            "run", "env=webarena_verified", "env.tasks=[44]", instances,
+            "policy=uniform", "run.episodes=2", "run.max_steps=2", "run.concurrency=2", "run.progress=false",
+            f"run.dir={tmp_path / 'run'}",
+        )  # fmt: skip
+    finally:
+        second.shutdown()
+        second.server_close()
+    assert code in (0, 1), out
+    rows = [json.loads(line) for line in (tmp_path / "run" / "episodes.jsonl").read_text().splitlines()]
+    used = {(r["artifacts"]["instance"], r["artifacts"]["urls"]["gitlab"]) for r in rows if r["status"] == "ok"}
+    assert used == {(0, gitlab), (1, other)}

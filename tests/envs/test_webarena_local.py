@@ -299,3 +299,16 @@ def test_extra_headers_reach_the_sites(sites: dict[str, str], tmp_path: Path, mo
     headers.write_text("not json")
     with pytest.raises(UserError, match="PW_EXTRA_HEADERS"):
         make_env(sites, tmp_path / "har").reset(seed=0)
+
+
+def test_browser_crash_is_an_infrastructure_error(sites: dict[str, str], tmp_path: Path) -> None:
+    from jitrl_bench.envs.browser import on_browser_thread, shared_browser
+
+    env = make_env(sites, tmp_path)
+    _, info = env.reset(seed=0)
+    on_browser_thread(lambda: shared_browser().browser.close())  # Chromium gone mid-episode
+    with pytest.raises(InfraError, match="browser failure"):
+        env.step(dict(zip(info["action_keys"], info["candidates"], strict=True))["click link[To-Do List]"])
+    info = play(env, ["click link[To-Do List]"], NAVIGATED)  # the retry gets a fresh browser
+    assert info["won"]
+    env.close()

@@ -17,30 +17,17 @@ import pytest
 from jitrl_bench.errors import UserError
 from jitrl_bench.policies.base import Prompt
 from jitrl_bench.policies.choice import option_labels, option_prompt, server_logit_bias
-from jitrl_bench.policies.hf import HFPolicy, HFPolicyConfig
+from jitrl_bench.policies.hf import HFPolicy
 from jitrl_bench.policies.openai import OpenAIPolicy, OpenAIPolicyConfig
 from jitrl_bench.policies.server import free_port
 from tests.conftest_vllm import (
     BIAS,
     CANDIDATES,
-    OBSERVATION,
-    SYSTEM,
     VLLMServerInfo,
     option_reference,
-    vllm_server,  # noqa: F401  (the shared server fixture)
 )
 
 ATOL = 1e-3
-
-
-@pytest.fixture(scope="module")
-def hf() -> HFPolicy:
-    return HFPolicyConfig(model="smollm2", dtype="float32").make()
-
-
-@pytest.fixture(scope="module")
-def prompt() -> Prompt:
-    return Prompt.chat(SYSTEM, OBSERVATION)
 
 
 def client(info: VLLMServerInfo, **overrides: object) -> OpenAIPolicy:
@@ -49,7 +36,7 @@ def client(info: VLLMServerInfo, **overrides: object) -> OpenAIPolicy:
 
 
 @pytest.mark.slow
-def test_score_matches_transformers(vllm_server: VLLMServerInfo, hf: HFPolicy, prompt: Prompt) -> None:  # noqa: F811
+def test_score_matches_transformers(vllm_server: VLLMServerInfo, hf: HFPolicy, prompt: Prompt) -> None:
     policy = client(vllm_server)
     policy.score(prompt, CANDIDATES)  # the first request pays for warm-up
     start = time.perf_counter()
@@ -61,7 +48,7 @@ def test_score_matches_transformers(vllm_server: VLLMServerInfo, hf: HFPolicy, p
 
 
 @pytest.mark.slow
-def test_choice_without_bias_is_the_models_own(vllm_server: VLLMServerInfo, hf: HFPolicy, prompt: Prompt) -> None:  # noqa: F811
+def test_choice_without_bias_is_the_models_own(vllm_server: VLLMServerInfo, hf: HFPolicy, prompt: Prompt) -> None:
     policy = client(vllm_server, mode="choice")
     reference = option_reference(hf, prompt, CANDIDATES)
     start = time.perf_counter()
@@ -74,7 +61,7 @@ def test_choice_without_bias_is_the_models_own(vllm_server: VLLMServerInfo, hf: 
 
 
 @pytest.mark.slow
-def test_choice_bias_shifts_log_odds_exactly(vllm_server: VLLMServerInfo, hf: HFPolicy, prompt: Prompt) -> None:  # noqa: F811
+def test_choice_bias_shifts_log_odds_exactly(vllm_server: VLLMServerInfo, hf: HFPolicy, prompt: Prompt) -> None:
     policy = client(vllm_server, mode="choice")
     bias = np.array(BIAS)
     reference = option_reference(hf, prompt, CANDIDATES)
@@ -94,7 +81,7 @@ def test_choice_bias_shifts_log_odds_exactly(vllm_server: VLLMServerInfo, hf: HF
 
 
 @pytest.mark.slow
-def test_threads_share_one_client(vllm_server: VLLMServerInfo, prompt: Prompt) -> None:  # noqa: F811
+def test_threads_share_one_client(vllm_server: VLLMServerInfo, prompt: Prompt) -> None:
     policy = client(vllm_server, max_concurrency=2)
     expected = policy.score(prompt, CANDIDATES[:4])
     results: dict[int, np.ndarray] = {}
@@ -113,7 +100,7 @@ def test_threads_share_one_client(vllm_server: VLLMServerInfo, prompt: Prompt) -
 
 
 @pytest.mark.slow
-def test_generate_and_verbalized(vllm_server: VLLMServerInfo, prompt: Prompt) -> None:  # noqa: F811
+def test_generate_and_verbalized(vllm_server: VLLMServerInfo, prompt: Prompt) -> None:
     policy = client(vllm_server, mode="verbalized", tokenizer=None)  # chat API only: no tokenizer needed
     reply = policy.generate(Prompt.chat("You are a helpful assistant.", "What is the capital of France?"), 16)
     assert reply.strip() and "<|" not in reply
@@ -146,7 +133,7 @@ def test_bad_settings_are_user_errors() -> None:
 
 @pytest.mark.slow
 def test_server_stopped_mid_use_then_processed_logprobs(  # keep last: it restarts the shared server
-    vllm_server: VLLMServerInfo,  # noqa: F811
+    vllm_server: VLLMServerInfo,
     hf: HFPolicy,
     prompt: Prompt,
 ) -> None:

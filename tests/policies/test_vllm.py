@@ -19,7 +19,7 @@ import pytest
 
 from jitrl_bench.paths import PROJECT_ROOT
 from jitrl_bench.policies.base import Prompt
-from jitrl_bench.policies.hf import HFPolicy, HFPolicyConfig
+from jitrl_bench.policies.hf import HFPolicy
 from jitrl_bench.policies.vllm import VLLMPolicyConfig, parse_choice_args
 from tests.conftest_vllm import BIAS, CANDIDATES, OBSERVATION, SYSTEM, option_reference, require_vllm_venv
 
@@ -161,16 +161,6 @@ def engine(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
             file=sys.stderr,
         )
     return results
-
-
-@pytest.fixture(scope="module")
-def hf() -> HFPolicy:
-    return HFPolicyConfig(model="smollm2", dtype="float32").make()
-
-
-@pytest.fixture(scope="module")
-def prompt() -> Prompt:
-    return Prompt.chat(SYSTEM, OBSERVATION)
 
 
 @pytest.mark.slow
