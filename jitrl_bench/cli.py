@@ -99,8 +99,13 @@ def regrade(run_dir: Annotated[Path, typer.Argument(help="A finished WebArena ru
 
     _quiet_libraries()
     frame = regrade_run(run_dir, console=console)
-    differ = int((~frame.agree & frame.regraded.notna()).sum())
-    console.print(f"{len(frame)} episodes: {differ} grades differ from the recorded ones; {run_dir / 'regrade.csv'}")
+    recorded = frame[frame.status == "ok"]
+    differ = int((~recorded.agree & recorded.regraded.notna()).sum())
+    newly = int(((frame.status == "ungraded") & frame.regraded.notna()).sum())
+    console.print(
+        f"{len(frame)} episodes: {differ} grades differ from the recorded ones, {newly} ungraded ones now graded; "
+        f"{run_dir / 'regrade.csv'}"
+    )
 
 
 @games_app.command("list")

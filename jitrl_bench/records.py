@@ -59,7 +59,8 @@ class EpisodeRecord:
     run_id: str
     config_hash: str
     status: str = "ok"
-    """`ok`, or `error` (the task could not run: bad game file, crash) — errors are left out of success rates."""
+    """`ok`; `error` (the task could not run: bad game file, crash; or its infrastructure failed); `ungraded` (played,
+    but the grader could not score it, e.g. no LLM judge: `regrade` can later). Only `ok` rows enter success rates."""
     error: str = ""
     artifacts: dict[str, Any] = field(default_factory=dict)
     """What the env graded the episode from (web: the answer, the HAR, the site URLs), for `jitrl-bench regrade`."""

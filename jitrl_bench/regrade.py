@@ -16,6 +16,7 @@ from rich.progress import track
 from rich.table import Table
 
 from jitrl_bench.config import instantiate_group
+from jitrl_bench.envs.webarena import Ungradable
 from jitrl_bench.errors import InfraError, UserError
 from jitrl_bench.runner import RunDirectory
 
@@ -37,7 +38,7 @@ def regrade(run_dir: Path, console: Console | None = None) -> pd.DataFrame:
     env = instantiate_group("env", OmegaConf.load(config_path).env)
     if not callable(getattr(env, "regrade", None)):
         raise UserError(f"env {env.name!r} keeps nothing to re-grade: only WebArena runs store answers and HARs")
-    episodes = [r for r in RunDirectory(run_dir).finished() if r.status == "ok" and r.artifacts]
+    episodes = [r for r in RunDirectory(run_dir).finished() if r.status in ("ok", "ungraded") and r.artifacts]
     if not episodes:
         raise UserError(f"{run_dir}: no graded web episodes to re-grade (episodes.jsonl has none with artifacts)")
     rows = []
@@ -45,13 +46,15 @@ def regrade(run_dir: Path, console: Console | None = None) -> pd.DataFrame:
         regraded: float | None
         try:
             regraded, note = env.regrade(_local_har(run_dir, record.artifacts)), ""
-        except (InfraError, OSError, ValueError) as error:
+        except (InfraError, Ungradable, OSError, ValueError) as error:
             regraded, note = None, str(error).splitlines()[0]
         if regraded is None and not note:
             note = "needs the live page (program_html): not re-gradable offline"
         rows.append({
-            "task": record.task, "episode": record.episode, "agent": record.agent, "recorded": record.score,
-            "regraded": regraded, "agree": regraded is not None and abs(regraded - record.score) < 1e-9, "note": note,
+            "task": record.task, "episode": record.episode, "agent": record.agent, "status": record.status,
+            "recorded": record.score if record.status == "ok" else None,
+            "regraded": regraded, "note": note,
+            "agree": regraded is not None and record.status == "ok" and abs(regraded - record.score) < 1e-9,
         })  # fmt: skip
     frame = pd.DataFrame(rows)
     frame.to_csv(run_dir / "regrade.csv", index=False)
@@ -61,13 +64,16 @@ def regrade(run_dir: Path, console: Console | None = None) -> pd.DataFrame:
 
 def summary_table(frame: pd.DataFrame, run_dir: Path) -> Table:
     table = Table(title=f"regrade of {run_dir.name}")
-    for column in ("agent", "episodes", "recorded success", "regraded success", "agree", "not re-gradable"):
+    columns = ("agent", "episodes", "recorded success", "regraded success", "agree", "were ungraded", "not re-gradable")
+    for column in columns:
         table.add_column(column, justify="left" if column == "agent" else "right")
     for agent, group in frame.groupby("agent", sort=True):
+        recorded = group[group.status == "ok"]
         graded = group[group.regraded.notna()]
         table.add_row(
-            str(agent), str(len(group)), f"{(group.recorded >= 1).mean():.3f}",
+            str(agent), str(len(group)), f"{(recorded.recorded >= 1).mean():.3f}" if len(recorded) else "-",
             f"{(graded.regraded >= 1).mean():.3f}" if len(graded) else "-",
-            f"{int(group.agree.sum())}/{len(group)}", str(len(group) - len(graded)),
+            f"{int(group.agree.sum())}/{len(recorded)}", str(int((group.status == "ungraded").sum())),
+            str(len(group) - len(graded)),
         )  # fmt: skip
     return table

@@ -178,6 +178,8 @@ def play_episode(
         run_id=protocol.run_id,
         config_hash=protocol.config_hash,
         artifacts=dict(info.get("artifacts") or {}),
+        status="ungraded" if info.get("ungraded") else "ok",
+        error=str(info.get("ungraded") or ""),
     )
     return record, steps
 

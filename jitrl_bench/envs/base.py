@@ -11,7 +11,8 @@ string (any text command; the candidates are a suggestion set, not a restriction
 
 Optional info keys: `action_keys` (list parallel to candidates: the normalised key that matches an action across
 pages and episodes, e.g. a web element's role[label] instead of its volatile id), `goal` (task text shown to the
-agent), `instruction` (the env's own system prompt).
+agent), `instruction` (the env's own system prompt), `artifacts` (what the episode's grade was computed from, kept
+with the episode for a later re-grade), `ungraded` (non-empty: why the finished episode could not be graded).
 
 `reward` is the score delta of the step. `terminated` means the game ended (won or lost); truncation by a step budget is
 the runner's job, adapters never truncate on their own.

@@ -68,6 +68,11 @@ class Artifacts:
     instance: int = 0
 
 
+class Ungradable(Exception):
+    """The episode ran, but its grade cannot be computed now (e.g. the LLM judge it needs is not configured). The
+    episode is kept as `ungraded` (outside success rates, counted) and `jitrl-bench regrade` can grade it later."""
+
+
 class Grader(Protocol):
     """Scores a finished episode (0..1)."""
 
@@ -135,8 +140,10 @@ class WebArenaTask:
                 )
         self.allowed_origins = tuple(sorted({_origin(u) for i in every_instance for u in i.urls.values()}))
         self.instance: Instance | None = None
+        self._leased = False
         self.har: Path | None = None
         self.answer: str | None = None
+        self.ungraded = ""
         self._final_url = ""
         self._failures: list[str] = []
 
@@ -146,11 +153,18 @@ class WebArenaTask:
 
     def begin(self, seed: int | None) -> None:
         self.instance = self.config.pool.acquire(str(self.task.task_id))
+        self._leased = True
 
     def end(self) -> None:
-        if self.instance is not None:
+        self._release()
+        self.instance = None
+
+    def _release(self) -> None:
+        """Hand the copy of the sites back (once) as soon as the episode is over, not at this env's next reset: an
+        idle env of another task must not hold it. `self.instance` stays for the episode's artifacts."""
+        if self.instance is not None and self._leased:
+            self._leased = False
             self.config.pool.release(self.instance)
-            self.instance = None
 
     def context_options(self, seed: int | None) -> dict[str, Any]:
         assert self.instance is not None, "begin() leases an instance first"
@@ -164,7 +178,7 @@ class WebArenaTask:
         return options
 
     def setup(self, page: pw.Page, seed: int | None) -> str:
-        self.answer, self._failures, self._final_url = None, [], ""
+        self.answer, self._failures, self._final_url, self.ungraded = None, [], "", ""
         page.set_default_navigation_timeout(NAV_TIMEOUT_MS)
         page.on("response", self._on_response)
         page.on("requestfailed", self._on_failed)
@@ -185,7 +199,7 @@ class WebArenaTask:
             self.answer = messages[-1] if messages else ""
             return 0.0, True
         if self.config.oracle_stop:  # the paper's protocol: labelled in every result row
-            score = self.grader.grade(self.task, self.artifacts(), page)
+            score = self._grade(page)
             return score, score >= 1.0
         return 0.0, False
 
@@ -194,11 +208,25 @@ class WebArenaTask:
         if page is not None:
             self._final_url = page.url
         live = self.grader.needs_page(self.task)
-        graded = self.grader.grade(self.task, self.artifacts(), page) if self.config.grade_on_end and live else score
-        context.close()  # Playwright writes the HAR now
+        graded = score
+        try:
+            if self.config.grade_on_end and live:
+                graded = self._grade(page)
+        finally:
+            context.close()  # Playwright writes the HAR now
+            self._release()
         if self.config.grade_on_end and not live:
-            graded = self.grader.grade(self.task, self.artifacts(), None)
+            graded = self._grade(None)
         return graded
+
+    def _grade(self, page: pw.Page | None) -> float:
+        """The grader's score; 0 and the reason in `self.ungraded` when it cannot grade now (the episode is kept)."""
+        try:
+            self.ungraded = ""
+            return self.grader.grade(self.task, self.artifacts(), page)
+        except Ungradable as reason:
+            self.ungraded = str(reason)
+            return 0.0
 
     def artifacts(self) -> Artifacts:
         return Artifacts(
@@ -213,7 +241,7 @@ class WebArenaTask:
     def episode_info(self) -> dict[str, Any]:
         artifacts = self.artifacts()
         return {"har": artifacts.har, "answer": artifacts.answer or "", "task_id": artifacts.task_id,
-                "artifacts": vars(artifacts)}  # fmt: skip
+                "artifacts": vars(artifacts), "ungraded": self.ungraded}  # fmt: skip
 
     def _check_signed_in(self, page: pw.Page) -> None:
         """A start page that lands on a login form means the session expired: forget it and retry the episode."""
