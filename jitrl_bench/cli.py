@@ -62,6 +62,12 @@ def run(overrides: Overrides = None) -> None:
     path = execute(load_spec(list(overrides or [])), console=console)
     console.print(f"run directory: {path}")
     episodes = episodes_frame(path)
+    ungraded = episodes[episodes.status == "ungraded"] if not episodes.empty else episodes
+    if len(ungraded):
+        err.print(
+            f"{len(ungraded)} episode(s) played but not graded ({ungraded.error.iloc[0]}); "
+            f"once that is fixed: jitrl-bench regrade {path}", highlight=False, soft_wrap=True,
+        )  # fmt: skip
     if not episodes.empty and (episodes.status != "ok").any():
         raise typer.Exit(1)  # some task could not run; its error was printed and recorded
 

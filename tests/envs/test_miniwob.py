@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -105,3 +107,31 @@ def test_yaml_config() -> None:
 def test_fill_values() -> None:
     assert fill_values('Enter "Kanesha" into the text field') == ["Kanesha"]
     assert fill_values("Type bob and press Submit") == ["Type", "bob", "and", "press", "Submit"]
+
+
+@pytest.mark.slow
+def test_smollm2_jitrl_run_end_to_end(tmp_path: Path) -> None:
+    """`jitrl-bench run env=miniwob` on the embedded model: the table, the rows, model log-probs, JitRL's memory."""
+    from typer.testing import CliRunner
+
+    from jitrl_bench.cli import app
+
+    run_dir = tmp_path / "run"
+    args = ["run", "env=miniwob", "env.tasks=[click-button]", "run.episodes=2", "run.max_steps=3",
+            "run.progress=false", f"run.dir={run_dir}"]  # fmt: skip
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "click-button" in result.output and "SmolLM2" in result.output
+    rows = [json.loads(line) for line in (run_dir / "episodes.jsonl").read_text().splitlines()]
+    assert sorted((r["agent"], r["episode"]) for r in rows) == [
+        ("jitrl", 0),
+        ("jitrl", 1),
+        ("static", 0),
+        ("static", 1),
+    ]
+    assert all(r["status"] == "ok" and r["env"] == "miniwob" and 1 <= r["steps"] <= 3 for r in rows)
+    step = json.loads((run_dir / "steps" / "click-button" / "jitrl" / "0.jsonl").read_text().splitlines()[0])
+    z = [v for v in step["decision"]["z"] if v is not None]
+    assert len(z) == len(step["decision"]["candidates"]) > 1 and max(z) < 0 and len(set(z)) > 1  # real log-probs
+    memory = (run_dir / "memory" / "jitrl" / "entries.jsonl").read_text().splitlines()
+    assert len(memory) == sum(r["steps"] for r in rows if r["agent"] == "jitrl")
