@@ -312,3 +312,30 @@ def test_browser_crash_is_an_infrastructure_error(sites: dict[str, str], tmp_pat
     info = play(env, ["click link[To-Do List]"], NAVIGATED)  # the retry gets a fresh browser
     assert info["won"]
     env.close()
+
+
+def test_shopping_task163_signed_in_and_graded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A retrieval task on the shopping stand-in: Magento's customer login form, the product page, the answer graded."""
+    from scripts.webarena_standin import SHOPPER, SHOPPER_PASSWORD, ShoppingStandIn
+
+    monkeypatch.setenv("WA_SHOPPING_USERNAME", SHOPPER)
+    monkeypatch.setenv("WA_SHOPPING_PASSWORD", SHOPPER_PASSWORD)
+    server = serve(ShoppingStandIn, 0)
+    shopping = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        cfg = VerifiedConfig(tasks=[163], urls={"shopping": shopping}, har_dir=str(tmp_path))
+        env = cfg.make("163")
+        answers = {
+            json.dumps({"task_type": "RETRIEVE", "status": "SUCCESS", "retrieved_data": titles}): score
+            for titles, score in ((["Memory Card Came Defective"], 1.0), (["Too slow for me"], 0.0))
+        }
+        for answer, score in answers.items():
+            obs, info = env.reset(seed=0)
+            assert "Welcome, Emma Lopez!" in obs and "Memory Card Came Defective" in obs  # signed in, on the product
+            _, _, terminated, _, info = env.step(f"answer({answer!r})")
+            assert terminated and info["score"] == score
+            assert cfg.regrade(info["artifacts"]) == score
+        env.close()
+    finally:
+        server.shutdown()
+        server.server_close()
