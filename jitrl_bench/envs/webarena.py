@@ -88,6 +88,10 @@ class Grader(Protocol):
     instruction: str
     """How the agent must answer for this grader (appended to the system prompt)."""
 
+    infeasible_answer: str | None
+    """The answer that `report_infeasible(reason)` stands for (the original sets: "N/A", as BrowserGym maps it);
+    None: the reason text is the answer."""
+
     done_answers: tuple[tuple[str, str], ...]
     """(action, key) answers offered on every page (those that end a task without retrieved data)."""
 
@@ -196,7 +200,8 @@ class WebArenaTask:
         self._raise_failures()
         self._final_url = page.url
         if action.name in MESSAGE_OPERATIONS:
-            self.answer = messages[-1] if messages else ""
+            infeasible = action.name == "report_infeasible" and self.grader.infeasible_answer is not None
+            self.answer = self.grader.infeasible_answer if infeasible else (messages[-1] if messages else "")
             return 0.0, True
         if self.config.oracle_stop:  # the paper's protocol: labelled in every result row
             score = self._grade(page)

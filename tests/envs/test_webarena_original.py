@@ -299,3 +299,12 @@ def test_run_records_unjudged_episodes_as_errors_and_regrades(sites: dict[str, s
     assert result.exit_code == 0 and "1 ungraded ones now graded" in result.output, result.output
     regraded = pd.read_csv(run_dir / "regrade.csv").set_index("task")
     assert regraded.loc[44, "regraded"] == 1.0 and regraded.loc[173, "regraded"] == 0.0
+
+
+def test_report_infeasible_answers_na(sites: dict[str, str], tmp_path: Path) -> None:
+    """Task 168 is unachievable (reference "N/A"): reporting it infeasible answers "N/A", graded without a judge."""
+    env = config(sites, tmp_path, 168).make("168")
+    env.reset(seed=0)
+    _, _, terminated, _, info = env.step("report_infeasible('No repository has that many stars')")
+    assert terminated and info["artifacts"]["answer"] == "N/A" and info["score"] == 1.0 and not info["ungraded"]
+    env.close()
