@@ -71,7 +71,7 @@ class VerifiedGrader:
     """webarena-verified's evaluator: offline, from the answer and the HAR."""
 
     oracle_capable = False
-    infeasible_answer = None  # an infeasible task is answered in the JSON format, with an error status
+    infeasible_answer: str | None = None  # an infeasible task is answered in the JSON format, with an error status
     instruction = ANSWER_FORMAT
     done_answers = DONE_ANSWERS
 
