@@ -215,7 +215,7 @@ class OriginalGrader:
     """
 
     oracle_capable = True
-    infeasible_answer: str | None = "N/A"  # the reference answer of the unachievable tasks; BrowserGym maps the report to it
+    infeasible_answer: str | None = "N/A"  # the unachievable tasks' reference; BrowserGym maps the report to it
     instruction = ANSWER_FORMAT
     done_answers = DONE_ANSWERS
     _lock: ClassVar[threading.Lock] = threading.Lock()
