@@ -37,3 +37,25 @@ def games_dir() -> Path:
 def tw_simple(isolated_cache: Path) -> Path:
     """tw-simple seed 7, generated once per session into the isolated cache."""
     return make_game("simple", 7)
+
+
+@pytest.fixture(scope="session")
+def standin_sites() -> Iterator[dict[str, str]]:
+    """The local WebArena stand-ins (scripts/webarena_standin.py) on free ports: GitLab, shopping, the reset server."""
+    from scripts.webarena_standin import ProfileGitLabStandIn, ResetServer, ShoppingStandIn, serve
+
+    servers = [serve(ProfileGitLabStandIn, 0), serve(ShoppingStandIn, 0), serve(ResetServer, 0)]
+    urls = [f"http://127.0.0.1:{server.server_address[1]}" for server in servers]
+    yield dict(zip(("gitlab", "shopping", "reset"), urls, strict=True))
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture
+def gitlab_account(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The stand-in GitLab's account, where `env.login=ui` looks for it."""
+    from scripts.webarena_standin import PASSWORD, USERNAME
+
+    monkeypatch.setenv("WA_GITLAB_USERNAME", USERNAME)
+    monkeypatch.setenv("WA_GITLAB_PASSWORD", PASSWORD)

@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 import pytest
@@ -15,60 +13,27 @@ from omegaconf import OmegaConf
 from rich.console import Console
 from typer.testing import CliRunner
 
-from jitrl_bench.agents.base import EpisodeContext, new_context
 from jitrl_bench.cli import app
-from jitrl_bench.errors import UserError
-from jitrl_bench.records import Decision
 from jitrl_bench.runner import Protocol, RunConfig, RunDirectory, run_all
+from tests.envs.web_support import ScriptedAgent, require_browser
 
-pytest.importorskip("webarena_verified", reason="needs the web extra (pip install -e '.[web]')")
+pytest.importorskip("webarena_verified", reason="needs the web extra: make setup")
 
-from jitrl_bench.envs.browser import chromium_executable
 from jitrl_bench.envs.webarena_verified import VerifiedConfig
-from scripts.webarena_standin import NAV, PASSWORD, USERNAME, GitLabStandIn, serve
+from scripts.webarena_standin import NAV, GitLabStandIn, serve
 
-try:
-    chromium_executable()
-except UserError as missing:
-    pytest.skip(str(missing), allow_module_level=True)
-
-NAVIGATED = json.dumps({"task_type": "NAVIGATE", "status": "SUCCESS", "retrieved_data": None})
+require_browser()
+pytestmark = pytest.mark.usefixtures("gitlab_account")
 
 
-@pytest.fixture(scope="module")
-def gitlab() -> Iterator[str]:
-    server = serve(GitLabStandIn, 0)
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
-
-
-@pytest.fixture(autouse=True)
-def account(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("WA_GITLAB_USERNAME", USERNAME)
-    monkeypatch.setenv("WA_GITLAB_PASSWORD", PASSWORD)
+@pytest.fixture
+def gitlab(standin_sites: dict[str, str]) -> str:
+    return standin_sites["gitlab"]
 
 
 def cli(*args: str) -> tuple[int, str]:
     result = CliRunner().invoke(app, list(args))
     return result.exit_code, result.output
-
-
-class ToDoAgent:
-    """A scripted agent (the subject here is the grading, not the agent): open the To-Do List, then answer."""
-
-    name = "scripted"
-
-    def start(self, task: str, episode: int, uid: str, seed: int) -> EpisodeContext:
-        return new_context(task, episode, uid, seed)
-
-    def act(self, ctx: EpisodeContext, observation: str, info: dict[str, Any]) -> Decision:
-        keys = info["action_keys"]
-        index = keys.index("click link[To-Do List]") if not ctx.history else keys.index("answer NAVIGATE")
-        return Decision(info["candidates"][index], index, info["candidates"], [0.0] * len(keys))
-
-    def finish(self, ctx: EpisodeContext, rewards: Sequence[float], success: bool) -> None:
-        pass
 
 
 def test_run_then_regrade_agrees(gitlab: str, tmp_path: Path) -> None:
@@ -102,7 +67,8 @@ def test_regrade_finds_what_the_run_did_not_grade(gitlab: str, tmp_path: Path) -
     config = VerifiedConfig(tasks=[44], urls={"gitlab": gitlab}, har_dir=str(run_dir / "har"), grade_on_end=False)
     run = RunConfig(episodes=2, max_steps=4, progress=False)
     protocol = Protocol("webarena_verified", "scripted", "r1", "h1")
-    run_all(RunDirectory(run_dir), ["44"], config.make, [ToDoAgent()], run, protocol, lambda: 0, Console(quiet=True))
+    agent = ScriptedAgent({"44": ["click link[To-Do List]"]}, last="answer NAVIGATE")
+    run_all(RunDirectory(run_dir), ["44"], config.make, [agent], run, protocol, lambda: 0, Console(quiet=True))
     assert [r.score for r in RunDirectory(run_dir).finished()] == [0.0, 0.0]
     moved = tmp_path / "moved"
     shutil.move(run_dir, moved)  # the recorded HAR paths no longer exist; regrade finds them under moved/har

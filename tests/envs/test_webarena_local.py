@@ -10,7 +10,6 @@ import socket
 import threading
 import time
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,41 +18,25 @@ import pytest
 from jitrl_bench.config import compose_config, load_spec
 from jitrl_bench.errors import UserError
 from tests.envs.test_contract import check_step, rollout
+from tests.envs.web_support import require_browser
 
-pytest.importorskip("browsergym.core", reason="needs the web extra (pip install -e '.[web]')")
-pytest.importorskip("webarena_verified", reason="needs the web extra (pip install -e '.[web]')")
+pytest.importorskip("webarena_verified", reason="needs the web extra: make setup")
 
-from jitrl_bench.envs.browser import chromium_executable
 from jitrl_bench.envs.web import WebEnv
 from jitrl_bench.envs.webarena import TaskDef, ordered
 from jitrl_bench.envs.webarena_sites import Instance, InstancePool, ResetPolicy, reset_instance
 from jitrl_bench.envs.webarena_verified import InfraError, VerifiedConfig, grade
-from scripts.webarena_standin import PASSWORD, USERNAME, GitLabStandIn, ResetServer, serve
+from scripts.webarena_standin import GitLabStandIn, ResetServer
 
-try:
-    chromium_executable()
-except UserError as missing:
-    pytest.skip(str(missing), allow_module_level=True)
-
+require_browser()
+pytestmark = pytest.mark.usefixtures("gitlab_account")
 NAVIGATED = json.dumps({"task_type": "NAVIGATE", "status": "SUCCESS", "retrieved_data": None})
 RETRIEVED = json.dumps({"task_type": "RETRIEVE", "status": "SUCCESS", "retrieved_data": ["todos"]})
 
 
-@pytest.fixture(scope="module")
-def sites() -> Iterator[dict[str, str]]:
-    """The GitLab stand-in and a reset server on free ports of 127.0.0.1."""
-    servers = [serve(GitLabStandIn, 0), serve(ResetServer, 0)]
-    gitlab, reset = (f"http://127.0.0.1:{s.server_address[1]}" for s in servers)
-    yield {"gitlab": gitlab, "reset": reset}
-    for server in servers:
-        server.shutdown()
-        server.server_close()
-
-
-@pytest.fixture(autouse=True)
-def account(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("WA_GITLAB_USERNAME", USERNAME)
-    monkeypatch.setenv("WA_GITLAB_PASSWORD", PASSWORD)
+@pytest.fixture
+def sites(standin_sites: dict[str, str]) -> dict[str, str]:
+    return standin_sites
 
 
 def config(sites: dict[str, str], tmp_path: Path, **kwargs: Any) -> VerifiedConfig:
@@ -314,28 +297,24 @@ def test_browser_crash_is_an_infrastructure_error(sites: dict[str, str], tmp_pat
     env.close()
 
 
-def test_shopping_task163_signed_in_and_graded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_shopping_task163_signed_in_and_graded(
+    sites: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A retrieval task on the shopping stand-in: Magento's customer login form, the product page, the answer graded."""
-    from scripts.webarena_standin import SHOPPER, SHOPPER_PASSWORD, ShoppingStandIn
+    from scripts.webarena_standin import SHOPPER, SHOPPER_PASSWORD
 
     monkeypatch.setenv("WA_SHOPPING_USERNAME", SHOPPER)
     monkeypatch.setenv("WA_SHOPPING_PASSWORD", SHOPPER_PASSWORD)
-    server = serve(ShoppingStandIn, 0)
-    shopping = f"http://127.0.0.1:{server.server_address[1]}"
-    try:
-        cfg = VerifiedConfig(tasks=[163], urls={"shopping": shopping}, har_dir=str(tmp_path))
-        env = cfg.make("163")
-        answers = {
-            json.dumps({"task_type": "RETRIEVE", "status": "SUCCESS", "retrieved_data": titles}): score
-            for titles, score in ((["Memory Card Came Defective"], 1.0), (["Too slow for me"], 0.0))
-        }
-        for answer, score in answers.items():
-            obs, info = env.reset(seed=0)
-            assert "Welcome, Emma Lopez!" in obs and "Memory Card Came Defective" in obs  # signed in, on the product
-            _, _, terminated, _, info = env.step(f"answer({answer!r})")
-            assert terminated and info["score"] == score
-            assert cfg.regrade(info["artifacts"]) == score
-        env.close()
-    finally:
-        server.shutdown()
-        server.server_close()
+    cfg = VerifiedConfig(tasks=[163], urls={"shopping": sites["shopping"]}, har_dir=str(tmp_path))
+    env = cfg.make("163")
+    answers = {
+        json.dumps({"task_type": "RETRIEVE", "status": "SUCCESS", "retrieved_data": titles}): score
+        for titles, score in ((["Memory Card Came Defective"], 1.0), (["Too slow for me"], 0.0))
+    }
+    for answer, score in answers.items():
+        obs, info = env.reset(seed=0)
+        assert "Welcome, Emma Lopez!" in obs and "Memory Card Came Defective" in obs  # signed in, on the product
+        _, _, terminated, _, info = env.step(f"answer({answer!r})")
+        assert terminated and info["score"] == score
+        assert cfg.regrade(info["artifacts"]) == score
+    env.close()

@@ -9,8 +9,7 @@ import json
 import re
 import socket
 import sys
-from collections.abc import Iterator, Sequence
-from importlib.util import find_spec
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -20,18 +19,13 @@ from omegaconf import OmegaConf
 from rich.console import Console
 from typer.testing import CliRunner
 
-from jitrl_bench.agents.base import EpisodeContext, new_context
 from jitrl_bench.cli import app
 from jitrl_bench.config import load_spec
 from jitrl_bench.errors import InfraError, UserError
-from jitrl_bench.records import Decision
 from jitrl_bench.runner import Protocol, RunConfig, RunDirectory, run_all
 
-pytest.importorskip("browsergym.core", reason="needs the web extra (pip install -e '.[web]')")
-if find_spec("webarena") is None or find_spec("browsergym.webarenalite") is None:
-    pytest.skip("needs libwebarena and browsergym-webarenalite (make setup)", allow_module_level=True)
+pytest.importorskip("browsergym.core", reason="needs the web extra: make setup")
 
-from jitrl_bench.envs.browser import chromium_executable
 from jitrl_bench.envs.web import WebEnv
 from jitrl_bench.envs.webarena import Ungradable
 from jitrl_bench.envs.webarena_original import (
@@ -41,12 +35,11 @@ from jitrl_bench.envs.webarena_original import (
     WebArenaLiteConfig,
     evaluators,
 )
-from scripts.webarena_standin import PASSWORD, USERNAME, ProfileGitLabStandIn, serve
+from scripts.webarena_standin import USERNAME, ProfileGitLabStandIn, serve
+from tests.envs.web_support import ScriptedAgent, require_browser
 
-try:
-    chromium_executable()
-except UserError as missing:
-    pytest.skip(str(missing), allow_module_level=True)
+require_browser("webarena", "browsergym.webarenalite")
+pytestmark = pytest.mark.usefixtures("gitlab_account")
 
 
 class FakeJudge(http.server.BaseHTTPRequestHandler):
@@ -70,19 +63,16 @@ class FakeJudge(http.server.BaseHTTPRequestHandler):
 
 
 @pytest.fixture(scope="module")
-def sites() -> Iterator[dict[str, str]]:
-    servers = [serve(ProfileGitLabStandIn, 0), serve(FakeJudge, 0)]
-    gitlab, judge = (f"http://127.0.0.1:{s.server_address[1]}" for s in servers)
-    yield {"gitlab": gitlab, "judge": f"{judge}/v1"}
-    for server in servers:
-        server.shutdown()
-        server.server_close()
+def sites(standin_sites: dict[str, str]) -> Iterator[dict[str, str]]:
+    """The stand-in sites and a fake LLM judge (outside the subject: the grader's use of it is)."""
+    server = serve(FakeJudge, 0)
+    yield {**standin_sites, "judge": f"http://127.0.0.1:{server.server_address[1]}/v1"}
+    server.shutdown()
+    server.server_close()
 
 
 @pytest.fixture(autouse=True)
-def account(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("WA_GITLAB_USERNAME", USERNAME)
-    monkeypatch.setenv("WA_GITLAB_PASSWORD", PASSWORD)
+def no_judge_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL"):  # no judge unless a test configures one
         monkeypatch.delenv(name, raising=False)
 
@@ -249,24 +239,6 @@ def test_task_sets_and_config() -> None:
             load_spec(["env=webarena_lite", *bad]).env.task_names()
 
 
-class ScriptedAgent:
-    """Task 44: open the To-Do List, then answer; any other task: answer at once (the subject is the grading)."""
-
-    name = "scripted"
-
-    def start(self, task: str, episode: int, uid: str, seed: int) -> EpisodeContext:
-        return new_context(task, episode, uid, seed)
-
-    def act(self, ctx: EpisodeContext, observation: str, info: dict[str, Any]) -> Decision:
-        keys = info["action_keys"]
-        first = ctx.task == "44" and not ctx.history
-        index = keys.index("click link[To-Do List]" if first else "answer done")
-        return Decision(info["candidates"][index], index, info["candidates"], [0.0] * len(keys))
-
-    def finish(self, ctx: EpisodeContext, rewards: Sequence[float], success: bool) -> None:
-        pass
-
-
 def test_run_records_unjudged_episodes_as_errors_and_regrades(sites: dict[str, str], tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
     env = {"_target_": "jitrl_bench.envs.webarena_original.WebArenaConfig", "tasks": [44, 173],
@@ -280,7 +252,7 @@ def test_run_records_unjudged_episodes_as_errors_and_regrades(sites: dict[str, s
         RunDirectory(run_dir),
         ["44", "173"],
         config.make,
-        [ScriptedAgent()],
+        [ScriptedAgent({"44": ["click link[To-Do List]"]}, last="answer done")],
         run,
         protocol,
         lambda: 0,

@@ -1,0 +1,49 @@
+"""What the web tests share: one skip rule for a machine without the web extra or Chromium, and a scripted agent."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from importlib.util import find_spec
+from typing import Any
+
+import pytest
+
+from jitrl_bench.agents.base import EpisodeContext, new_context
+from jitrl_bench.errors import UserError
+from jitrl_bench.records import Decision
+
+
+def require_browser(*modules: str) -> None:
+    """Skip the calling test module unless `modules` and a Chromium are there (call it after the imports, which
+    `pytest.importorskip` the web extra before)."""
+    for module in modules:
+        if find_spec(module) is None:
+            pytest.skip(f"needs {module}: make setup (the web extra)", allow_module_level=True)
+    from jitrl_bench.envs.browser import chromium_executable
+
+    try:
+        chromium_executable()
+    except UserError as missing:
+        pytest.skip(str(missing), allow_module_level=True)
+
+
+class ScriptedAgent:
+    """Takes the candidates with the given keys in order (`first`, by task), then `last` (the subject is the grading,
+    not the agent)."""
+
+    name = "scripted"
+
+    def __init__(self, first: dict[str, list[str]], last: str) -> None:
+        self.first = first
+        self.last = last
+
+    def start(self, task: str, episode: int, uid: str, seed: int) -> EpisodeContext:
+        return new_context(task, episode, uid, seed)
+
+    def act(self, ctx: EpisodeContext, observation: str, info: dict[str, Any]) -> Decision:
+        keys, plan = info["action_keys"], self.first.get(ctx.task, [])
+        index = keys.index(plan[len(ctx.history)] if len(ctx.history) < len(plan) else self.last)
+        return Decision(info["candidates"][index], index, info["candidates"], [0.0] * len(keys))
+
+    def finish(self, ctx: EpisodeContext, rewards: Sequence[float], success: bool) -> None:
+        pass
