@@ -244,9 +244,7 @@ class WebArenaTask:
         )
 
     def episode_info(self) -> dict[str, Any]:
-        artifacts = self.artifacts()
-        return {"har": artifacts.har, "answer": artifacts.answer or "", "task_id": artifacts.task_id,
-                "artifacts": vars(artifacts), "ungraded": self.ungraded}  # fmt: skip
+        return {"artifacts": vars(self.artifacts()), "ungraded": self.ungraded}
 
     def _check_signed_in(self, page: pw.Page) -> None:
         """A start page that lands on a login form means the session expired: forget it and retry the episode."""

@@ -59,7 +59,7 @@ def play(env: WebEnv, keys: list[str], answer: str) -> dict[str, Any]:
     score = info["score"]
     obs, reward, terminated, truncated, info = env.step(f"answer({answer!r})")
     check_step(env, obs, reward, terminated, truncated, info, score)
-    assert terminated and info["answer"] == answer
+    assert terminated and info["artifacts"]["answer"] == answer
     return info
 
 
@@ -67,7 +67,7 @@ def test_task44_graded_from_har(sites: dict[str, str], tmp_path: Path) -> None:
     env = make_env(sites, tmp_path)
     info = play(env, ["click link[To-Do List]"], NAVIGATED)
     assert info["won"] and info["score"] == 1.0
-    har = Path(info["har"])
+    har = Path(info["artifacts"]["har"])
     assert har.parent == tmp_path and har.stat().st_size > 0
     recorded = har.read_text()
     assert "/dashboard/todos" in recorded and "/users/sign_in" not in recorded  # login happened outside the HAR
@@ -85,7 +85,7 @@ def test_wrong_page_graded_zero(sites: dict[str, str], tmp_path: Path) -> None:
     env = make_env(sites, tmp_path)
     info = play(env, ["click link[Issues]"], NAVIGATED)
     assert info["lost"] and info["score"] == 0.0
-    assert grade(44, NAVIGATED, info["har"], {"gitlab": sites["gitlab"]}) == 0.0
+    assert grade(44, NAVIGATED, info["artifacts"]["har"], {"gitlab": sites["gitlab"]}) == 0.0
     env.close()
 
 
@@ -106,12 +106,12 @@ def test_out_of_steps_is_graded_without_an_answer(sites: dict[str, str], tmp_pat
     env.step(dict(zip(info["action_keys"], info["candidates"], strict=True))["click link[To-Do List]"])
     info = env.end_episode()
     assert info["lost"] and info["score"] == 0.0 and info["artifacts"]["answer"] is None
-    assert Path(info["har"]).stat().st_size > 0  # the recording was closed and kept
+    assert Path(info["artifacts"]["har"]).stat().st_size > 0  # the recording was closed and kept
     env.close()
 
 
 def test_random_rollout_keeps_the_contract(sites: dict[str, str], tmp_path: Path) -> None:
-    """check_env_adapter minus determinism of info: each episode's HAR path is new by design (info["har"])."""
+    """check_env_adapter minus determinism of info: each episode records a new HAR path by design."""
     env = make_env(sites, tmp_path)
     for seed in range(3):
         rollout(env, seed)
@@ -253,7 +253,7 @@ def _answers(url: str) -> bool:
 def test_live_gitlab_task44(tmp_path: Path) -> None:
     env = VerifiedConfig(tasks=[44], har_dir=str(tmp_path)).make("44")
     obs, info = env.reset(seed=0)
-    assert obs and info["candidates"] and Path(info["har"]).parent == tmp_path
+    assert obs and info["candidates"] and Path(info["artifacts"]["har"]).parent == tmp_path
     env.close()
 
 
@@ -277,7 +277,7 @@ def test_extra_headers_reach_the_sites(sites: dict[str, str], tmp_path: Path, mo
     monkeypatch.setenv("PW_EXTRA_HEADERS", str(headers))
     env = make_env(sites, tmp_path / "har")
     info = play(env, ["click link[To-Do List]"], NAVIGATED)
-    assert info["won"] and "X-Gateway-Token" in Path(info["har"]).read_text()
+    assert info["won"] and "X-Gateway-Token" in Path(info["artifacts"]["har"]).read_text()
     env.close()
     headers.write_text("not json")
     with pytest.raises(UserError, match="PW_EXTRA_HEADERS"):
