@@ -8,20 +8,25 @@ export TOKENIZERS_PARALLELISM := false
 # The project's tests and CI find the Jericho suite beside the repository; users set their own or run `games download`.
 export JITRL_BENCH_GAMES ?= $(abspath ../shared/jericho-games)
 
-.PHONY: setup setup-vllm demo test test-fast lint format bench clean
+.PHONY: setup setup-vllm lock demo test test-fast lint format bench clean
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml scripts/setup.sh
+$(STAMP): pyproject.toml scripts/setup.sh requirements/main.lock
 	bash scripts/setup.sh
 	touch $(STAMP)
 
-# A CPU build of vLLM in its own venv (.venv-vllm) for the vLLM tests; GPU machines use pip install '.[vllm]'.
+# A CPU build of vLLM in its own venv (.venv-vllm, with a jitrl-bench CLI of its own) for policy=vllm in process and
+# the vLLM tests; GPU machines use pip install '.[vllm]'.
 setup-vllm:
 	bash scripts/setup_vllm.sh
 
+# Resolve every dependency afresh in scratch venvs and rewrite requirements/*.lock (then make setup installs them).
+lock:
+	bash scripts/lock.sh
+
 demo: setup
-	$(BIN)/jitrl-bench run
+	$(BIN)/jitrl-bench run experiment=demo
 
 test: setup setup-vllm
 	$(BIN)/pytest -q tests

@@ -1,19 +1,29 @@
-"""The `jitrl-bench` command: thin wrappers that parse, compose, and call into the package."""
+"""The `jitrl-bench` command: thin wrappers that parse, compose, and call into the package.
+
+Every command turns bad input into one red line and exit code 2, and SIGINT / SIGTERM (Ctrl-C, `timeout`, SLURM
+preemption) into a clean stop: the `finally` blocks below the command stop what it started (a vLLM engine or server,
+the browser, worker threads), finished episodes stay saved, and the same command resumes.
+"""
 
 from __future__ import annotations
 
-import os
+import signal
 import sys
 import time
 from collections.abc import Callable
 from functools import wraps
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from types import FrameType
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
 
 from jitrl_bench.errors import UserError
+from jitrl_bench.logs import quiet_libraries
+
+if TYPE_CHECKING:
+    from jitrl_bench.envs.games import RomStatus
 
 app = typer.Typer(
     help="Run, compare and reproduce Just-In-Time Reinforcement Learning (JitRL) for LLM agents.",
@@ -33,19 +43,33 @@ Overrides = Annotated[
 ]
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread like Ctrl-C, so the same clean-up runs."""
+
+
+def _terminate(signum: int, frame: FrameType | None) -> None:
+    raise Terminated()
+
+
 def user_errors(fn: F) -> F:
-    """Bad input → one red line on stderr and exit code 2; Ctrl-C → a resume hint and exit code 130."""
+    """Bad input → one red line on stderr and exit code 2; Ctrl-C → a resume hint and exit code 130; SIGTERM → the
+    same clean stop and exit code 143."""
 
     @wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        quiet_libraries()
+        previous = signal.signal(signal.SIGTERM, _terminate)
         try:
             return fn(*args, **kwargs)
         except UserError as e:
             err.print(f"[red]error:[/red] {e}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
-        except KeyboardInterrupt:
-            err.print("interrupted: finished episodes are saved; run the same command with the same run.dir to resume")
-            raise typer.Exit(130) from None
+        except KeyboardInterrupt as e:
+            what = "terminated" if isinstance(e, Terminated) else "interrupted"
+            err.print(f"{what}: finished episodes are saved; the same command (same run.dir) resumes")
+            raise typer.Exit(143 if isinstance(e, Terminated) else 130) from None
+        finally:
+            signal.signal(signal.SIGTERM, previous)
 
     return wrapper  # type: ignore[return-value]
 
@@ -58,7 +82,6 @@ def run(overrides: Overrides = None) -> None:
     from jitrl_bench.experiment import execute
     from jitrl_bench.results import episodes_frame
 
-    _quiet_libraries()
     path = execute(load_spec(list(overrides or [])), console=console)
     console.print(f"run directory: {path}")
     episodes = episodes_frame(path)
@@ -72,6 +95,17 @@ def run(overrides: Overrides = None) -> None:
         raise typer.Exit(1)  # some task could not run; its error was printed and recorded
 
 
+@app.command("config")
+@user_errors
+def show_config(overrides: Overrides = None) -> None:
+    """Compose and check a config without running anything; print it resolved, as a run's config.yaml holds it."""
+    from jitrl_bench.config import build_spec, compose_config, resolved_yaml
+
+    composed = compose_config(list(overrides or []))
+    build_spec(composed)
+    console.print(resolved_yaml(composed), highlight=False, markup=False, soft_wrap=True)
+
+
 @app.command()
 @user_errors
 def sweep(overrides: Overrides = None) -> None:
@@ -79,7 +113,6 @@ def sweep(overrides: Overrides = None) -> None:
     Pick a launcher with hydra/launcher=basic|joblib."""
     from jitrl_bench.sweep import run_sweep
 
-    _quiet_libraries()
     run_sweep(list(overrides or []), console=console)
 
 
@@ -103,7 +136,6 @@ def regrade(run_dir: Annotated[Path, typer.Argument(help="A finished WebArena ru
     """Grade a web run again, offline, from the answers and HARs it kept; writes regrade.csv beside episodes.jsonl."""
     from jitrl_bench.regrade import regrade as regrade_run
 
-    _quiet_libraries()
     frame = regrade_run(run_dir, console=console)
     recorded = frame[frame.status == "ok"]
     differ = int((~recorded.agree & recorded.regraded.notna()).sum())
@@ -126,13 +158,17 @@ def games_list(rom_dir: Annotated[str | None, typer.Option(help="ROM folder")] =
 @games_app.command("verify")
 @user_errors
 def games_verify(rom_dir: Annotated[str | None, typer.Option(help="ROM folder")] = None) -> None:
-    """Check every ROM's header and md5 against Jericho's table; exit 1 if any file is bad."""
+    """Check every ROM's header and md5 against Jericho's table; exit 1 if any file is bad or none is there."""
     from jitrl_bench.envs import games
 
-    rows = games.verify(games.rom_dir(rom_dir))
+    folder = games.rom_dir(rom_dir)
+    if not folder.is_dir():
+        raise UserError(f"{folder}: no such folder (give --rom-dir, set $JITRL_BENCH_GAMES, or games download)")
+    rows = games.verify(folder)
+    if all(r.status == "missing" for r in rows):  # nothing checked is not a pass
+        raise UserError(f"no Jericho game files in {folder}: jitrl-bench games download, or --rom-dir elsewhere")
     _print_rows(rows)
-    bad = [r for r in rows if _status(r) not in ("ok", "missing", "unknown")]
-    if bad:
+    if any(r.status not in ("ok", "missing", "unknown") for r in rows):
         raise typer.Exit(1)
 
 
@@ -146,12 +182,9 @@ def games_download(
     """Fetch the public Jericho game suite and verify md5s."""
     from jitrl_bench.envs import games
 
-    kwargs: dict[str, Any] = {"names": names or None}
-    if base_url:
-        kwargs["base_url"] = base_url
-    rows = games.download(games.rom_dir(dest), **kwargs)
+    rows = games.download(games.rom_dir(dest), base_url or games.SUITE_URL, names or None)
     _print_rows(rows)
-    if any(_status(r) == "failed" for r in rows):
+    if any(r.status == "failed" for r in rows):
         raise typer.Exit(1)
 
 
@@ -163,6 +196,9 @@ def doctor() -> None:
 
     rows = checks()
     console.print(render(rows))
+    missing = [r.part for r in rows if r.required and not r.ok]
+    if missing:  # the default run cannot work without these
+        raise UserError(f"missing what every run needs: {', '.join(missing)} (see the fix column)")
 
 
 @app.command()
@@ -176,13 +212,11 @@ def serve(
     from jitrl_bench.config import load_spec
     from jitrl_bench.policies.server import VLLMServer
 
-    _quiet_libraries()
-    policy = load_spec(list(overrides or [])).policy
-    model = getattr(policy, "tokenizer", None) or policy.model
-    dtype = getattr(policy, "dtype", "float32")
-    server = VLLMServer(
-        model, port=port, dtype=dtype if dtype in ("float32", "bfloat16", "float16", "auto") else "auto"
-    )
+    wanted = load_spec(list(overrides or [])).policy.serve_spec()
+    if wanted is None:
+        raise UserError("this policy has no model to serve: pick policy=vllm, policy=hf or policy=openai")
+    model = wanted.model
+    server = VLLMServer(model, port=port, dtype=wanted.dtype)
     console.print(f"starting vLLM for {model} (log: {server.log_path or 'the jitrl-bench cache'}) ...")
     with server:
         console.print(f"[green]ready[/green] in {server.startup_s:.0f} s: {server.base_url}")
@@ -206,7 +240,9 @@ def bench_memory(
     """Per-decision overhead of retrieve + advantage + update (K=10 candidates, k=10, 384-d), and bytes per entry."""
     from jitrl_bench.bench.memory import bench_memory as run_bench
 
-    run_bench(_ints(sizes), out, queries=queries, console=console)
+    if queries < 1:
+        raise UserError(f"--queries {queries}: give at least 1")
+    run_bench(_ints(sizes, "--sizes"), out, queries=queries, console=console)
 
 
 @bench_app.command("policy")
@@ -222,18 +258,24 @@ def bench_policy(
     """Per-decision latency and candidates/s: transformers shared-prefix vs padded, vLLM server score and choice."""
     from jitrl_bench.bench.policy import bench_policy as run_bench
 
-    _quiet_libraries()
-    run_bench(out, _ints(ks), _ints(concurrency), repeats, dtype, vllm, console)
+    if dtype not in ("float32", "bfloat16"):
+        raise UserError(f"--dtype {dtype!r}: use float32 or bfloat16")
+    if repeats < 1:
+        raise UserError(f"--repeats {repeats}: give at least 1")
+    run_bench(out, _ints(ks, "--k"), _ints(concurrency, "--concurrency"), repeats, dtype, vllm, console)
 
 
-def _ints(text: str) -> list[int]:
+def _ints(text: str, option: str, low: int = 1) -> list[int]:
     try:
-        return [int(x) for x in text.split(",") if x.strip()]
+        values = [int(x) for x in text.split(",") if x.strip()]
     except ValueError:
-        raise UserError(f"expected a comma list of integers, got {text!r}") from None
+        raise UserError(f"{option} {text!r}: expected a comma list of integers, e.g. 5,10") from None
+    if not values or min(values) < low:
+        raise UserError(f"{option} {text!r}: give integers >= {low}")
+    return values
 
 
-def _print_rows(rows: list[Any]) -> None:
+def _print_rows(rows: list[RomStatus]) -> None:
     from rich.markup import escape
     from rich.table import Table
 
@@ -241,20 +283,8 @@ def _print_rows(rows: list[Any]) -> None:
     for col in ("game", "file", "status", "detail"):
         table.add_column(col)
     for r in rows:
-        table.add_row(*(escape(str(getattr(r, col, ""))) for col in ("name", "file", "status", "detail")))
+        table.add_row(*(escape(str(value)) for value in (r.name, r.file, r.status, r.detail)))
     console.print(table)
-
-
-def _status(row: Any) -> str:
-    return str(row.status)
-
-
-def _quiet_libraries() -> None:
-    """Model loaders print progress bars and hub warnings; the run has its own progress display."""
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
 
 def main() -> None:  # pragma: no cover - console entry point

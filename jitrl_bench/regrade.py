@@ -16,9 +16,11 @@ from rich.progress import track
 from rich.table import Table
 
 from jitrl_bench.config import instantiate_group
+from jitrl_bench.contract import EnvConfig
 from jitrl_bench.envs.webarena import Ungradable
 from jitrl_bench.errors import InfraError, UserError
-from jitrl_bench.runner import RunDirectory
+from jitrl_bench.results import read_config
+from jitrl_bench.rundir import existing_run
 
 
 def _local_har(run_dir: Path, artifacts: dict[str, Any]) -> dict[str, Any]:
@@ -32,20 +34,23 @@ def _local_har(run_dir: Path, artifacts: dict[str, Any]) -> dict[str, Any]:
 def regrade(run_dir: Path, console: Console | None = None) -> pd.DataFrame:
     """Re-grade every graded episode of `run_dir`; writes regrade.csv and returns its rows."""
     console = console or Console()
-    config_path = run_dir / "config.yaml"
-    if not config_path.is_file():
+    if not (run_dir / "config.yaml").is_file():
         raise UserError(f"{run_dir} is not a run directory (no config.yaml): pass the folder `jitrl-bench run` printed")
-    env = instantiate_group("env", OmegaConf.load(config_path).env)
-    if not callable(getattr(env, "regrade", None)):
+    config = read_config(run_dir)
+    if not isinstance(config, dict) or "env" not in config:
+        raise UserError(f"{run_dir / 'config.yaml'} has no env section: not a jitrl-bench run config")
+    env: EnvConfig = instantiate_group("env", OmegaConf.create(config["env"]))
+    regrader = env.regrader()
+    if regrader is None:
         raise UserError(f"env {env.name!r} keeps nothing to re-grade: only WebArena runs store answers and HARs")
-    episodes = [r for r in RunDirectory(run_dir).finished() if r.status in ("ok", "ungraded") and r.artifacts]
+    episodes = [r for r in existing_run(run_dir).finished() if r.status in ("ok", "ungraded") and r.artifacts]
     if not episodes:
         raise UserError(f"{run_dir}: no graded web episodes to re-grade (episodes.jsonl has none with artifacts)")
     rows = []
     for record in track(episodes, description="re-grading", console=console, transient=True):
         regraded: float | None
         try:
-            regraded, note = env.regrade(_local_har(run_dir, record.artifacts)), ""
+            regraded, note = regrader.regrade(_local_har(run_dir, record.artifacts)), ""
         except (InfraError, Ungradable, OSError, ValueError) as error:
             regraded, note = None, str(error).splitlines()[0]
         if regraded is None and not note:

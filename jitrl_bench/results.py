@@ -15,16 +15,20 @@ from omegaconf import OmegaConf
 from rich.console import Console
 from rich.table import Table
 
-from jitrl_bench.runner import RunDirectory
+from jitrl_bench.errors import UserError
+from jitrl_bench.rundir import existing_run
 
 PROTOCOL = ["env", "policy", "max_steps", "seeds"]
 SUMMARY = ["task", "agent", "episodes", "mean_score", "final5_score", "max_score", "norm_score", "success_rate", "auc"]
 
 
 def episodes_frame(run_dir: Path) -> pd.DataFrame:
+    """Every committed episode of a run, one row each (an empty frame when none finished yet)."""
     from dataclasses import asdict
 
-    rows = [asdict(r) for r in RunDirectory(run_dir).finished()]
+    if not (run_dir / "episodes.jsonl").is_file():
+        return pd.DataFrame()
+    rows = [asdict(r) for r in existing_run(run_dir).finished()]
     return pd.DataFrame(rows)
 
 
@@ -102,11 +106,7 @@ def aggregate(run_dirs: list[Path]) -> pd.DataFrame:
     frames, configs = [], []
     for run_dir in run_dirs:
         summary = summarize(episodes_frame(run_dir))
-        flat = (
-            _flatten(OmegaConf.to_container(OmegaConf.load(run_dir / "config.yaml")))
-            if (run_dir / "config.yaml").exists()
-            else {}
-        )
+        flat = _flatten(read_config(run_dir)) if (run_dir / "config.yaml").exists() else {}
         summary.insert(0, "run", run_dir.name)
         frames.append(summary)
         configs.append(flat)
@@ -118,6 +118,15 @@ def aggregate(run_dirs: list[Path]) -> pd.DataFrame:
         for pos, key in enumerate(varying):
             frame.insert(1 + pos, key, flat.get(key))
     return pd.concat(frames, ignore_index=True)
+
+
+def read_config(run_dir: Path) -> Any:
+    """A run's config.yaml as plain data; UserError naming the file when it cannot be read."""
+    path = run_dir / "config.yaml"
+    try:
+        return OmegaConf.to_container(OmegaConf.load(path))
+    except Exception as e:  # yaml's and OmegaConf's errors have no common base
+        raise UserError(f"{path} is not a readable run config ({type(e).__name__}): restore it from a copy") from None
 
 
 def to_markdown(frame: pd.DataFrame) -> str:

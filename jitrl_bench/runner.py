@@ -1,37 +1,30 @@
 """The episode runner: plays every (task, episode, agent), streams each finished episode to the run directory and to
-the agent's memory, and resumes after the last finished episode.
-
-Commit order for one episode: memory entries (tagged with a fresh episode uid) → steps file (atomic rename) → one line
-in episodes.jsonl (fsync). episodes.jsonl is the commit log: on resume, memory entries whose uid it does not list are
-ignored, so a kill at any point loses nothing finished and counts nothing twice.
+the agent's memory, and resumes after the last finished episode. The commit order is in `rundir.py`.
 """
 
 from __future__ import annotations
 
-import json
-import os
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
-from typing import Any
+from dataclasses import dataclass, field
 
-import gymnasium as gym
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from jitrl_bench.agents.base import Agent
+from jitrl_bench.checks import Checked, at_least, name
+from jitrl_bench.contract import Agent, EpisodeEnv, StepView, Turn, Usage
 from jitrl_bench.errors import InfraError, UserError
 from jitrl_bench.jitrl.returns import EnvRewards
 from jitrl_bench.records import EpisodeRecord, StepRecord, sha1
+from jitrl_bench.rundir import RunDirectory
 
 
 @dataclass
-class RunConfig:
+class RunConfig(Checked):
     """Budget and bookkeeping of one run (the `run` section of the config)."""
 
     episodes: int = 10
@@ -43,7 +36,8 @@ class RunConfig:
     temperature: float = 1.0
     """Decision temperature T shared by all agents: a ~ softmax(z'/T); 0 = argmax."""
     baselines: list[str] = field(default_factory=lambda: ["static"])
-    """Agents from configs/agent/ run beside `agent` on the same tasks, seeds and budget."""
+    """Agents from configs/agent/ run beside `agent` on the same tasks, seeds and budget (composed into the
+    config as `baselines.<name>`, so `baselines.static.name=...` overrides one)."""
     dir: str | None = None
     """Run directory; default results/runs/<timestamp>. Re-using a directory resumes it."""
     infra_retries: int = 2
@@ -55,52 +49,23 @@ class RunConfig:
     progress: bool = True
     reward: EnvRewards = field(default_factory=EnvRewards)
 
+    def check(self) -> None:
+        at_least("episodes", self.episodes, 1)
+        at_least("max_steps", self.max_steps, 1)
+        at_least("seed", self.seed, 0)
+        at_least("temperature", self.temperature, 0.0, "0 acts by argmax")
+        for baseline in self.baselines:
+            name("baselines", baseline)
+        at_least("infra_retries", self.infra_retries, 0)
+        at_least("concurrency", self.concurrency, 1)
+
 
 @dataclass
 class Task:
     """What the runner needs to play one task with one agent."""
 
     name: str
-    env: gym.Env[Any, Any]
-
-
-class RunDirectory:
-    """The files of one run and their append/atomic-write rules."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        path.mkdir(parents=True, exist_ok=True)
-        self.episodes_path = path / "episodes.jsonl"
-
-    def finished(self) -> list[EpisodeRecord]:
-        """Episodes committed so far (a cut last line from a kill is ignored)."""
-        if not self.episodes_path.exists():
-            return []
-        rows = []
-        for line in self.episodes_path.read_text().splitlines():
-            try:
-                rows.append(EpisodeRecord.from_json(line))
-            except (json.JSONDecodeError, TypeError, KeyError):
-                continue
-        return rows
-
-    def write_steps(self, record: EpisodeRecord, steps: list[StepRecord]) -> None:
-        folder = self.path / "steps" / _safe(record.task) / _safe(record.agent)
-        folder.mkdir(parents=True, exist_ok=True)
-        tmp = folder / f".{record.episode}.jsonl.tmp"
-        tmp.write_text("".join(json.dumps(asdict(s), ensure_ascii=False) + "\n" for s in steps))
-        os.replace(tmp, folder / f"{record.episode}.jsonl")
-
-    def commit(self, record: EpisodeRecord) -> None:
-        with open(self.episodes_path, "a+b") as f:
-            f.seek(0, os.SEEK_END)
-            if f.tell() > 0:  # a kill can leave a cut last line: start ours on a fresh line
-                f.seek(-1, os.SEEK_END)
-                if f.read(1) != b"\n":
-                    f.write(b"\n")
-            f.write((record.to_json() + "\n").encode())
-            f.flush()
-            os.fsync(f.fileno())
+    env: EpisodeEnv
 
 
 @dataclass
@@ -117,47 +82,59 @@ class Interrupted(Exception):
     """An episode abandoned because the run is stopping; it is never committed."""
 
 
+class ContractError(RuntimeError):
+    """An env adapter produced a step that breaks the contract (an adapter bug, not the user's input)."""
+
+
+def checked(view: StepView) -> StepView:
+    problems = view.problems()
+    if problems:
+        raise ContractError(f"task {view.task!r}: the env's step view breaks the contract: {'; '.join(problems)}")
+    return view
+
+
 def play_episode(
     agent: Agent,
     task: Task,
     episode: int,
     run: RunConfig,
     protocol: Protocol,
-    tokens: Callable[[], int],
     stop: threading.Event | None = None,
 ) -> tuple[EpisodeRecord, list[StepRecord]]:
     """One episode: reset(seed), act until the game ends or the budget runs out, hand rewards to the agent."""
     uid = uuid.uuid4().hex
     seed = run.seed + episode
     ctx = agent.start(task.name, episode, uid, run.seed)
-    start, tokens_before = time.perf_counter(), tokens()
-    observation, info = task.env.reset(seed=seed)
+    start = time.perf_counter()
+    task.env.reset(seed=seed)
+    view = checked(task.env.view())
     steps: list[StepRecord] = []
     deltas: list[float] = []
+    usage = Usage()
     for t in range(run.max_steps):
         if stop is not None and stop.is_set():
             raise Interrupted(f"{task.name} episode {episode} ({agent.name})")
-        decision = agent.act(ctx, observation, info)
-        observation, reward, terminated, _, info = task.env.step(decision.action)
+        decision = agent.act(ctx, view)
+        usage += decision.usage
+        chosen = view.candidates[decision.index] if decision.index < len(view.candidates) else None
+        label = chosen.label if chosen is not None and chosen.action == decision.action else decision.action
+        observation, reward, terminated, _, _ = task.env.step(decision.action)
+        view = checked(task.env.view())
         deltas.append(float(reward))
-        steps.append(StepRecord(t, sha1(observation), decision.action, float(reward), float(info["score"]), decision))
-        ctx.history.append((decision.action, observation))
+        steps.append(StepRecord(t, sha1(observation), decision.action, float(reward), view.score, decision))
+        ctx.history.append(Turn(decision.action, label, observation))
         if terminated:
             break
     else:
-        end_episode = getattr(task.env, "end_episode", None)
-        if callable(end_episode) and steps:  # out of steps: an env that grades after the episode grades it now
-            score_before = float(info["score"])
-            info = end_episode()
-            deltas[-1] += float(info["score"]) - score_before
-            steps[-1].score = float(info["score"])
-    won, lost = bool(info["won"]), bool(info["lost"])
-    rewards = run.reward.rewards(deltas, won, lost)
-    agent.finish(ctx, rewards, won)
+        if steps:  # out of steps: an env that grades after the episode grades it now
+            score_before = view.score
+            view = checked(task.env.end_episode())
+            deltas[-1] += view.score - score_before
+            steps[-1].score = view.score
+    rewards = run.reward.rewards(deltas, view.won, view.lost)
+    usage += agent.finish(ctx, rewards, view.won)
     for step, r in zip(steps, rewards, strict=True):
         step.reward = r
-    max_score = float(info["max_score"])
-    score = float(info["score"])
     record = EpisodeRecord(
         task=task.name,
         episode=episode,
@@ -166,20 +143,23 @@ def play_episode(
         env=protocol.env,
         seed=seed,
         max_steps=run.max_steps,
-        score=score,
-        max_score=max_score,
-        norm_score=score / max_score if max_score > 0 else 0.0,
-        success=won,
+        score=view.score,
+        max_score=view.max_score,
+        norm_score=view.score / view.max_score if view.max_score > 0 else 0.0,
+        success=view.won,
         steps=len(steps),
         ret=sum(rewards),
         wall_s=round(time.perf_counter() - start, 3),
-        tokens=tokens() - tokens_before,
+        tokens=usage.tokens,
         episode_uid=uid,
         run_id=protocol.run_id,
         config_hash=protocol.config_hash,
-        artifacts=dict(info.get("artifacts") or {}),
-        status="ungraded" if info.get("ungraded") else "ok",
-        error=str(info.get("ungraded") or ""),
+        artifacts=dict(view.artifacts),
+        status="ungraded" if view.ungraded else "ok",
+        error=view.ungraded,
+        llm_calls=usage.calls,
+        prompt_tokens=usage.prompt_tokens,
+        completion_tokens=usage.completion_tokens,
     )
     return record, steps
 
@@ -199,14 +179,14 @@ def error_record(
 class EnvPool:
     """Environments of one task, one per episode in flight (adapters are not thread-safe)."""
 
-    def __init__(self, task: str, make_env: Callable[[str], gym.Env[Any, Any]]) -> None:
+    def __init__(self, task: str, make_env: Callable[[str], EpisodeEnv]) -> None:
         self.task = task
         self._make = make_env
-        self._idle: list[gym.Env[Any, Any]] = [make_env(task)]  # the first one surfaces a bad task at once
+        self._idle: list[EpisodeEnv] = [make_env(task)]  # the first one surfaces a bad task at once
         self._all = list(self._idle)
         self._lock = threading.Lock()
 
-    def acquire(self) -> gym.Env[Any, Any]:
+    def acquire(self) -> EpisodeEnv:
         with self._lock:
             if self._idle:
                 return self._idle.pop()
@@ -215,7 +195,7 @@ class EnvPool:
             self._all.append(env)
         return env
 
-    def release(self, env: gym.Env[Any, Any]) -> None:
+    def release(self, env: EpisodeEnv) -> None:
         with self._lock:
             self._idle.append(env)
 
@@ -227,11 +207,10 @@ class EnvPool:
 def run_all(
     run_dir: RunDirectory,
     tasks: list[str],
-    make_env: Callable[[str], gym.Env[Any, Any]],
+    make_env: Callable[[str], EpisodeEnv],
     agents: list[Agent],
     run: RunConfig,
     protocol: Protocol,
-    tokens: Callable[[], int],
     console: Console,
 ) -> None:
     """Play everything not yet in episodes.jsonl, up to `run.concurrency` episodes at a time.
@@ -256,7 +235,7 @@ def run_all(
     failures: dict[tuple[str, int, str], int] = {}
 
     def ready(task: str, episode: int, agent: str) -> bool:
-        return not getattr(by_name[agent], "learns", False) or episode == 0 or (task, agent, episode - 1) in finished
+        return not by_name[agent].learns or episode == 0 or (task, agent, episode - 1) in finished
 
     def pool_for(task: str) -> EnvPool | None:
         if task not in pools:
@@ -273,7 +252,7 @@ def run_all(
     def work(task: str, episode: int, agent: str, pool: EnvPool) -> tuple[EpisodeRecord, list[StepRecord]]:
         env = pool.acquire()
         try:
-            return play_episode(by_name[agent], Task(task, env), episode, run, protocol, tokens, stop)
+            return play_episode(by_name[agent], Task(task, env), episode, run, protocol, stop)
         finally:
             pool.release(env)
 
@@ -346,7 +325,3 @@ def _progress(enabled: bool, console: Console) -> Iterator[Progress]:
 
 def new_run_id() -> str:
     return time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:6]
-
-
-def _safe(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)

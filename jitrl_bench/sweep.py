@@ -14,10 +14,11 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 
-from jitrl_bench.config import build_spec, compose_config
+from jitrl_bench.config import baseline_overrides, build_spec, compose_config
 from jitrl_bench.errors import UserError
-from jitrl_bench.paths import CONFIG_DIR, PROJECT_ROOT
+from jitrl_bench.paths import CONFIG_DIR, results_dir
 from jitrl_bench.results import aggregate, rich_table, to_markdown
+from jitrl_bench.rundir import make_writable_dir
 
 
 def combinations(overrides: list[str]) -> list[list[str]]:
@@ -37,9 +38,15 @@ def combinations(overrides: list[str]) -> list[list[str]]:
 
 def run_sweep(overrides: list[str], console: Console) -> Path:
     combos = combinations(overrides)
+    baselines = set()
     for combo in combos:
-        build_spec(compose_config(combo))  # fail fast, before any job, on any bad combination
+        composed = compose_config(combo)
+        build_spec(composed)  # fail fast, before any job, on any bad combination
+        baselines.add(tuple(baseline_overrides(composed)))
+    if len(baselines) > 1:
+        raise UserError("run.baselines (and agent) must give the same baselines in every run of a sweep")
     sweep_dir = _sweep_dir(overrides)
+    make_writable_dir(sweep_dir, "run.dir")
     console.print(f"sweep: {len(combos)} runs → {sweep_dir}")
     argv = [
         "jitrl-bench",
@@ -49,6 +56,7 @@ def run_sweep(overrides: list[str], console: Console) -> Path:
         "hydra.job.chdir=false",
         "hydra/job_logging=none",
         "hydra/hydra_logging=none",
+        *baselines.pop(),  # each job composes its baseline agents as `jitrl-bench run` does
         *[o for o in overrides if not o.startswith("run.dir=")],
     ]
     saved, sys.argv = sys.argv, argv
@@ -100,7 +108,7 @@ def _sweep_dir(overrides: list[str]) -> Path:
     for o in overrides:
         if o.startswith("run.dir="):
             return Path(o.split("=", 1)[1]).resolve()
-    return PROJECT_ROOT / "results" / "sweeps" / time.strftime("%Y%m%d-%H%M%S")
+    return results_dir("sweeps", time.strftime("%Y%m%d-%H%M%S")).resolve()
 
 
 def _natural(path: Path) -> tuple[int, str]:

@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 import torch
 
-from jitrl_bench.policies.base import Prompt
+from jitrl_bench.contract import Prompt
 from jitrl_bench.policies.choice import log_softmax, option_labels, option_prompt
 from jitrl_bench.policies.server import VLLMServer
 

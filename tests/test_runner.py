@@ -10,26 +10,27 @@ import numpy as np
 from rich.console import Console
 
 from jitrl_bench.agents.jitrl import JitRLConfig
+from jitrl_bench.agents.recall import GivenMemories
 from jitrl_bench.agents.static import StaticConfig
+from jitrl_bench.contract import BuildContext
 from jitrl_bench.envs.textworld import TextWorldConfig
 from jitrl_bench.jitrl.memory import ExperienceMemory, MemoryConfig
 from jitrl_bench.policies.uniform import UniformPolicy
 from jitrl_bench.results import write_summary
-from jitrl_bench.runner import Protocol, RunConfig, RunDirectory, run_all
+from jitrl_bench.rundir import RunDirectory
+from jitrl_bench.runner import Protocol, RunConfig, run_all
 
 
 def play(tmp_path: Path, embedder, episodes: int = 3, beta: float = 0.5) -> tuple[RunDirectory, ExperienceMemory]:
     env = TextWorldConfig(seeds=[7])
     policy = UniformPolicy()
     memory = MemoryConfig().open(tmp_path / "memory" / "jitrl", embedder.dim, 0.9, embedder.name)
-    agents = [
-        JitRLConfig(beta=beta).build(policy=policy, temperature=1.0, memory=memory, embedder=embedder),
-        StaticConfig().build(policy=policy, temperature=1.0),
-    ]
+    ctx = BuildContext(policy, 1.0, GivenMemories(embedder, lambda agent, gamma: memory))
+    agents = [JitRLConfig(beta=beta).build(ctx), StaticConfig().build(ctx)]
     run = RunConfig(episodes=episodes, max_steps=6, seed=3, progress=False)
     run_dir = RunDirectory(tmp_path)
     protocol = Protocol("textworld", "uniform", "run-1", "abc")
-    run_all(run_dir, env.task_names(), env.make, agents, run, protocol, lambda: 0, Console(quiet=True))
+    run_all(run_dir, env.task_names(), env.make, agents, run, protocol, Console(quiet=True))
     return run_dir, memory
 
 
@@ -67,11 +68,12 @@ def test_later_episodes_retrieve_earlier_ones(tmp_path: Path, embedder) -> None:
 def test_beta_infinity_plays_exactly_like_the_static_agent(tmp_path: Path, embedder) -> None:
     """Fairness: same prompt, candidates, seeds and RNG streams — with β = ∞ JitRL must be the frozen policy."""
     play(tmp_path, embedder, episodes=3, beta=float("inf"))
-    by_agent: dict[str, dict[int, list[str]]] = {"jitrl": {}, "static": {}}
+    by_agent: dict[str, dict[int, list[tuple[str, str]]]] = {"jitrl": {}, "static": {}}
     for agent in by_agent:
         for e in range(3):
             lines = (tmp_path / "steps" / "tw-simple-7" / agent / f"{e}.jsonl").read_text().splitlines()
-            by_agent[agent][e] = [json.loads(line)["action"] for line in lines]
+            steps = [json.loads(line) for line in lines]
+            by_agent[agent][e] = [(s["action"], s["decision"]["prompt_sha1"]) for s in steps]  # same prompts too
             decisions = [json.loads(line)["decision"] for line in lines]
             if agent == "jitrl":
                 assert all(np.array_equal(d["z"], d["z_prime"]) for d in decisions)

@@ -112,29 +112,13 @@ def test_serve_prints_a_working_override_and_stops_on_ctrl_c(vllm_server: VLLMSe
     try:
         assert override.startswith("policy=openai policy.base_url=http://127.0.0.1:"), override
         base_url = override.split("policy.base_url=")[1].split()[0]
-        from jitrl_bench.policies.base import Prompt
+        from jitrl_bench.contract import Prompt
         from jitrl_bench.policies.openai import OpenAIPolicyConfig
 
         policy = OpenAIPolicyConfig(base_url=base_url, model="SmolLM2-135M-Instruct", tokenizer="smollm2").make()
-        scores = policy.score(Prompt.chat("Play.", "You are in a room."), ["go north", "look"])
+        scores = policy.score(Prompt.chat("Play.", "You are in a room."), ["go north", "look"]).z
         assert scores.shape == (2,) and (scores < 0).all()
     finally:
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=120)
     assert proc.returncode == 0
-
-
-def test_policy_server_auto_starts_and_stops_its_own_server(tmp_path: Path) -> None:
-    before = vllm_servers()
-    run_dir = tmp_path / "auto"
-    proc = jitrl_bench("policy=openai", "policy.server=auto", "policy.tokenizer=smollm2", "run.episodes=1",
-                       "run.max_steps=2", "run.baselines=[]", "run.progress=false", f"run.dir={run_dir}")  # fmt: skip
-    _, err = proc.communicate(timeout=600)
-    assert proc.returncode == 0, err
-    assert [r["status"] for r in rows_of(run_dir)] == ["ok"]
-    assert vllm_servers() <= before  # the run's own server is gone
-
-
-def vllm_servers() -> set[str]:
-    found = subprocess.run(["pgrep", "-f", "vllm.entrypoints.openai.api_server"], capture_output=True, text=True)
-    return set(found.stdout.split())

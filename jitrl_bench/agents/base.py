@@ -1,48 +1,17 @@
-"""The agent seam. An agent turns (observation, info) into a Decision; episodes run through a context object so
-several episodes can be in flight at once without sharing mutable state."""
+"""What every agent shares: its episode context, and the one place a decision is drawn from z' = z + Â/β."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from dataclasses import dataclass
 
 import numpy as np
 
+from jitrl_bench.contract import Candidate, EpisodeContext, Policy, Prompt, Usage
 from jitrl_bench.jitrl.update import jitrl_logits, select
-from jitrl_bench.policies.base import Policy, Prompt
-from jitrl_bench.records import Decision
 
-
-@dataclass
-class EpisodeContext:
-    """Per-episode state: the task, a seeded RNG, the action history, and what the agent wants to remember."""
-
-    task: str
-    episode: int
-    uid: str
-    rng: np.random.Generator
-    history: list[tuple[str, str]] = field(default_factory=list)
-    """(action, observation) pairs so far."""
-    buffer: list[dict[str, Any]] = field(default_factory=list)
-
-
-class Agent(Protocol):
-    name: str
-
-    def start(self, task: str, episode: int, uid: str, seed: int) -> EpisodeContext: ...
-
-    def act(self, ctx: EpisodeContext, observation: str, info: dict[str, Any]) -> Decision: ...
-
-    def finish(self, ctx: EpisodeContext, rewards: Sequence[float], success: bool) -> None:
-        """Called once per finished episode with one reward per step (after the reward source)."""
-        ...
-
-
-def action_key(action: str) -> str:
-    """Normalised action used to match actions across episodes (text games: case and spacing do not matter)."""
-    return " ".join(action.lower().split())
+ENGINE = "engine"
+CLIENT = "client"
 
 
 def new_context(task: str, episode: int, uid: str, seed: int) -> EpisodeContext:
@@ -51,22 +20,41 @@ def new_context(task: str, episode: int, uid: str, seed: int) -> EpisodeContext:
     return EpisodeContext(task, episode, uid, np.random.default_rng([seed, episode, task_seed]))
 
 
+@dataclass(frozen=True)
+class Acted:
+    """One drawn action: its index, z and z' = z + Â/β, what the LLM calls cost, and where the bias was added."""
+
+    index: int
+    z: np.ndarray
+    z_prime: np.ndarray
+    usage: Usage
+    bias_applied: str
+    """"engine": added to the option logits inside the LLM server, which sampled the action from π*;
+    "client": added to z here, and the action drawn here."""
+
+
+def option_text(candidate: Candidate) -> str:
+    """A candidate as a numbered option shows it: the action, and its label when that says more."""
+    return candidate.action if candidate.label == candidate.action else f"{candidate.action} ({candidate.label})"
+
+
 def decide(
     policy: Policy,
     prompt: Prompt,
-    candidates: Sequence[str],
+    candidates: tuple[Candidate, ...],
     advantage: np.ndarray,
     beta: float,
     temperature: float,
     rng: np.random.Generator,
-) -> tuple[int, np.ndarray, np.ndarray]:
-    """Act from z' = z + Â/β; return (index, z, z'). A policy in `choice` mode adds the bias inside the LLM server
-    (vLLM's logits processor, or OpenAI `logit_bias`) and samples there; otherwise z' is formed and sampled here."""
-    choose = getattr(policy, "choose", None)
-    if getattr(policy, "mode", None) == "choice" and callable(choose):
+) -> Acted:
+    """Act from π* ∝ π_θ·exp(Â/β), i.e. z' = z + Â/β. A policy that can (vLLM or an OpenAI-compatible server in
+    choice mode) adds the bias inside its engine and samples there; otherwise z' is formed and sampled here."""
+    chooser = policy.chooser()
+    if chooser is not None:
         bias = np.zeros(len(candidates)) if math.isinf(beta) else np.asarray(advantage, dtype=np.float64) / beta
-        result = choose(prompt, candidates, bias, temperature, int(rng.integers(2**31)))
-        return int(result.index), np.asarray(result.z), np.asarray(result.z_prime)
-    z = policy.score(prompt, candidates)
-    z_prime = jitrl_logits(z, advantage, beta)
-    return select(z_prime, temperature, rng), z, z_prime
+        options = [option_text(c) for c in candidates]
+        choice = chooser.choose(prompt, options, bias, temperature, int(rng.integers(2**31)))
+        return Acted(choice.index, choice.z, choice.z_prime, choice.usage, choice.site)
+    scored = policy.score(prompt, [c.action for c in candidates])
+    z_prime = jitrl_logits(scored.z, advantage, beta)
+    return Acted(select(z_prime, temperature, rng), scored.z, z_prime, scored.usage, CLIENT)

@@ -6,51 +6,28 @@
     Â   = Q̂(s,a) − V̂(s) from the neighbours' returns
     z'  = z + Â/β ;  a ~ softmax(z'/T)  (argmax at T = 0)
 
-No gradient update anywhere. The environment never appears here: states arrive as named text fields.
+No gradient update anywhere. The environment never appears here: states arrive as named text fields. With a policy
+in choice mode, z' = z + Â/β is formed inside the LLM engine, which samples a ~ π* there (see `decide`).
+The authors' reference rules are a separate agent, `agents/jitrl_paper.py`.
 """
 
 from __future__ import annotations
 
-import random
-from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Any
+import math
+from dataclasses import dataclass
 
-import numpy as np
-
-from jitrl_bench.agents.base import EpisodeContext, action_key, decide, new_context
-from jitrl_bench.agents.prompt import build_prompt
-from jitrl_bench.envs.base import state_text
-from jitrl_bench.jitrl.advantage import adaptive_exploration, clean_advantage, paper_advantage, paper_weight
-from jitrl_bench.jitrl.embed import Embedder
-from jitrl_bench.jitrl.memory import Experience, ExperienceMemory
-from jitrl_bench.jitrl.retrieval import LexicalConfig, retrieve
-from jitrl_bench.jitrl.returns import rewards_to_go
-from jitrl_bench.jitrl.update import paper_scores, softmax
-from jitrl_bench.policies.base import Policy
-from jitrl_bench.records import Decision
+from jitrl_bench.agents.base import decide
+from jitrl_bench.agents.recall import EpisodeRecall, RecallingAgent, traced
+from jitrl_bench.checks import BadValue, Checked, at_least, between, name
+from jitrl_bench.contract import BuildContext, EpisodeContext, Policy, StepView
+from jitrl_bench.jitrl.advantage import clean_advantage
+from jitrl_bench.jitrl.retrieval import LexicalConfig
+from jitrl_bench.jitrl.update import softmax
+from jitrl_bench.records import Decision, sha1
 
 
 @dataclass
-class PaperConfig:
-    """The reference code's rules (used when estimator = paper)."""
-
-    alpha: float = 1.0
-    """Optimism bonus α/n given to an unseen candidate with probability λ."""
-    exploration: float | None = None
-    """λ; None = the Jericho rule (adaptive in [0.05, 0.8] from the returns' spread); the web code uses 0.05."""
-    w_start: float = 1.0
-    """Weight w of the normalised advantage in p + w·Ã, at the first episode..."""
-    w_end: float = 1.5
-    """... growing linearly to this ..."""
-    w_ramp: int = 50
-    """... over this many episodes."""
-    add_memory_actions: bool = True
-    """Append memory actions the policy did not propose as candidates (p = 0) when their mean return is > 0."""
-
-
-@dataclass
-class JitRLConfig:
+class JitRLConfig(Checked):
     """Hyperparameters of JitRL. β and k are the paper's two headline knobs."""
 
     name: str = "jitrl"
@@ -62,126 +39,60 @@ class JitRLConfig:
     """Discount γ of the returns G_t = Σ_u γ^u r_{t+u} (applied at query time)."""
     threshold: float = 0.8
     """Minimum cosine similarity of a neighbour's state to the current state."""
-    estimator: str = "clean"
-    """`clean`: similarity-weighted Q̂/V̂ and z + Â/β. `paper`: the reference code's rules and p + w·Ã (argmax)."""
     bonus: float = 0.0
-    """Count-based optimism for the clean estimator: Â += bonus / sqrt(1 + n_a)."""
+    """Count-based optimism: Â += bonus / sqrt(1 + n_a), n_a = neighbours that took a."""
     lexical: LexicalConfig | None = None
     """The paper's lexical re-rank of the top-`recall` embedding neighbours (None: plain cosine top-k)."""
-    paper: PaperConfig = field(default_factory=PaperConfig)
 
-    uses_memory = True
+    def check(self) -> None:
+        name("name", self.name)
+        check_beta(self.beta)
+        at_least("k", self.k, 1)
+        between("gamma", self.gamma, 0.0, 1.0)
+        between("threshold", self.threshold, -1.0, 1.0, "a cosine similarity")
+        at_least("bonus", self.bonus, 0.0)
 
-    def build(
-        self,
-        policy: Policy,
-        temperature: float,
-        memory: ExperienceMemory,
-        embedder: Embedder,
-        provenance: tuple[str, str] = ("", ""),
-        **_: Any,
-    ) -> JitRLAgent:
-        if self.estimator not in ("clean", "paper"):
-            raise ValueError(f"agent.estimator must be 'clean' or 'paper', got {self.estimator!r}")
-        return JitRLAgent(self, policy, temperature, memory, embedder, provenance)
+    def build(self, ctx: BuildContext) -> JitRLAgent:
+        memory, embedder = ctx.memories.open(self.name, self.gamma)
+        recall = EpisodeRecall(memory, embedder, ctx.run_id, ctx.config_hash)
+        return JitRLAgent(self, ctx.policy, ctx.temperature, recall)
 
 
-class JitRLAgent:
-    learns = True  # does an episode depend on the previous ones (memory)?
+def check_beta(beta: float) -> None:
+    if math.isnan(beta) or beta <= 0:
+        raise BadValue("beta", beta, "must be > 0 (small trusts memory more; inf is the frozen policy)")
 
-    def __init__(
-        self,
-        cfg: JitRLConfig,
-        policy: Policy,
-        temperature: float,
-        memory: ExperienceMemory,
-        embedder: Embedder,
-        provenance: tuple[str, str] = ("", ""),
-    ) -> None:
-        self.run_id, self.config_hash = provenance
-        self.name = cfg.name
+
+class JitRLAgent(RecallingAgent):
+    def __init__(self, cfg: JitRLConfig, policy: Policy, temperature: float, recall: EpisodeRecall) -> None:
+        super().__init__(cfg.name, recall)
         self.cfg = cfg
         self.policy = policy
         self.temperature = temperature
-        self.memory = memory
-        self.embedder = embedder
-        self.episodes_done: dict[str, int] = {}
-        """Episodes already in memory per task (the paper's w schedule reads it)."""
 
-    def start(self, task: str, episode: int, uid: str, seed: int) -> EpisodeContext:
-        return new_context(task, episode, uid, seed)
-
-    def act(self, ctx: EpisodeContext, observation: str, info: dict[str, Any]) -> Decision:
+    def act(self, ctx: EpisodeContext, view: StepView) -> Decision:
         cfg = self.cfg
-        candidates = list(info["candidates"])
-        keys = list(info.get("action_keys") or [action_key(c) for c in candidates])  # web: role[label], not ids
-        prompt = build_prompt(observation, info, ctx.history)
+        rendered = view.layout.render(view, ctx.history, self.policy.window)
         # 1. neighbours N(s) of the current state in memory (same task partition)
-        fields = dict(info["state"])
-        embedding = self.embedder.encode([state_text(fields)])[0]
-        where = {"task": ctx.task, **fields}
-        neighbours = retrieve(self.memory, embedding, where, len(ctx.history), cfg.k, cfg.threshold, cfg.lexical)
-        # 2-4. Â = Q̂ − V̂, then act from z' = z + Â/β, z = log π_θ(a|s) (in the LLM server when the policy can)
-        if cfg.estimator == "clean":
-            adv = clean_advantage(keys, neighbours, cfg.bonus)
-            index, z, z_prime = decide(self.policy, prompt, candidates, adv.values, cfg.beta, self.temperature, ctx.rng)
-            probs = softmax(z_prime, self.temperature)
-            notes: dict[str, Any] = {"v": adv.v}
-        else:
-            z = self.policy.score(prompt, candidates)
-            p = cfg.paper
-            lam = p.exploration if p.exploration is not None else adaptive_exploration(neighbours)
-            bonus_rng = random.Random(int(ctx.rng.integers(2**63)))
-            adv = paper_advantage(
-                keys, neighbours, exploration=lam, rng=bonus_rng, alpha=p.alpha, add_memory_actions=p.add_memory_actions
-            )
-            candidates += adv.keys[len(keys) :]  # memory actions the policy did not propose, with p = 0
-            base = np.concatenate([softmax(z), np.zeros(len(adv.keys) - len(keys))])
-            w = paper_weight(self.episodes_done.get(ctx.task, 0), p.w_start, p.w_end, p.w_ramp)
-            z_prime = paper_scores(base, adv.values, w)  # p + w·Ã: probabilities, not logits
-            index = int(np.argmax(z_prime))
-            probs = softmax(z_prime, 0)
-            z = np.concatenate([z, np.full(len(adv.keys) - len(keys), np.nan)])  # no policy logit for those
-            notes = {"v": adv.v, "lambda": lam, "w": w, "memory_actions": adv.keys[len(keys) :]}
-        action = candidates[index]
-        key = keys[index] if index < len(keys) else adv.keys[index]
-        ctx.buffer.append({"embedding": embedding, "fields": fields, "action": action, "key": key})
+        embedding, neighbours = self.recall.neighbours(ctx, view, cfg.k, cfg.threshold, cfg.lexical)
+        # 2. Â = Q̂ − V̂ over the candidates' keys (web: role[label], not ids)
+        adv = clean_advantage(view.keys, neighbours, cfg.bonus)
+        # 3-4. z' = z + Â/β, a ~ softmax(z'/T): inside the LLM engine when the policy can, else here
+        acted = decide(self.policy, rendered.prompt, view.candidates, adv.values, cfg.beta, self.temperature, ctx.rng)
+        chosen = view.candidates[acted.index]
+        self.recall.note(ctx, embedding, view, chosen.action, chosen.key)
         return Decision(
-            action=action,
-            index=index,
-            candidates=candidates,
-            z=[None if np.isnan(v) else float(v) for v in z],
+            action=chosen.action,
+            index=acted.index,
+            candidates=view.actions,
+            z=[float(v) for v in acted.z],
             advantage=adv.values.tolist(),
-            z_prime=z_prime.tolist(),
-            probs=probs.tolist(),
-            neighbours=[
-                {"id": nb.id, "similarity": round(nb.similarity, 4), "return": nb.ret, "action": nb.action_key}
-                for nb in neighbours
-            ],
-            notes=notes,
+            z_prime=acted.z_prime.tolist(),
+            probs=softmax(acted.z_prime, self.temperature).tolist(),
+            neighbours=traced(neighbours),
+            notes={"v": adv.v},
+            bias_applied=acted.bias_applied,
+            usage=acted.usage,
+            prompt_cuts=list(rendered.cuts),
+            prompt_sha1=sha1(rendered.prompt.text()),
         )
-
-    def finish(self, ctx: EpisodeContext, rewards: Sequence[float], success: bool) -> None:
-        """Write every step of the finished episode to memory with its rewards-to-go r_t..r_T."""
-        steps = ctx.buffer
-        if len(rewards) != len(steps):
-            raise ValueError(f"{len(rewards)} rewards for {len(steps)} steps")
-        experiences = [
-            Experience(
-                state=state_text(s["fields"]),
-                fields=s["fields"],
-                action=s["action"],
-                action_key=s["key"],
-                rewards=future,
-                episode=ctx.uid,
-                task=ctx.task,
-                step=t,
-                success=success,
-                run_id=self.run_id,
-                config_hash=self.config_hash,
-            )
-            for t, (s, future) in enumerate(zip(steps, rewards_to_go(rewards), strict=True))
-        ]
-        if experiences:
-            self.memory.add(experiences, np.stack([s["embedding"] for s in steps]))
-        self.episodes_done[ctx.task] = self.episodes_done.get(ctx.task, 0) + 1

@@ -18,8 +18,9 @@ import numpy as np
 from rich.console import Console
 
 from jitrl_bench.bench import publish
+from jitrl_bench.contract import Prompt
 from jitrl_bench.errors import UserError
-from jitrl_bench.policies.base import Prompt
+from jitrl_bench.policies.openai import OpenAIPolicy
 
 COLUMNS = ["backend", "mode", "K", "concurrency", "p50_ms", "cands_per_s", "episodes_per_min"]
 Row = dict[str, Any]
@@ -99,7 +100,7 @@ def bind(score: Callable[[Prompt, list[str]], Any], cands: list[str]) -> Callabl
     return lambda i: score(prompt(i), cands)
 
 
-def server_call(policy: Any, mode: str, cands: list[str]) -> Callable[[int], Any]:
+def server_call(policy: OpenAIPolicy, mode: str, cands: list[str]) -> Callable[[int], Any]:
     if mode == "score":
         return lambda i: policy.score(prompt(i), cands)
     bias = np.zeros(len(cands))
@@ -112,21 +113,22 @@ def episodes_per_minute(base_url: str, model: str, concurrency: int, episodes: i
 
     from rich.console import Console as Quiet
 
-    from jitrl_bench.agents.base import Agent
+    from jitrl_bench.agents.recall import GivenMemories
     from jitrl_bench.agents.static import StaticConfig
+    from jitrl_bench.contract import Agent, BuildContext
     from jitrl_bench.envs.textworld import TextWorldConfig
     from jitrl_bench.policies.openai import OpenAIPolicyConfig
-    from jitrl_bench.runner import Protocol, RunConfig, RunDirectory, run_all
+    from jitrl_bench.rundir import RunDirectory
+    from jitrl_bench.runner import Protocol, RunConfig, run_all
 
     policy = OpenAIPolicyConfig(base_url=base_url, model=model, tokenizer="smollm2", max_concurrency=concurrency).make()
     env = TextWorldConfig(seeds=[7])
     run = RunConfig(episodes=episodes, max_steps=steps, concurrency=concurrency, progress=False)
     with tempfile.TemporaryDirectory() as folder:
-        agents: list[Agent] = [StaticConfig().build(policy=policy, temperature=1.0)]
+        agents: list[Agent] = [StaticConfig().build(BuildContext(policy, 1.0, GivenMemories()))]
         t0 = time.perf_counter()
         protocol = Protocol("textworld", model, "b", "b")
-        run_all(RunDirectory(Path(folder)), env.task_names(), env.make, agents, run, protocol,
-                lambda: policy.tokens_used, Quiet(quiet=True))  # fmt: skip
+        run_all(RunDirectory(Path(folder)), env.task_names(), env.make, agents, run, protocol, Quiet(quiet=True))
         wall = time.perf_counter() - t0
     out = row("vllm-server", "episodes", 0, concurrency, wall * 1000 / episodes)
     out["episodes_per_min"] = round(episodes * 60 / wall, 2)

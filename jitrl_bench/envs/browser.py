@@ -110,10 +110,14 @@ class Element:
     """The choices of a select (combobox/listbox), in page order."""
 
     @property
+    def label(self) -> str:
+        """The element's name on one line, at most 80 characters."""
+        return " ".join(self.name.split())[:80]
+
+    @property
     def key(self) -> str:
         """`role[label]`: the same control on another page or episode has the same key (the bid changes)."""
-        label = " ".join(self.name.split())[:80]
-        return f"{self.role}[{label}]"
+        return f"{self.role}[{self.label}]"
 
 
 @dataclass(frozen=True)

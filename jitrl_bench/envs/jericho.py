@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,8 @@ from typing import Any
 import jericho
 import jericho.util
 
+from jitrl_bench.checks import BadValue, Checked, name, non_empty
+from jitrl_bench.contract import Regrader
 from jitrl_bench.envs.games import find_rom, rom_dir, supported_games, validate_rom
 from jitrl_bench.envs.text_game import TextGameEnv
 from jitrl_bench.errors import UserError
@@ -104,7 +107,7 @@ class JerichoBackend:
 
 
 @dataclass
-class JerichoConfig:
+class JerichoConfig(Checked):
     """Jericho games by name, one task each (configs/env/jericho.yaml)."""
 
     name: str = "jericho"
@@ -117,8 +120,26 @@ class JerichoConfig:
     spacy_model: str = "blank"
     """spaCy pipeline for Jericho's valid actions: "blank" works offline, or an installed model's name."""
 
+    def check(self) -> None:
+        name("name", self.name)
+        non_empty("game", self.task_names())
+        folder = rom_dir(self.rom_dir)
+        if not folder.is_dir():
+            raise BadValue("rom_dir", folder, "no such folder: run `jitrl-bench games download`, or set env.rom_dir")
+        if self.spacy_model != "blank" and importlib.util.find_spec(self.spacy_model) is None:
+            raise BadValue(
+                "spacy_model", self.spacy_model, "not installed: use blank (works offline) or pip install it"
+            )
+
     def task_names(self) -> list[str]:
+        """Unknown names are tasks too: each is reported and recorded as an error row while the others play."""
         return [self.game] if isinstance(self.game, str) else [str(game) for game in self.game]
+
+    def use_run_dir(self, path: Path) -> None:
+        return None
+
+    def regrader(self) -> Regrader | None:
+        return None  # the game's score is final at every step
 
     def make(self, task: str) -> TextGameEnv:
         if task not in self.task_names():

@@ -6,6 +6,7 @@ does this, and hides the page's own goal/score display), and reads the reward th
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass, field
 from importlib.util import find_spec
 from pathlib import Path
@@ -15,8 +16,10 @@ import playwright.sync_api as pw
 from browsergym.miniwob import ALL_MINIWOB_TASKS
 from browsergym.miniwob.base import AbstractMiniwobTask
 
+from jitrl_bench.checks import BadValue, Checked, name, non_empty
+from jitrl_bench.contract import Regrader
 from jitrl_bench.envs.actions import Action
-from jitrl_bench.envs.web import INSTRUCTION, WebEnv
+from jitrl_bench.envs.web import Grading, WebEnv
 from jitrl_bench.errors import UserError
 
 TASKS: dict[str, type[AbstractMiniwobTask]] = {cls.subdomain: cls for cls in ALL_MINIWOB_TASKS}
@@ -38,8 +41,9 @@ class MiniWoBTask:
     """One MiniWoB++ task: BrowserGym's task class set up on our page; reward 1 when the page's raw reward is > 0."""
 
     allowed_origins: tuple[str, ...] = ()  # every task lives on one page: no goto
-    instruction = INSTRUCTION
+    instruction = ""
     extra_candidates: tuple[tuple[str, str], ...] = ()
+    sites: dict[str, str] = {}  # noqa: RUF012 (read only: MiniWoB pages are named by their file)
 
     def __init__(self, name: str, base_url: str) -> None:
         self.name = name
@@ -71,12 +75,12 @@ class MiniWoBTask:
     def finish(self, context: pw.BrowserContext, messages: list[str], score: float) -> float:
         return score
 
-    def episode_info(self) -> dict[str, Any]:
-        return {}
+    def episode_info(self) -> Grading:
+        return Grading()
 
 
 @dataclass
-class MiniWoBConfig:
+class MiniWoBConfig(Checked):
     """MiniWoB++ tasks by name, e.g. click-button (configs/env/miniwob.yaml); each env episode is seeded."""
 
     name: str = "miniwob"
@@ -85,14 +89,26 @@ class MiniWoBConfig:
     """Task name, or a list of names (the pages in miniwob/html/miniwob, without .html). Typed Any because OmegaConf
     cannot validate a `str | list[str]` union; `task_names()` normalises it."""
 
+    def check(self) -> None:
+        name("name", self.name)
+        names = self.task_names()
+        non_empty("tasks", names)
+        for task in names:
+            if task not in TASKS:
+                close = difflib.get_close_matches(task, TASKS, n=3)
+                hint = f"did you mean {', '.join(close)}?" if close else f"e.g. {', '.join(DEFAULT_TASKS)}"
+                raise BadValue("tasks", task, f"not a MiniWoB++ task; {hint}")
+
     def task_names(self) -> list[str]:
-        names = [self.tasks] if isinstance(self.tasks, str) else [str(t) for t in self.tasks]
-        unknown = [t for t in names if t not in TASKS]
-        if unknown:
-            raise UserError(f"unknown MiniWoB task(s) {', '.join(unknown)}; e.g. {', '.join(DEFAULT_TASKS)}")
-        return names
+        return [self.tasks] if isinstance(self.tasks, str) else [str(t) for t in self.tasks]
 
     def make(self, task: str) -> WebEnv:
         if task not in self.task_names():
             raise UserError(f"unknown MiniWoB task {task!r}; this config has: {', '.join(self.task_names())}")
         return WebEnv(MiniWoBTask(task, miniwob_url()), task)
+
+    def use_run_dir(self, path: Path) -> None:
+        return None  # a MiniWoB episode leaves no files
+
+    def regrader(self) -> Regrader | None:
+        return None  # graded by the page itself, during the episode

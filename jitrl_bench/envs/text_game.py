@@ -11,7 +11,9 @@ from typing import Any, Protocol
 
 import gymnasium as gym
 
+from jitrl_bench.contract import Candidate, StepView
 from jitrl_bench.envs.base import TEXT_CHARSET, text_space
+from jitrl_bench.envs.text_prompt import TEXT_GAME
 
 # Offered when the game lists no candidates (e.g. after the game ended, or a game without valid-action support), so an
 # agent that picks from the candidates always has something to pick: the commands every parser understands.
@@ -76,6 +78,11 @@ def clean_command(action: str) -> str:
     return line.encode()[:COMMAND_CHARS].decode(errors="ignore")
 
 
+def action_key(action: str) -> str:
+    """The name memory matches a command by across episodes: case and spacing do not matter."""
+    return " ".join(action.lower().split())
+
+
 def candidate_list(commands: list[str]) -> list[str]:
     """Deduplicated and sorted (a stable order across runs), never empty: see FALLBACK_COMMANDS."""
     cleaned = {clean_text(clean_command(c), COMMAND_CHARS) for c in commands}
@@ -84,7 +91,7 @@ def candidate_list(commands: list[str]) -> list[str]:
 
 
 class TextGameEnv(gym.Env[str, str]):
-    """A text game under the env contract. Any text command is accepted; `info["candidates"]` only suggests.
+    """A text game under the env contract. Any text command is accepted; the candidates only suggest.
 
     `reset(seed=s)` restarts the game with the game's random generator seeded by `s`; `reset()` without a seed reuses
     the last seed (the game's default at first), so every episode of a run replays the same game unless asked otherwise.
@@ -98,6 +105,7 @@ class TextGameEnv(gym.Env[str, str]):
         self._game_seed: int | None = None
         self._score = 0.0
         self._started = False
+        self._view: StepView | None = None
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[str, dict[str, Any]]:
         super().reset(seed=seed)
@@ -106,7 +114,8 @@ class TextGameEnv(gym.Env[str, str]):
         obs = clean_text(self.backend.reset(self._game_seed), OBS_CHARS)
         self._score = self.backend.score
         self._started = True
-        return obs, self._info(obs)
+        self._view = self._read(obs)
+        return obs, self._view.info()
 
     def step(self, action: str) -> tuple[str, float, bool, bool, dict[str, Any]]:
         if not self._started:
@@ -115,7 +124,17 @@ class TextGameEnv(gym.Env[str, str]):
         score = self.backend.score
         reward, self._score = score - self._score, score
         terminated = self.backend.won or self.backend.lost
-        return obs, float(reward), terminated, False, self._info(obs)
+        self._view = self._read(obs)
+        return obs, float(reward), terminated, False, self._view.info()
+
+    def view(self) -> StepView:
+        if self._view is None:
+            raise RuntimeError("call reset() before view()")
+        return self._view
+
+    def end_episode(self) -> StepView:
+        """A text game's score is final at every step: nothing to grade after a cut episode."""
+        return self.view()
 
     def close(self) -> None:
         self.backend.close()
@@ -125,16 +144,23 @@ class TextGameEnv(gym.Env[str, str]):
         """A winning command sequence from `reset()` with no seed (for tests and sanity checks); may be empty."""
         return self.backend.walkthrough()
 
-    def _info(self, obs: str) -> dict[str, Any]:
+    def _read(self, obs: str) -> StepView:
         fields = self.backend.state_fields()
         state = {key: clean_text(fields.get(key, ""), FIELD_CHARS) for key in ("location", "inventory")}
         state["observation"] = clean_text(obs, FIELD_CHARS)
-        return {
-            "candidates": candidate_list(self.backend.candidates()),
-            "state": state,
-            "score": float(self._score),
-            "max_score": float(self.backend.max_score),
-            "won": bool(self.backend.won),
-            "lost": bool(self.backend.lost),
-            "task": self.task,
-        }
+        commands = candidate_list(self.backend.candidates())
+        keys: dict[str, str] = {}  # two commands that differ only in case would share a key: keep the first
+        for command in commands:
+            keys.setdefault(action_key(command), command)
+        return StepView(
+            task=self.task,
+            observation=obs,
+            candidates=tuple(Candidate(command, key, command) for key, command in keys.items()),
+            state=state,
+            layout=TEXT_GAME,
+            score=float(self._score),
+            max_score=float(self.backend.max_score),
+            won=bool(self.backend.won),
+            lost=bool(self.backend.lost),
+            free_text=True,
+        )

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
 import gymnasium as gym
 import playwright.sync_api as pw
 
+from jitrl_bench.contract import Candidate, StepView
 from jitrl_bench.envs.actions import Action, ActionError, parse_action
 from jitrl_bench.envs.base import text_space
 from jitrl_bench.envs.browser import (
@@ -30,6 +32,7 @@ from jitrl_bench.envs.browser import (
     shared_browser,
 )
 from jitrl_bench.envs.text_game import clean_text
+from jitrl_bench.envs.web_prompt import WebPrompt, normalize_url
 from jitrl_bench.errors import InfraError
 
 OBS_CHARS = 100_000
@@ -37,15 +40,17 @@ ACTION_CHARS = 4000
 FIELD_CHARS = 1000
 MAX_FILL_VALUES = 8  # fill candidates per text box: quoted strings of the goal, else its first words
 
-INSTRUCTION = (
-    "You are a web agent. The page is shown as an accessibility tree where [id] marks an element you can act on. "
-    "Reply with exactly one action, such as click('12'), fill('7', 'text'), select_option('9', 'value'), "
-    "press('7', 'Enter'), scroll(0, 300), go_back(), or answer('final answer') when the task asks for an answer."
-)
-
 T = TypeVar("T")
 _QUOTED = re.compile(r"\"([^\"]{1,200})\"|'([^']{1,200})'|“([^”]{1,200})”")
 _WORD = re.compile(r"[A-Za-z0-9][\w.@-]*")
+
+
+@dataclass(frozen=True)
+class Grading:
+    """What a web episode's grade was computed from (JSON data for `regrade`), and why it is ungraded (if it is)."""
+
+    artifacts: dict[str, Any] = field(default_factory=dict)
+    ungraded: str = ""
 
 
 class WebTask(Protocol):
@@ -54,9 +59,14 @@ class WebTask(Protocol):
     allowed_origins: tuple[str, ...]
     """`scheme://host[:port]` origins the agent may `goto` (empty: no goto)."""
     instruction: str
-    """The system prompt for this benchmark (`info["instruction"]`)."""
+    """How this benchmark wants to be answered, appended to the web prompt's system text ("" for none)."""
     extra_candidates: tuple[tuple[str, str], ...]
     """(action, key) pairs offered on every page besides the page's elements, e.g. the final answers."""
+
+    @property
+    def sites(self) -> Mapping[str, str]:
+        """Site name -> base URL of the sites this episode runs on (URLs are normalised to site names)."""
+        ...
 
     def begin(self, seed: int | None) -> None:
         """Before an episode, off the browser thread: may wait (e.g. for a free copy of the sites)."""
@@ -85,8 +95,8 @@ class WebTask(Protocol):
         """After the episode's context is closed (on any path, errors too): release what `begin` took."""
         ...
 
-    def episode_info(self) -> dict[str, Any]:
-        """Extra info keys for this episode (e.g. `artifacts`: what a later re-grade needs)."""
+    def episode_info(self) -> Grading:
+        """What this episode's grade is computed from, and why it could not be graded (if so)."""
         ...
 
 
@@ -97,26 +107,53 @@ def fill_values(goal: str) -> list[str]:
     return list(dict.fromkeys(v.strip() for v in values if v.strip()))[:MAX_FILL_VALUES]
 
 
-def candidates_for(view: PageView, goal: str, extra: tuple[tuple[str, str], ...] = ()) -> list[tuple[str, str]]:
-    """(action, key) pairs: click each element; fill each text box with each goal value (and press Enter in it);
-    choose each option of a select; plus the task's `extra` pairs.
+def candidates_for(view: PageView, goal: str, extra: tuple[tuple[str, str], ...] = ()) -> list[Candidate]:
+    """Click each element; fill each text box with each goal value (and press Enter in it); choose each option of a
+    select; plus the task's `extra` (action, key) pairs.
 
-    Sorted by action and deduplicated, as the contract asks; keys are `verb role[label]` (+ the value typed/chosen).
-    Values with characters outside the observation charset are left out (they would be typed differently).
+    Sorted by action and deduplicated; keys are `verb role[label]` (+ the value typed or chosen), labels say the
+    same in words. Values with characters outside the observation charset are left out (they would be typed
+    differently).
     """
-    pairs: dict[str, str] = dict(extra)
+    found: dict[str, Candidate] = {action: Candidate(action, key, key) for action, key in extra}
     values = [v for v in fill_values(goal) if _plain(v)]
     for element in view.elements:
+        shown = f"{element.role} {element.label!r}"
         if element.options:
             for option in filter(_plain, element.options):
-                pairs[_call("select_option", element, option)] = f"select {element.key} {option!r}"
+                action = _call("select_option", element, option)
+                found[action] = Candidate(action, f"select {element.key} {option!r}", f"select {option!r} in {shown}")
         elif element.role in TEXT_ROLES or element.role == "combobox":  # a combobox without options is a text input
             for value in values:
-                pairs[_call("fill", element, value)] = f"fill {element.key} {value!r}"
-            pairs[_call("press", element, "Enter")] = f"press {element.key} 'Enter'"
+                action = _call("fill", element, value)
+                found[action] = Candidate(action, f"fill {element.key} {value!r}", f"type {value!r} into {shown}")
+            action = _call("press", element, "Enter")
+            found[action] = Candidate(action, f"press {element.key} 'Enter'", f"press Enter in {shown}")
         elif element.role not in SELECT_ROLES:
-            pairs[_call("click", element)] = f"click {element.key}"
-    return sorted(pairs.items()) or [("noop()", "noop")]
+            action = _call("click", element)
+            found[action] = Candidate(action, f"click {element.key}", f"click {shown}")
+    return distinct_keys([found[action] for action in sorted(found)]) or [Candidate("noop()", "noop", "wait")]
+
+
+def distinct_keys(candidates: list[Candidate]) -> list[Candidate]:
+    """Two elements with the same role and label (two unnamed text boxes) would share a key: the second and later
+    ones, in page order, get " #2", " #3"... (page order is what stays stable across episodes, ids do not)."""
+    by_key: dict[str, list[Candidate]] = {}
+    for candidate in sorted(candidates, key=lambda c: _page_order(c.action)):
+        by_key.setdefault(candidate.key, []).append(candidate)
+    renamed = {
+        c.action: Candidate(c.action, f"{c.key} #{n}", f"{c.label} #{n}")
+        for same in by_key.values()
+        for n, c in enumerate(same, start=1)
+        if n > 1
+    }
+    return [renamed.get(c.action, c) for c in candidates]
+
+
+def _page_order(action: str) -> tuple[int, str]:
+    """BrowserGym ids count up in document order: the number in an action's id, for sorting."""
+    found = re.search(r"\('[A-Za-z]*([0-9]+)'", action)
+    return (int(found.group(1)) if found else -1, action)
 
 
 def _plain(value: str) -> bool:
@@ -128,7 +165,7 @@ def _call(verb: str, element: Element, *args: str) -> str:
 
 
 class WebEnv(gym.Env[str, str]):
-    """A web task under the env contract. Any action text is accepted; `info["candidates"]` only suggests.
+    """A web task under the env contract. Any action text is accepted; the candidates only suggest.
 
     The observation is the page's accessibility tree (elements as `[id] role 'label'`), preceded by the last action's
     error when it failed or was rejected. `reset(seed=s)` is deterministic by `s`; `reset()` reuses the last seed.
@@ -147,6 +184,7 @@ class WebEnv(gym.Env[str, str]):
         self._done = False
         self._messages: list[str] = []
         self._view: PageView | None = None
+        self._step_view: StepView | None = None
         self._begun = False
         self.timings: dict[str, float] = {}
 
@@ -165,8 +203,13 @@ class WebEnv(gym.Env[str, str]):
     def close(self) -> None:
         on_browser_thread(self._end_episode)
 
-    def end_episode(self) -> dict[str, Any]:
-        """End an episode the agent did not end (its step budget ran out): the task's final score, then the info.
+    def view(self) -> StepView:
+        if self._step_view is None:
+            raise RuntimeError("call reset() before view()")
+        return self._step_view
+
+    def end_episode(self) -> StepView:
+        """End an episode the agent did not end (its step budget ran out): the task's final score, then the view.
 
         The runner calls this after a truncated episode, so a task graded after the episode is graded either way.
         """
@@ -230,13 +273,14 @@ class WebEnv(gym.Env[str, str]):
                 f"browser failure: {str(error).splitlines()[0] if str(error) else type(error).__name__}"
             ) from None
 
-    def _end_early(self) -> dict[str, Any]:
+    def _end_early(self) -> StepView:
         if self._page is None or self._view is None:
             raise RuntimeError("call reset() before end_episode()")
         if not self._done and self._context is not None:
             self._score = self.task.finish(self._context, self._messages, self._score)
             self._done = True
-        return self._info(self._view, "")[1]
+        self._info(self._view, "")
+        return self.view()
 
     def _end_episode(self) -> None:
         close_quietly(self._context)
@@ -249,26 +293,26 @@ class WebEnv(gym.Env[str, str]):
         text = clean_text(view.axtree, OBS_CHARS)
         if error:
             text = clean_text(f"Last action failed: {error}\n{text}", OBS_CHARS)
-        pairs = candidates_for(view, self._goal, self.task.extra_candidates)
         won = self._done and self._score > 0
-        info: dict[str, Any] = {
-            "candidates": [a for a, _ in pairs],
-            "action_keys": [k for _, k in pairs],
-            "state": {
+        info = self.task.episode_info()
+        self._step_view = StepView(
+            task=self.task_id,
+            observation=text,
+            candidates=tuple(candidates_for(view, self._goal, self.task.extra_candidates)),
+            state={  # what retrieval compares: the goal, the page's normalised URL, and the page itself
                 "goal": clean_text(self._goal, FIELD_CHARS),
-                "url": clean_text(view.url, FIELD_CHARS),
+                "url": normalize_url(view.url, self.task.sites),
                 "observation": clean_text(view.axtree, FIELD_CHARS) or "(empty page)",
             },
-            "score": float(self._score),
-            "max_score": 1.0,
-            "won": bool(won),
-            "lost": bool(self._done and not won),
-            "task": self.task_id,
-            "goal": self._goal,
-            "instruction": self.task.instruction,
-            "url": view.url,
-            "last_action_error": error,
-            "messages": list(self._messages),
-            **self.task.episode_info(),
-        }
-        return text, info
+            layout=WebPrompt(self.task.instruction),
+            goal=self._goal,
+            url=view.url,
+            score=float(self._score),
+            max_score=1.0,
+            won=bool(won),
+            lost=bool(self._done and not won),
+            artifacts=info.artifacts,
+            ungraded=info.ungraded,
+        )
+        extra = {"last_action_error": error, "messages": list(self._messages), "instruction": self.task.instruction}
+        return text, {**self._step_view.info(), **extra}

@@ -15,7 +15,7 @@ from __future__ import annotations
 import tempfile
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -24,11 +24,14 @@ from urllib.parse import urlsplit
 
 import playwright.sync_api as pw
 
+from jitrl_bench.checks import BadValue, Checked, each_one_of, name, one_of
 from jitrl_bench.envs.actions import MESSAGE_OPERATIONS, Action
 from jitrl_bench.envs.browser import shared_browser
-from jitrl_bench.envs.web import WebEnv
+from jitrl_bench.envs.web import Grading, WebEnv
 from jitrl_bench.envs.webarena_sites import (
     LOGIN_FORMS,
+    LOGIN_MODES,
+    RESET_MODES,
     SITES,
     Instance,
     InstancePool,
@@ -131,7 +134,7 @@ class WebArenaTask:
         self.config = config
         self.task = task
         self.grader = grader
-        self.instruction = INSTRUCTION_PREFIX + grader.instruction
+        self.instruction = grader.instruction
         self.extra_candidates = grader.done_answers
         self.har_dir = config.har_path()
         every_instance = config.pool.instances
@@ -154,6 +157,10 @@ class WebArenaTask:
     @property
     def urls(self) -> dict[str, str]:
         return self.instance.urls if self.instance else {}
+
+    @property
+    def sites(self) -> dict[str, str]:
+        return self.urls
 
     def begin(self, seed: int | None) -> None:
         self.instance = self.config.pool.acquire(str(self.task.task_id))
@@ -243,8 +250,8 @@ class WebArenaTask:
             instance=self.instance.index if self.instance else 0,
         )
 
-    def episode_info(self) -> dict[str, Any]:
-        return {"artifacts": vars(self.artifacts()), "ungraded": self.ungraded}
+    def episode_info(self) -> Grading:
+        return Grading(artifacts=vars(self.artifacts()), ungraded=self.ungraded)
 
     def _check_signed_in(self, page: pw.Page) -> None:
         """A start page that lands on a login form means the session expired: forget it and retry the episode."""
@@ -271,15 +278,8 @@ class WebArenaTask:
             raise InfraError(f"site failure: {self._failures[0]}")
 
 
-INSTRUCTION_PREFIX = (
-    "You are a web agent. The page is shown as an accessibility tree where [id] marks an element you can act on. "
-    "Reply with exactly one action, such as click('12'), fill('7', 'text'), select_option('9', 'value'), "
-    "press('7', 'Enter'), scroll(0, 300), go_back(), or goto('url') on the task's sites."
-)
-
-
 @dataclass
-class WebArenaConfigBase:
+class WebArenaConfigBase(Checked):
     """What every WebArena task set's config has (configs/env/webarena*.yaml); subclasses supply tasks and a grader."""
 
     name: str = "webarena"
@@ -311,6 +311,26 @@ class WebArenaConfigBase:
     def __post_init__(self) -> None:
         if self.oracle_stop and not self.name.endswith("+oracle-stop"):
             self.name += "+oracle-stop"
+
+    def check(self) -> None:
+        name("name", self.name)
+        each_one_of("sites", self.sites, SITES)
+        each_one_of("urls", list(self.urls), SITES)
+        one_of("login", self.login, LOGIN_MODES)
+        one_of("reset", self.reset, RESET_MODES)
+        try:
+            self.task_names()  # the ids exist in this task set (reads the task file; nothing starts)
+        except UserError as e:
+            raise BadValue("tasks", self.tasks, str(e)) from None
+        if self.oracle_stop and not self.grader.oracle_capable:
+            raise BadValue("oracle_stop", True, f"{self.name} grades offline from the HAR, never during an episode")
+
+    def use_run_dir(self, path: Path) -> None:
+        if not self.har_dir:
+            self.har_dir = str(path / "har")  # the network traces stay with the run: `regrade` reads them
+
+    def regrader(self) -> WebArenaConfigBase:
+        return self
 
     def definitions(self) -> list[TaskDef]:
         """Every task of this set (subclasses)."""
@@ -363,11 +383,9 @@ class WebArenaConfigBase:
     def make(self, task: str) -> WebEnv:
         if task not in self.task_names():
             raise UserError(f"unknown {self.name} task {task!r} for this config")
-        if self.oracle_stop and not self.grader.oracle_capable:
-            raise UserError(f"env.oracle_stop: {self.name} grades offline from the HAR, never during an episode")
         return WebEnv(WebArenaTask(self, self._by_id[int(task)], self.grader), task)
 
-    def regrade(self, artifacts: dict[str, Any]) -> float | None:
+    def regrade(self, artifacts: Mapping[str, Any]) -> float | None:
         """Grade an episode again from its stored artifacts; None when grading its task needs the live page."""
         stored = Artifacts(**artifacts)
         task = self._by_id[int(stored.task_id)]

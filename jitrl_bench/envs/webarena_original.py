@@ -31,6 +31,7 @@ from typing import Any, ClassVar
 import playwright.sync_api as pw
 import requests
 
+from jitrl_bench.checks import ENV_VAR, BadValue, Checked, at_least, http_url
 from jitrl_bench.envs.webarena import Artifacts, Grader, TaskDef, Ungradable, WebArenaConfigBase
 from jitrl_bench.envs.webarena_metadata import dependencies
 from jitrl_bench.envs.webarena_sites import placeholder
@@ -62,7 +63,7 @@ class JudgeUnavailable(Ungradable):
 
 
 @dataclass
-class JudgeConfig:
+class JudgeConfig(Checked):
     """The LLM judge of fuzzy_match / ua_match (libwebarena: OpenAI's gpt-4-1106-preview)."""
 
     base_url: str | None = None
@@ -73,6 +74,14 @@ class JudgeConfig:
     """The environment variable holding the key (read from the environment only, never stored); unset: no key sent."""
     timeout_s: float = 60.0
     max_retries: int = 3
+
+    def check(self) -> None:
+        if self.base_url is not None:
+            http_url("base_url", self.base_url)
+        if self.api_key_env is not None and not ENV_VAR.match(self.api_key_env):
+            raise BadValue("api_key_env", "***", "give the NAME of the environment variable that holds the key")
+        at_least("timeout_s", self.timeout_s, 0.1)
+        at_least("max_retries", self.max_retries, 0)
 
 
 class Judge:

@@ -18,6 +18,7 @@ from webarena_verified.api import WebArenaVerified
 from webarena_verified.types.config import WebArenaVerifiedConfig
 from webarena_verified.types.eval import EvalStatus
 
+from jitrl_bench.checks import one_of
 from jitrl_bench.envs.webarena import Artifacts, Grader, TaskDef, WebArenaConfigBase
 from jitrl_bench.envs.webarena_metadata import dependencies
 from jitrl_bench.envs.webarena_sites import placeholder
@@ -119,6 +120,10 @@ class VerifiedConfig(WebArenaConfigBase):
 
     def keep(self, task: TaskDef) -> bool:
         return self._subset is None or task.task_id in self._subset
+
+    def check(self) -> None:
+        one_of("subset", self.subset, SUBSETS)
+        super().check()
 
     @cached_property
     def grader(self) -> Grader:

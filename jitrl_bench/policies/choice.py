@@ -1,9 +1,9 @@
 """The bias seam: one decoding step over numbered options, with JitRL's bias Â/β added to the option logits by the LLM
 server itself.
 
-`Policy.score` gives z (one log-prob per candidate reply) and the agent adds Â/β on the client. A `BiasedChoice` backend
-instead lists the candidates as numbered options, lets the model emit one option token, and adds the bias to those
-tokens' logits inside the server, so the token it samples is drawn from softmax((z + bias) / T). It returns both
+`Policy.score` gives z (one log-prob per candidate reply) and the agent adds Â/β on the client. A `BiasedChooser`
+backend instead lists the candidates as numbered options, lets the model emit one option token, and adds the bias to
+those tokens' logits inside the server, so the token it samples is drawn from softmax((z + bias) / T). It returns both
 distributions, so traces can show z and z' exactly as the client-side path does:
 
     z       = log-probs of the option tokens without bias, renormalised over the options
@@ -17,38 +17,17 @@ need `mode=score`.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Protocol
 
 import numpy as np
 
+from jitrl_bench.contract import Message, Prompt
 from jitrl_bench.errors import UserError
-from jitrl_bench.policies.base import Message, Prompt
 
 MAX_OPTIONS = 20  # the OpenAI API caps top_logprobs at 20 (21 is HTTP 400)
 DIGITS = [str(i) for i in range(1, 10)]
 LETTERS = [chr(ord("A") + i) for i in range(MAX_OPTIONS)]
 LOGIT_BIAS_LIMIT = 100.0  # the OpenAI API (and vLLM) clamp logit_bias values to ±100
 GREEDY_EPS = 1e-5  # vLLM treats temperatures below this as greedy
-
-
-@dataclass(frozen=True)
-class ChoiceResult:
-    """One biased decision over K options (float64 arrays of shape (K,))."""
-
-    index: int
-    z: np.ndarray
-    z_prime: np.ndarray
-
-
-class BiasedChoice(Protocol):
-    """A backend that samples one option under logits + bias inside the LLM server."""
-
-    def choose(
-        self, prompt: Prompt, candidates: Sequence[str], bias: np.ndarray, temperature: float, seed: int
-    ) -> ChoiceResult:
-        """Pick one of `candidates` after adding `bias[i]` to option i's logit; temperature <= 0 is greedy."""
-        ...
 
 
 # ---- options ----------------------------------------------------------------------------------------------------

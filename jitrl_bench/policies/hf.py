@@ -7,6 +7,8 @@ pass over the K candidates. That is about 10x cheaper than K full sequences on C
 from __future__ import annotations
 
 import copy
+import re
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -15,16 +17,20 @@ import numpy as np
 import torch
 from transformers import AutoModelForCausalLM, DynamicCache
 from transformers.cache_utils import DynamicLayer
+from transformers.utils import logging as transformers_logging
 
+from jitrl_bench.checks import BadValue, Checked, at_least, check_tree, one_of
+from jitrl_bench.contract import BiasedChooser, Generated, Generator, Prompt, Scored, ServeSpec, Usage
 from jitrl_bench.errors import UserError
-from jitrl_bench.policies.base import Prompt
-from jitrl_bench.policies.tokens import ChatTokens, first_line
+from jitrl_bench.policies.tokens import ChatTokens, check_model, first_line
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+DEVICE = r"^(cpu|mps|cuda(:[0-9]+)?)$"
+REPLY_ROOM = 64  # tokens kept free after the prompt for the reply (candidate or generated text)
 
 
 @dataclass
-class HFPolicyConfig:
+class HFPolicyConfig(Checked):
     """Hydra-friendly settings for `HFPolicy`."""
 
     model: str
@@ -37,10 +43,23 @@ class HFPolicyConfig:
     threads: int | None = None
     """torch.set_num_threads for the whole process; None keeps torch's default (all cores)."""
     max_prompt_tokens: int = 1024
-    """Longer prompts are cut from the left: the end (current observation, generation prompt) is what matters."""
+    """The prompt budget (at most the model's context less room for the reply). Prompt layouts fit their text to
+    it; a prompt still longer is cut from the left."""
+
+    def check(self) -> None:
+        one_of("dtype", self.dtype, DTYPES)
+        if not re.match(DEVICE, self.device):
+            raise BadValue("device", self.device, "use cpu, cuda, cuda:N or mps")
+        if self.threads is not None:
+            at_least("threads", self.threads, 1)
+        at_least("max_prompt_tokens", self.max_prompt_tokens, 16)
+        check_model("model", self.model)
 
     def make(self) -> HFPolicy:
         return HFPolicy(self)
+
+    def serve_spec(self) -> ServeSpec | None:
+        return ServeSpec(self.model, self.dtype)
 
 
 @dataclass
@@ -59,10 +78,7 @@ class HFPolicy:
     tokenizer: Any
 
     def __init__(self, config: HFPolicyConfig) -> None:
-        if config.dtype not in DTYPES:
-            raise UserError(f"policy dtype must be one of {sorted(DTYPES)}, got {config.dtype!r}")
-        if config.max_prompt_tokens < 1:
-            raise UserError(f"policy max_prompt_tokens must be >= 1, got {config.max_prompt_tokens}")
+        check_tree(config, "policy")  # the same checks as at compose time, for code that builds it directly
         if config.threads is not None:
             torch.set_num_threads(config.threads)
         self.tokens = ChatTokens(config.model, config.max_prompt_tokens)
@@ -70,14 +86,33 @@ class HFPolicy:
         self.name = self.tokens.name
         self.config = config
         self.device = torch.device(config.device)
+        transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]  # the run has its own display
         try:
             self.model = AutoModelForCausalLM.from_pretrained(self.tokens.source, dtype=DTYPES[config.dtype])
         except OSError as e:
             raise UserError(f"cannot load policy model {config.model!r}: {first_line(e)}") from e
         self.model.to(self.device).eval()
+        context = int(getattr(self.model.config, "max_position_embeddings", 0) or 0)
+        if context:  # the window never promises more than the model can read
+            self.tokens.max_prompt_tokens = min(self.tokens.max_prompt_tokens, max(context - REPLY_ROOM, 16))
         self.end_of_turn_id = self.tokens.end_of_turn_id
-        self.tokens_used = 0
         self._last: _Prefill | None = None
+        self._lock = threading.Lock()  # one forward pass at a time; the prefill cache is shared state
+
+    # ---- capabilities ---------------------------------------------------------------------------------------------
+
+    @property
+    def window(self) -> ChatTokens:
+        return self.tokens
+
+    def chooser(self) -> BiasedChooser | None:
+        return None  # no engine to put a bias into: the agent adds Â/β to z itself
+
+    def generator(self) -> Generator | None:
+        return self
+
+    def close(self) -> None:
+        self._last = None
 
     # ---- token ids ------------------------------------------------------------------------------------------------
 
@@ -91,14 +126,14 @@ class HFPolicy:
 
     # ---- Policy ---------------------------------------------------------------------------------------------------
 
-    def score(self, prompt: Prompt, candidates: Sequence[str]) -> np.ndarray:
+    def score(self, prompt: Prompt, candidates: Sequence[str]) -> Scored:
         """Summed log-probs of each candidate reply: one prompt prefill, then one batched pass over all candidates."""
         if not candidates:
-            return np.zeros(0, dtype=np.float64)
+            return Scored(np.zeros(0, dtype=np.float64), Usage())
         ids = self.prompt_ids(prompt)
         cands = [self.candidate_ids(c) for c in candidates]
-        self.tokens_used += len(ids) + sum(map(len, cands))
-        with torch.inference_mode():
+        usage = Usage(1, len(ids) + sum(map(len, cands)), 0)
+        with self._lock, torch.inference_mode():
             prefill = self._prefill(ids)
             first = torch.tensor([c[0] for c in cands], device=self.device)
             total = prefill.last_logprobs[first].double()
@@ -118,7 +153,7 @@ class HFPolicy:
                     use_cache=True,
                 )
                 total += _token_logprobs(out.logits, targets, mask).sum(dim=1)
-        return total.cpu().numpy().astype(np.float64)
+        return Scored(total.cpu().numpy().astype(np.float64), usage)
 
     def score_naive(self, prompt: Prompt, candidates: Sequence[str]) -> np.ndarray:
         """Reference scorer: K full prompt+candidate sequences in one padded batch, no cache sharing."""
@@ -126,9 +161,8 @@ class HFPolicy:
             return np.zeros(0, dtype=np.float64)
         ids = self.prompt_ids(prompt)
         cands = [self.candidate_ids(c) for c in candidates]
-        self.tokens_used += len(ids) * len(cands) + sum(map(len, cands))
         longest = max(map(len, cands))
-        with torch.inference_mode():
+        with self._lock, torch.inference_mode():
             inputs, mask = self._pad([ids + c for c in cands])  # right padding keeps every position id = index
             targets, target_mask = self._pad(cands)
             # Logits at positions P-1 .. P+longest-2 predict the candidate tokens; keep only those (saves memory).
@@ -136,11 +170,11 @@ class HFPolicy:
             total = _token_logprobs(out.logits[:, :-1], targets, target_mask).sum(dim=1)
         return total.cpu().numpy().astype(np.float64)
 
-    def generate(self, prompt: Prompt, max_new_tokens: int = 64) -> str:
+    def generate(self, prompt: Prompt, max_new_tokens: int = 64) -> Generated:
         """Greedy reply, stopped at end-of-turn, with special tokens removed."""
         ids = self.prompt_ids(prompt)
         inputs = torch.tensor([ids], device=self.device)
-        with torch.inference_mode():
+        with self._lock, torch.inference_mode():
             out = self.model.generate(
                 inputs,
                 attention_mask=torch.ones_like(inputs),
@@ -150,8 +184,8 @@ class HFPolicy:
                 pad_token_id=self.end_of_turn_id,
             )
         new = out[0, len(ids) :].tolist()
-        self.tokens_used += len(ids) + len(new)
-        return str(self.tokenizer.decode(new, skip_special_tokens=True)).strip()
+        text = str(self.tokenizer.decode(new, skip_special_tokens=True)).strip()
+        return Generated(text, Usage(1, len(ids), len(new)))
 
     # ---- internals ------------------------------------------------------------------------------------------------
 

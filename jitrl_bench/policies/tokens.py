@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import re
 import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from transformers import AutoTokenizer
 
+from jitrl_bench.checks import BadValue
+from jitrl_bench.contract import Prompt
 from jitrl_bench.errors import UserError
-from jitrl_bench.policies.base import Prompt
-from jitrl_bench.policies.models import SMOLLM2_NAME, smollm2_path
+from jitrl_bench.policies.models import SMOLLM2_NAME, smollm2_gguf, smollm2_path
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")  # "owner/name"; anything else must be a local folder
 
@@ -37,18 +40,34 @@ class ChatTokens:
             self.tokenizer = AutoTokenizer.from_pretrained(self.source)
         except OSError as e:
             raise UserError(f"cannot load policy model {model!r}: {first_line(e)}") from e
-        if not getattr(self.tokenizer, "chat_template", None):
+        if not self.tokenizer.chat_template:
             raise UserError(f"policy model {model!r} has no chat template; use an instruct/chat model")
         self.end_of_turn_id = end_of_turn_id(self.tokenizer)
 
     def prompt_ids(self, prompt: Prompt) -> list[int]:
-        """Chat-template ids ending with the assistant's generation prompt, cut to the last `max_prompt_tokens`."""
+        """Chat-template ids ending with the assistant's generation prompt, cut to the last `max_prompt_tokens`
+        (prompt layouts fit the window first, so the cut is a last resort)."""
+        return self._template_ids(prompt)[-self.max_prompt_tokens :]
+
+    def _template_ids(self, prompt: Prompt) -> list[int]:
         messages = [{"role": m.role, "content": m.content} for m in prompt.messages]
         with self._lock:
             ids = self.tokenizer.apply_chat_template(
                 messages, add_generation_prompt=True, tokenize=True, return_dict=False
             )
-        return [int(i) for i in ids][-self.max_prompt_tokens :]
+        return [int(i) for i in ids]
+
+    # ---- ContextWindow --------------------------------------------------------------------------------------------
+
+    def count(self, texts: Sequence[str]) -> list[int]:
+        if not texts:
+            return []
+        with self._lock:
+            ids = self.tokenizer(list(texts), add_special_tokens=False)["input_ids"]
+        return [len(row) for row in ids]
+
+    def prompt_tokens(self, prompt: Prompt) -> int:
+        return len(self._template_ids(prompt))
 
     def candidate_ids(self, candidate: str) -> list[int]:
         """The reply's ids plus end-of-turn, so a reply that is a prefix of another ("go" / "go north") must also
@@ -80,6 +99,23 @@ class ChatTokens:
     def decode(self, ids: list[int]) -> str:
         with self._lock:
             return str(self.tokenizer.decode(ids, skip_special_tokens=True))
+
+
+@dataclass(frozen=True)
+class ApproxWindow:
+    """A context window for a policy without a tokenizer: about one token per word piece (a word, a number, or a
+    punctuation mark), which over-counts English text a little, so prompts stay inside the real window."""
+
+    max_prompt_tokens: int = 4096
+
+    def count(self, texts: Sequence[str]) -> list[int]:
+        return [len(PIECE.findall(text)) for text in texts]
+
+    def prompt_tokens(self, prompt: Prompt) -> int:
+        return sum(self.count([m.content for m in prompt.messages])) + 4 * len(prompt.messages)
+
+
+PIECE = re.compile(r"[A-Za-z]{1,6}|[0-9]{1,3}|[^A-Za-z0-9\s]")
 
 
 def resolve_model(model: str) -> tuple[str, str]:
@@ -114,6 +150,18 @@ def end_of_turn_id(tokenizer: Any) -> int:
     if tokenizer.eos_token_id is None:
         raise UserError("policy tokenizer has no end-of-turn or EOS token; candidates cannot be scored")
     return int(tokenizer.eos_token_id)
+
+
+def check_model(key: str, model: str) -> None:
+    """A config check: the model names something that exists here (a folder, a hub id, or smollm2), without loading
+    it."""
+    try:
+        if model == "smollm2":
+            smollm2_gguf()  # installed? (converting it is the first load's job, not the check's)
+        else:
+            resolve_model(model)
+    except UserError as e:
+        raise BadValue(key, model, str(e)) from None
 
 
 def first_line(error: BaseException) -> str:

@@ -31,18 +31,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from jitrl_bench.checks import Checked, at_least, between, check_tree, one_of
+from jitrl_bench.contract import BiasedChooser, Choice, Generated, Generator, Prompt, Scored, ServeSpec, Usage
 from jitrl_bench.errors import UserError
-from jitrl_bench.policies.base import Prompt
-from jitrl_bench.policies.choice import (
-    ChoiceResult,
-    check_bias,
-    from_processed,
-    from_raw,
-    option_labels,
-    option_prompt,
-)
+from jitrl_bench.logs import process_output_to_log
+from jitrl_bench.policies.choice import check_bias, from_processed, from_raw, option_labels, option_prompt
 from jitrl_bench.policies.server import SETUP_HINT, vllm_env
-from jitrl_bench.policies.tokens import ChatTokens
+from jitrl_bench.policies.tokens import ChatTokens, check_model
 
 log = logging.getLogger(__name__)
 
@@ -54,14 +49,15 @@ DTYPES = ("float32", "bfloat16", "float16", "auto")
 
 
 @dataclass
-class VLLMPolicyConfig:
+class VLLMPolicyConfig(Checked):
     """Hydra-friendly settings for `VLLMPolicy` (in-process vLLM)."""
 
     model: str = "smollm2"
     """A local model folder, a Hugging Face hub id (in the local HF cache when offline), or "smollm2"."""
     mode: str = "score"
-    """"score": `score` sums each candidate's token log-probs. "choice": `score` returns the option log-probs of one
-    decoding step over the numbered candidates (at most 20). `choose` (the bias seam) works in both."""
+    """"score": candidates scored by their summed token log-probs; the agent adds Â/β to z. "choice": the candidates
+    as numbered options (at most 20), one decoding step, Â/β added inside vLLM by the logits processor, which
+    samples from π*."""
     dtype: str = "float32"
     """Model dtype in vLLM: "float32" (matches HFPolicy float32 to 1e-3), "bfloat16", "float16" or "auto"."""
     max_prompt_tokens: int = 1024
@@ -82,30 +78,38 @@ class VLLMPolicyConfig:
     seed: int = 0
     """vLLM's engine seed (requests carry their own seeds in `choose`)."""
 
+    def check(self) -> None:
+        one_of("mode", self.mode, MODES)
+        one_of("dtype", self.dtype, DTYPES)
+        one_of("logprobs_mode", self.logprobs_mode, LOGPROBS_MODES)
+        one_of("model_runner", self.model_runner, MODEL_RUNNERS)
+        at_least("max_prompt_tokens", self.max_prompt_tokens, 16)
+        at_least("max_model_len", self.max_model_len, self.max_prompt_tokens + 16, "room for the prompt and a reply")
+        at_least("kv_cache_gb", self.kv_cache_gb, 1)
+        between("gpu_memory_utilization", self.gpu_memory_utilization, 0.05, 1.0)
+        at_least("seed", self.seed, 0)
+        check_model("model", self.model)
+
     def make(self) -> VLLMPolicy:
         return VLLMPolicy(self)
 
+    def serve_spec(self) -> ServeSpec | None:
+        return ServeSpec(self.model, self.dtype)
+
 
 class VLLMPolicy:
-    """Implements `Policy` and `BiasedChoice` with an in-process `vllm.LLM`. Calls are serialised with a lock."""
+    """Implements `Policy` and `BiasedChooser` with an in-process `vllm.LLM`. Calls are serialised with a lock."""
 
     def __init__(self, config: VLLMPolicyConfig) -> None:
-        for field, value, allowed in (
-            ("mode", config.mode, MODES),
-            ("model_runner", config.model_runner, MODEL_RUNNERS),
-            ("logprobs_mode", config.logprobs_mode, tuple(LOGPROBS_MODES)),
-            ("dtype", config.dtype, DTYPES),
-        ):
-            if value not in allowed:
-                raise UserError(f"policy.{field} must be one of {list(allowed)}, got {value!r}")
+        check_tree(config, "policy")  # the same checks as at compose time, for code that builds it directly
         if importlib.util.find_spec("vllm") is None:
             raise UserError(
-                f"policy=vllm needs vLLM in this Python; install it with {SETUP_HINT}, or use policy=openai"
+                f"policy=vllm needs vLLM in this Python: on CPU run .venv-vllm/bin/jitrl-bench (made by "
+                f"{SETUP_HINT}), or use policy=openai"
             )
         self.config = config
         self.tokens = ChatTokens(config.model, config.max_prompt_tokens)
         self.name = self.tokens.name
-        self.tokens_used = 0
         self._lock = threading.Lock()
 
         # vLLM reads these when the engine starts, so setting them after importing vLLM still counts.
@@ -118,30 +122,40 @@ class VLLMPolicy:
         processor = ChoiceLogitsProcessorV2 if config.model_runner == "v2" else ChoiceLogitsProcessor
         if processor.__mro__[1] is object:
             raise UserError("policy.model_runner=v2 needs a vLLM release with model runner V2; use model_runner=v1")
-        kwargs: dict[str, Any] = {}
-        if not current_platform.is_cpu():
-            kwargs["gpu_memory_utilization"] = config.gpu_memory_utilization
-        self.llm = LLM(
-            model=self.tokens.source,
-            tokenizer=self.tokens.source,
-            dtype=config.dtype,
-            max_model_len=config.max_model_len,
-            seed=config.seed,
-            enforce_eager=config.enforce_eager,
-            logprobs_mode=LOGPROBS_MODES[config.logprobs_mode],
-            logits_processors=[processor],
-            **kwargs,
-        )
+        gpu = {} if current_platform.is_cpu() else {"gpu_memory_utilization": config.gpu_memory_utilization}
+        with process_output_to_log():  # the engine and its worker process print a lot: to the log file
+            self.llm = LLM(
+                model=self.tokens.source,
+                tokenizer=self.tokens.source,
+                dtype=config.dtype,
+                max_model_len=config.max_model_len,
+                seed=config.seed,
+                enforce_eager=config.enforce_eager,
+                logprobs_mode=LOGPROBS_MODES[config.logprobs_mode],
+                logits_processors=[processor],
+                **gpu,  # vLLM's own keyword; GPU builds only
+            )
 
     # ---- Policy -----------------------------------------------------------------------------------------------------
 
-    def score(self, prompt: Prompt, candidates: Sequence[str]) -> np.ndarray:
+    @property
+    def window(self) -> ChatTokens:
+        return self.tokens
+
+    def chooser(self) -> BiasedChooser | None:
+        return self if self.config.mode == "choice" else None
+
+    def generator(self) -> Generator | None:
+        return self
+
+    def score(self, prompt: Prompt, candidates: Sequence[str]) -> Scored:
         """mode=score: summed token log-probs of each candidate reply (end-of-turn included).
         mode=choice: the options' log-probs after one decoding step, without bias."""
         if not candidates:
-            return np.zeros(0, dtype=np.float64)
+            return Scored(np.zeros(0, dtype=np.float64), Usage())
         if self.config.mode == "choice":
-            return self.choose(prompt, candidates, np.zeros(len(candidates)), 0.0, 0).z
+            choice = self.choose(prompt, candidates, np.zeros(len(candidates)), 0.0, 0)
+            return Scored(choice.z, choice.usage)
         from vllm import SamplingParams
         from vllm.inputs import TokensPrompt
 
@@ -151,14 +165,15 @@ class VLLMPolicy:
         prompts = [TokensPrompt(prompt_token_ids=ids + c) for c in cands]
         with self._lock:
             outputs = self.llm.generate(prompts, params, use_tqdm=False)
-            self.tokens_used += len(ids) * len(cands) + sum(map(len, cands))
         scores = np.zeros(len(cands), dtype=np.float64)
         for i, (cand, out) in enumerate(zip(cands, outputs, strict=True)):
             per_token = out.prompt_logprobs[len(ids) :]
             scores[i] = sum(step[token].logprob for step, token in zip(per_token, cand, strict=True))
-        return scores
+        # One request per candidate (prompt logprobs skip the prefix cache): each pays for the whole prompt.
+        usage = Usage(len(cands), len(ids) * len(cands) + sum(map(len, cands)), len(cands))
+        return Scored(scores, usage)
 
-    def generate(self, prompt: Prompt, max_new_tokens: int = 64) -> str:
+    def generate(self, prompt: Prompt, max_new_tokens: int = 64) -> Generated:
         """Greedy reply, stopped at end-of-turn."""
         from vllm import SamplingParams
         from vllm.inputs import TokensPrompt
@@ -168,14 +183,13 @@ class VLLMPolicy:
         with self._lock:
             (out,) = self.llm.generate([TokensPrompt(prompt_token_ids=ids)], params, use_tqdm=False)
             new = list(out.outputs[0].token_ids)
-            self.tokens_used += len(ids) + len(new)
-        return self.tokens.decode(new).strip()
+        return Generated(self.tokens.decode(new).strip(), Usage(1, len(ids), len(new)))
 
-    # ---- BiasedChoice -----------------------------------------------------------------------------------------------
+    # ---- BiasedChooser ----------------------------------------------------------------------------------------------
 
     def choose(
         self, prompt: Prompt, candidates: Sequence[str], bias: np.ndarray, temperature: float, seed: int
-    ) -> ChoiceResult:
+    ) -> Choice:
         """One decoding step over the numbered candidates with `bias` added to the option logits inside vLLM."""
         from vllm import SamplingParams
         from vllm.inputs import TokensPrompt
@@ -194,7 +208,6 @@ class VLLMPolicy:
         )
         with self._lock:
             (out,) = self.llm.generate([TokensPrompt(prompt_token_ids=ids)], params, use_tqdm=False)
-            self.tokens_used += len(ids) + 1
         completion = out.outputs[0]
         step = completion.logprobs[0]
         values = np.array([step[token].logprob for token in option_ids], dtype=np.float64)
@@ -205,7 +218,7 @@ class VLLMPolicy:
         sampled = completion.token_ids[0]
         if sampled not in option_ids:  # the processor masks every other token, so this is a wiring error
             raise RuntimeError(f"vLLM sampled token {sampled}, not an option; is ChoiceLogitsProcessor registered?")
-        return ChoiceResult(index=option_ids.index(sampled), z=z, z_prime=z_prime)
+        return Choice(option_ids.index(sampled), z, z_prime, Usage(1, len(ids), 1), site="engine")
 
     def close(self) -> None:
         """Stop vLLM's engine processes (also happens at interpreter exit)."""
@@ -223,7 +236,7 @@ class VLLMPolicy:
 
 def parse_choice_args(params: Any) -> tuple[list[int], list[float]] | None:
     """The (option ids, bias) a request carries in extra_args, or None; ValueError when malformed."""
-    args = (getattr(params, "extra_args", None) or {}).get(EXTRA_KEY)
+    args = (params.extra_args or {}).get(EXTRA_KEY)
     if args is None:
         return None
     try:

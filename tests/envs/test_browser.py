@@ -58,7 +58,7 @@ def _keys(html: str) -> dict[str, str]:
     assert view.title == "Form"
     for element in view.elements:
         assert f"[{element.bid}] {element.role}" in view.axtree
-    keys = [key for _, key in candidates_for(view, 'Sign up as "Ada"')]
+    keys = [c.key for c in candidates_for(view, 'Sign up as "Ada"')]
     assert {"fill textbox[Name] 'Ada'", "select combobox[Colour] 'blue'", "click button[Submit]"} <= set(keys)
     return {e.key: e.bid for e in view.elements}
 

@@ -1,4 +1,5 @@
-"""The env contract (jitrl_bench/envs/base.py) as one flat list of checks, run against every text env config."""
+"""The env contract (jitrl_bench/envs/base.py, jitrl_bench/contract.py) as one flat list of checks, run against every
+text env config."""
 
 from __future__ import annotations
 
@@ -15,7 +16,6 @@ from gymnasium.utils.env_checker import check_env
 from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from jitrl_bench.envs.base import INFO_KEYS
 from jitrl_bench.envs.text_game import TextGameEnv
 from jitrl_bench.paths import CONFIG_DIR
 
@@ -41,9 +41,16 @@ def rollout(env: gym.Env[str, str], seed: int, actions: list[str] | None = None)
     return trajectory
 
 
+INFO_KEYS = ("candidates", "action_keys", "labels", "state", "score", "max_score", "won", "lost", "task")
+
+
 def check_info(env: gym.Env[str, str], obs: str, info: dict[str, Any]) -> None:
     assert env.observation_space.contains(obs), f"observation outside observation_space: {obs[:200]!r}"
     assert set(INFO_KEYS) <= set(info), f"info lacks {set(INFO_KEYS) - set(info)}"
+    view = env.view()  # type: ignore[attr-defined]
+    assert view.problems() == [], view.problems()
+    assert view.info() == {k: info[k] for k in view.info()}, "info is the typed view as a dict"
+    assert view.observation == obs and view.actions == info["candidates"]
     assert isinstance(info["candidates"], list) and info["candidates"], "candidates must be a non-empty list"
     for candidate in info["candidates"]:
         assert isinstance(candidate, str) and candidate.strip(), f"bad candidate {candidate!r}"

@@ -14,7 +14,8 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 from jitrl_bench.cli import app
-from jitrl_bench.runner import Protocol, RunConfig, RunDirectory, run_all
+from jitrl_bench.rundir import RunDirectory
+from jitrl_bench.runner import Protocol, RunConfig, run_all
 from tests.envs.web_support import ScriptedAgent, require_browser
 
 pytest.importorskip("webarena_verified", reason="needs the web extra: make setup")
@@ -68,7 +69,7 @@ def test_regrade_finds_what_the_run_did_not_grade(gitlab: str, tmp_path: Path) -
     run = RunConfig(episodes=2, max_steps=4, progress=False)
     protocol = Protocol("webarena_verified", "scripted", "r1", "h1")
     agent = ScriptedAgent({"44": ["click link[To-Do List]"]}, last="answer NAVIGATE")
-    run_all(RunDirectory(run_dir), ["44"], config.make, [agent], run, protocol, lambda: 0, Console(quiet=True))
+    run_all(RunDirectory(run_dir), ["44"], config.make, [agent], run, protocol, Console(quiet=True))
     assert [r.score for r in RunDirectory(run_dir).finished()] == [0.0, 0.0]
     moved = tmp_path / "moved"
     shutil.move(run_dir, moved)  # the recorded HAR paths no longer exist; regrade finds them under moved/har

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import threading
 import time
@@ -104,9 +105,9 @@ def test_out_of_steps_is_graded_without_an_answer(sites: dict[str, str], tmp_pat
     env = make_env(sites, tmp_path)
     _, info = env.reset(seed=0)
     env.step(dict(zip(info["action_keys"], info["candidates"], strict=True))["click link[To-Do List]"])
-    info = env.end_episode()
-    assert info["lost"] and info["score"] == 0.0 and info["artifacts"]["answer"] is None
-    assert Path(info["artifacts"]["har"]).stat().st_size > 0  # the recording was closed and kept
+    view = env.end_episode()
+    assert view.lost and view.score == 0.0 and view.artifacts["answer"] is None
+    assert Path(view.artifacts["har"]).stat().st_size > 0  # the recording was closed and kept
     env.close()
 
 
@@ -231,11 +232,16 @@ def test_config(tmp_path: Path) -> None:
     gitlab_hard = VerifiedConfig(sites=["gitlab"], subset="hard").task_names()
     assert 0 < len(gitlab_hard) < len(VerifiedConfig(sites=["gitlab"]).task_names()) < 812
     assert len(VerifiedConfig(tasks=[]).task_names()) == 812
-    for bad in (["env.tasks=[9999]"], ["env.sites=[gitlabz]"], ["env.tasks=[forty]"], ["env.login=sso"]):
-        with pytest.raises(UserError):
-            load_spec(["env=webarena_verified", *bad]).env.make("44")
-    with pytest.raises(UserError, match="offline"):
-        VerifiedConfig(tasks=[44], urls={"gitlab": "http://x"}, oracle_stop=True).make("44")
+    for bad, message in (
+        (["env.tasks=[9999]"], "env.tasks=[9999]: unknown webarena_verified task id(s): 9999"),
+        (["env.sites=[gitlabz]"], "env.sites=gitlabz: each must be one of shopping"),
+        (["env.tasks=[forty]"], "task ids are integers"),
+        (["env.login=sso"], "env.login=sso: choose one of ui, header, none"),
+        (["env.subset=easy"], "env.subset=easy: choose one of all, hard, non-hard"),
+        (["env.oracle_stop=true"], "env.oracle_stop=True: webarena_verified+oracle-stop grades offline"),
+    ):
+        with pytest.raises(UserError, match=re.escape(message)):
+            load_spec(["env=webarena_verified", *bad])  # refused when composed, before any browser starts
     if not os.environ.get("WA_GITLAB"):
         with pytest.raises(UserError, match="WA_GITLAB"):
             VerifiedConfig(tasks=[44], urls={}).make("44")
@@ -317,4 +323,26 @@ def test_shopping_task163_signed_in_and_graded(
         _, _, terminated, _, info = env.step(f"answer({answer!r})")
         assert terminated and info["score"] == score
         assert cfg.regrade(info["artifacts"]) == score
+    env.close()
+
+
+def test_prompt_of_a_webarena_page_shows_goal_labels_and_fits(sites: dict[str, str], tmp_path: Path) -> None:
+    """What the model reads on the stand-in GitLab dashboard: the goal, the URL, labelled candidates, the answer
+    format; its retrieval state holds the goal and the URL by site name; a small window cuts the page, not the rest."""
+    from jitrl_bench.policies.tokens import ChatTokens
+
+    env = make_env(sites, tmp_path)
+    env.reset(seed=0)
+    view = env.view()
+    assert view.state["goal"] == "Open my todos page" and view.state["url"].startswith("gitlab")
+    todo = next(c for c in view.candidates if c.key == "click link[To-Do List]")
+    assert todo.label == "click link 'To-Do List'" and re.fullmatch(r"click\('\w+'\)", todo.action)
+    for budget in (4096, 300):
+        window = ChatTokens("smollm2", max_prompt_tokens=budget)
+        rendered = view.layout.render(view, [], window)
+        text = rendered.prompt.text()
+        assert "Goal: Open my todos page" in text and f"URL: {view.url}" in text
+        assert f"{todo.action}  # {todo.label}" in text and '"task_type"' in text  # WebArena-Verified's answer format
+        assert len(window.prompt_ids(rendered.prompt)) <= budget
+    assert any(c.part == "page" for c in rendered.cuts)  # 300 tokens: the page was cut, and the trace will say so
     env.close()

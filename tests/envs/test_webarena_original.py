@@ -22,7 +22,8 @@ from typer.testing import CliRunner
 from jitrl_bench.cli import app
 from jitrl_bench.config import load_spec
 from jitrl_bench.errors import InfraError, UserError
-from jitrl_bench.runner import Protocol, RunConfig, RunDirectory, run_all
+from jitrl_bench.rundir import RunDirectory
+from jitrl_bench.runner import Protocol, RunConfig, run_all
 
 pytest.importorskip("browsergym.core", reason="needs the web extra: make setup")
 
@@ -255,7 +256,6 @@ def test_run_records_unjudged_episodes_as_errors_and_regrades(sites: dict[str, s
         [ScriptedAgent({"44": ["click link[To-Do List]"]}, last="answer done")],
         run,
         protocol,
-        lambda: 0,
         Console(quiet=True),
     )  # fmt: skip  (two tasks, one copy of the sites: each episode hands it back)
     rows = {r.task: r for r in RunDirectory(run_dir).finished()}

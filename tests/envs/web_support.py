@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from importlib.util import find_spec
-from typing import Any
 
 import pytest
 
-from jitrl_bench.agents.base import EpisodeContext, new_context
+from jitrl_bench.agents.base import new_context
+from jitrl_bench.contract import EpisodeContext, StepView, Usage
 from jitrl_bench.errors import UserError
-from jitrl_bench.records import Decision
+from jitrl_bench.records import Decision, EpisodeRecord
 
 
 def require_browser(*modules: str) -> None:
@@ -32,6 +32,7 @@ class ScriptedAgent:
     not the agent)."""
 
     name = "scripted"
+    learns = False
 
     def __init__(self, first: dict[str, list[str]], last: str) -> None:
         self.first = first
@@ -40,10 +41,13 @@ class ScriptedAgent:
     def start(self, task: str, episode: int, uid: str, seed: int) -> EpisodeContext:
         return new_context(task, episode, uid, seed)
 
-    def act(self, ctx: EpisodeContext, observation: str, info: dict[str, Any]) -> Decision:
-        keys, plan = info["action_keys"], self.first.get(ctx.task, [])
+    def act(self, ctx: EpisodeContext, view: StepView) -> Decision:
+        keys, plan = view.keys, self.first.get(ctx.task, [])
         index = keys.index(plan[len(ctx.history)] if len(ctx.history) < len(plan) else self.last)
-        return Decision(info["candidates"][index], index, info["candidates"], [0.0] * len(keys))
+        return Decision(view.actions[index], index, view.actions, [0.0] * len(keys))
 
-    def finish(self, ctx: EpisodeContext, rewards: Sequence[float], success: bool) -> None:
-        pass
+    def finish(self, ctx: EpisodeContext, rewards: Sequence[float], success: bool) -> Usage:
+        return Usage()
+
+    def restore(self, finished: Sequence[EpisodeRecord]) -> None:
+        return None

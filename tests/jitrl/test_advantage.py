@@ -100,11 +100,12 @@ def test_paper_no_neighbours_changes_nothing() -> None:
 
 
 def test_adaptive_exploration_hand_computed() -> None:
-    # action a: returns (2, 4, 6, 8): m = 5, s = sqrt(5), conf = (5 / (1 + s/5))^0.65 · max(4/4, 1)
+    # action a: returns (2, 4, 6, 8): m = 5, s = sqrt(5) = 2.23607, m / (1 + s/m) = 3.45492,
+    # conf = 3.45492^0.65 = 2.23864 (n = 4: factor 1), λ = 1 / (1 + 2.23864) = 0.30877
     neighbours = [nb("a", r) for r in (2.0, 4.0, 6.0, 8.0)] + [nb("b", 1.0)]
-    m, s = 5.0, np.sqrt(5.0)
-    conf = (m / (1 + s / m)) ** 0.65
-    assert adaptive_exploration(neighbours) == pytest.approx(max(1 / (1 + conf), 0.05))
+    assert adaptive_exploration(neighbours) == pytest.approx(0.30877, abs=1e-5)
+    # the same returns twice: n = 8 doubles conf (factor n/4 = 2): λ = 1 / (1 + 4.47728) = 0.18257
+    assert adaptive_exploration(neighbours[:4] * 2) == pytest.approx(0.18257, abs=1e-5)
     assert adaptive_exploration([nb("a", 1.0), nb("b", 1.0)]) == 0.8  # no action with two samples
     assert adaptive_exploration([nb("a", -1.0), nb("a", -2.0)]) == 0.8  # conf 0 → 1/(1+0) clipped to 0.8
     many = [nb("a", 10.0)] * 40

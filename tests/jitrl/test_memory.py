@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from jitrl_bench.errors import UserError
 from jitrl_bench.jitrl.memory import Experience, ExperienceMemory
 from jitrl_bench.jitrl.returns import discounted_return
 
@@ -178,5 +179,10 @@ def test_import_from_copies_committed_entries_with_provenance(tmp_path: Path) ->
 
 def test_dimension_mismatch_is_a_clear_error(tmp_path: Path) -> None:
     open_memory(tmp_path).add(experiences("e", 1), vectors(1, 0))
-    with pytest.raises(ValueError, match="16-d"):
+    with pytest.raises(UserError, match="16-d"):
         ExperienceMemory(tmp_path, 32, gamma=0.9)
+    with pytest.raises(UserError, match="16-d"):  # read-only (memory.load_from) checks it too
+        ExperienceMemory(tmp_path, 32, gamma=0.9, read_only=True)
+    (tmp_path / "meta.json").write_text("{not json")
+    with pytest.raises(UserError, match=r"meta\.json"):
+        ExperienceMemory(tmp_path, 16, gamma=0.9)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from jitrl_bench.policies.base import Prompt
+from jitrl_bench.contract import Prompt
 from jitrl_bench.policies.hf import HFPolicy, HFPolicyConfig
 from tests.conftest_vllm import OBSERVATION, SYSTEM
 

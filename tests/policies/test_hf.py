@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 import torch
 
+from jitrl_bench.contract import Prompt, Usage
 from jitrl_bench.errors import UserError
-from jitrl_bench.policies.base import Prompt
+from jitrl_bench.policies import models
 from jitrl_bench.policies.hf import HFPolicy, HFPolicyConfig
 from jitrl_bench.policies.models import smollm2_path
 
@@ -61,7 +60,7 @@ def reference(policy: HFPolicy, prompt: Prompt, candidate: str, end_of_turn: boo
 @pytest.mark.slow
 def test_shared_prefix_matches_naive(policy: HFPolicy, prompt: Prompt) -> None:
     assert 150 <= len(policy.prompt_ids(prompt)) <= 400  # a realistic observation-sized prompt
-    shared = policy.score(prompt, CANDIDATES)
+    shared = policy.score(prompt, CANDIDATES).z
     naive = policy.score_naive(prompt, CANDIDATES)
     assert shared.dtype == np.float64 and shared.shape == (len(CANDIDATES),)
     np.testing.assert_allclose(shared, naive, rtol=0, atol=1e-4)
@@ -69,14 +68,14 @@ def test_shared_prefix_matches_naive(policy: HFPolicy, prompt: Prompt) -> None:
 
 @pytest.mark.slow
 def test_scores_separate_late_differences(policy: HFPolicy, prompt: Prompt) -> None:
-    scores = policy.score(prompt, ["go north", "go south", "open door"])
+    scores = policy.score(prompt, ["go north", "go south", "open door"]).z
     assert np.all(np.isfinite(scores)) and np.all(scores <= 0)
     assert abs(scores[0] - scores[1]) > 1e-3
 
 
 @pytest.mark.slow
 def test_end_of_turn_is_counted(policy: HFPolicy, prompt: Prompt) -> None:
-    go, go_north = policy.score(prompt, ["go", "go north"])
+    go, go_north = policy.score(prompt, ["go", "go north"]).z
     assert go == pytest.approx(reference(policy, prompt, "go"), abs=1e-4)
     assert go_north == pytest.approx(reference(policy, prompt, "go north"), abs=1e-4)
     # Without end-of-turn "go" would get its prefix score for free; with it, "go" pays for stopping there.
@@ -85,33 +84,45 @@ def test_end_of_turn_is_counted(policy: HFPolicy, prompt: Prompt) -> None:
 
 @pytest.mark.slow
 def test_small_batches_and_token_accounting(policy: HFPolicy, prompt: Prompt) -> None:
-    before = policy.tokens_used
-    assert policy.score(prompt, []).shape == (0,)
-    (one,) = policy.score(prompt, ["take the red key from the table"])
+    empty = policy.score(prompt, [])
+    assert empty.z.shape == (0,) and empty.usage == Usage()
+    scored = policy.score(prompt, ["take the red key from the table"])
+    (one,) = scored.z
     assert one == pytest.approx(reference(policy, prompt, "take the red key from the table"), abs=1e-4)
-    assert policy.tokens_used > before
+    # one call: the prompt's tokens once (shared prefix) plus the candidate's tokens and its end-of-turn
+    candidate = policy.candidate_ids("take the red key from the table")
+    assert scored.usage == Usage(1, len(policy.prompt_ids(prompt)) + len(candidate), 0)
     # The same prompt twice reuses the prefill; the reused cache must not have been changed by the first call.
-    np.testing.assert_array_equal(policy.score(prompt, CANDIDATES[:3]), policy.score(prompt, CANDIDATES[:3]))
+    np.testing.assert_array_equal(policy.score(prompt, CANDIDATES[:3]).z, policy.score(prompt, CANDIDATES[:3]).z)
 
 
 @pytest.mark.slow
 def test_generate(policy: HFPolicy) -> None:
-    before = policy.tokens_used
-    reply = policy.generate(Prompt.chat("You are a helpful assistant.", "What is the capital of France?"), 16)
-    assert isinstance(reply, str) and reply.strip()
-    assert "<|" not in reply
-    assert policy.tokens_used > before
+    asked = Prompt.chat("You are a helpful assistant.", "What is the capital of France?")
+    reply = policy.generate(asked, 16)
+    assert isinstance(reply.text, str) and reply.text.strip()
+    assert "<|" not in reply.text
+    assert reply.usage.calls == 1 and reply.usage.prompt_tokens == len(policy.prompt_ids(asked))
+    assert 1 <= reply.usage.completion_tokens <= 16
 
 
 @pytest.mark.slow
-def test_smollm2_path_is_cached() -> None:
+def test_smollm2_path_is_converted_once(monkeypatch: pytest.MonkeyPatch) -> None:
     first = smollm2_path()
-    start = time.perf_counter()
+
+    def convert_again(gguf: object, out: object) -> None:
+        raise AssertionError("the converted folder was there: converting again is the bug")
+
+    monkeypatch.setattr(models, "_convert_gguf", convert_again)
     second = smollm2_path()
-    assert time.perf_counter() - start < 1.0
     assert first == second
-    assert (second / "config.json").is_file()
+    assert (second / "config.json").is_file() and (second / models.MARKER).is_file()
     assert list(second.glob("*.safetensors"))
+    (second / models.MARKER).unlink()  # a folder without its marker is an interrupted conversion: it is redone
+    with pytest.raises(AssertionError, match="converting again"):
+        smollm2_path()
+    monkeypatch.undo()
+    assert smollm2_path() == first and (first / models.MARKER).is_file()
 
 
 def test_missing_model_folder_is_a_user_error() -> None:

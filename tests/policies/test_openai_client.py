@@ -14,8 +14,8 @@ import httpx
 import numpy as np
 import pytest
 
+from jitrl_bench.contract import Prompt
 from jitrl_bench.errors import UserError
-from jitrl_bench.policies.base import Prompt
 from jitrl_bench.policies.choice import option_labels, option_prompt, server_logit_bias
 from jitrl_bench.policies.hf import HFPolicy
 from jitrl_bench.policies.openai import OpenAIPolicy, OpenAIPolicyConfig
@@ -40,11 +40,15 @@ def test_score_matches_transformers(vllm_server: VLLMServerInfo, hf: HFPolicy, p
     policy = client(vllm_server)
     policy.score(prompt, CANDIDATES)  # the first request pays for warm-up
     start = time.perf_counter()
-    scores = policy.score(prompt, CANDIDATES)
+    scored = policy.score(prompt, CANDIDATES)
     print(f"\nserver score K={len(CANDIDATES)}: {time.perf_counter() - start:.3f} s")
+    scores = scored.z
     assert scores.dtype == np.float64 and scores.shape == (len(CANDIDATES),)
-    np.testing.assert_allclose(scores, hf.score(prompt, CANDIDATES), rtol=0, atol=ATOL)
-    assert policy.tokens_used > 0
+    np.testing.assert_allclose(scores, hf.score(prompt, CANDIDATES).z, rtol=0, atol=ATOL)
+    # the server's own count: every candidate is a full prompt (ids + candidate + end-of-turn), one HTTP call
+    sent = sum(len(policy.tokens.prompt_ids(prompt)) + len(policy.tokens.candidate_ids(c)) for c in CANDIDATES)
+    assert scored.usage.calls == 1 and scored.usage.prompt_tokens == sent
+    assert scored.usage.completion_tokens in (0, len(CANDIDATES))  # vLLM counts one generated token per prompt
 
 
 @pytest.mark.slow
@@ -57,7 +61,8 @@ def test_choice_without_bias_is_the_models_own(vllm_server: VLLMServerInfo, hf: 
     np.testing.assert_allclose(result.z, reference, rtol=0, atol=ATOL)
     np.testing.assert_allclose(result.z_prime, result.z, rtol=0, atol=1e-12)
     assert result.index == int(np.argmax(reference))
-    np.testing.assert_allclose(policy.score(prompt, CANDIDATES), reference, rtol=0, atol=ATOL)  # choice-mode score = z
+    np.testing.assert_allclose(policy.score(prompt, CANDIDATES).z, reference, rtol=0, atol=ATOL)  # choice mode: z
+    assert result.site == "engine" and result.usage.calls >= 1 and result.usage.completion_tokens >= 1
 
 
 @pytest.mark.slow
@@ -83,11 +88,11 @@ def test_choice_bias_shifts_log_odds_exactly(vllm_server: VLLMServerInfo, hf: HF
 @pytest.mark.slow
 def test_threads_share_one_client(vllm_server: VLLMServerInfo, prompt: Prompt) -> None:
     policy = client(vllm_server, max_concurrency=2)
-    expected = policy.score(prompt, CANDIDATES[:4])
+    expected = policy.score(prompt, CANDIDATES[:4]).z
     results: dict[int, np.ndarray] = {}
 
     def work(i: int) -> None:
-        results[i] = policy.score(prompt, CANDIDATES[:4])
+        results[i] = policy.score(prompt, CANDIDATES[:4]).z
 
     threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
     for t in threads:
@@ -103,13 +108,15 @@ def test_threads_share_one_client(vllm_server: VLLMServerInfo, prompt: Prompt) -
 def test_generate_and_verbalized(vllm_server: VLLMServerInfo, prompt: Prompt) -> None:
     policy = client(vllm_server, mode="verbalized", tokenizer=None)  # chat API only: no tokenizer needed
     reply = policy.generate(Prompt.chat("You are a helpful assistant.", "What is the capital of France?"), 16)
-    assert reply.strip() and "<|" not in reply
-    z = policy.score(prompt, CANDIDATES[:4])
+    assert reply.text.strip() and "<|" not in reply.text
+    assert reply.usage.calls == 1 and reply.usage.prompt_tokens > 0 and 1 <= reply.usage.completion_tokens <= 16
+    z = policy.score(prompt, CANDIDATES[:4]).z
     assert z.shape == (4,) and np.all(np.isfinite(z))
     assert np.exp(z).sum() == pytest.approx(1.0)
     assert policy.parse_failures == 0  # the JSON schema keeps even a 135M model to the format
     biased = policy.choose(prompt, CANDIDATES[:4], np.array([0.0, 0.0, 0.0, 30.0]), 1.0, 0)
-    assert biased.index == 3
+    assert biased.index == 3 and biased.site == "client"  # no option tokens to bias in verbalized mode
+    assert policy.chooser() is None  # so an agent adds the bias itself, and its trace says "client"
 
 
 def test_unreachable_server_is_one_user_error(prompt: Prompt) -> None:
@@ -171,7 +178,7 @@ def test_server_stopped_mid_use_then_processed_logprobs(  # keep last: it restar
     bias = np.array(BIAS)
     reference = option_reference(hf, prompt, CANDIDATES)
     result = policy.choose(prompt, CANDIDATES, bias, 0.0, 0)
-    assert policy._logprobs_processed()
+    assert policy._logprobs_processed()[0]
     np.testing.assert_allclose(result.z, reference, rtol=0, atol=ATOL)
     shift = result.z_prime - result.z
     np.testing.assert_allclose(shift - shift[0], bias - bias[0], rtol=0, atol=ATOL)

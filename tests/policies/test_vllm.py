@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from jitrl_bench.paths import PROJECT_ROOT
-from jitrl_bench.policies.base import Prompt
+from jitrl_bench.contract import Prompt
+from jitrl_bench.paths import SOURCE_ROOT
 from jitrl_bench.policies.hf import HFPolicy
 from jitrl_bench.policies.vllm import VLLMPolicyConfig, parse_choice_args
 from tests.conftest_vllm import BIAS, CANDIDATES, OBSERVATION, SYSTEM, option_reference, require_vllm_venv
@@ -46,14 +46,19 @@ def measure(mode, prompt, candidates, bias):
     out["startup_s"] = time.perf_counter() - start
     policy.score(prompt, candidates)  # warm-up
     start = time.perf_counter()
-    out["score"] = policy.score(prompt, candidates).tolist()
+    scored = policy.score(prompt, candidates)
+    out["score"] = scored.z.tolist()
+    out["score_usage"] = [scored.usage.calls, scored.usage.prompt_tokens, scored.usage.completion_tokens]
+    out["prompt_ids"] = len(policy.tokens.prompt_ids(prompt))
+    out["candidate_ids"] = [len(policy.tokens.candidate_ids(c)) for c in candidates]
     out["score_s"] = time.perf_counter() - start
     zero = np.zeros(len(candidates))
     start = time.perf_counter()
     unbiased = policy.choose(prompt, candidates, zero, 0.0, 0)
     out["choice_s"] = time.perf_counter() - start
     biased = policy.choose(prompt, candidates, bias, 0.0, 0)
-    out["unbiased"] = {"index": unbiased.index, "z": unbiased.z.tolist(), "z_prime": unbiased.z_prime.tolist()}
+    out["unbiased"] = {"index": unbiased.index, "z": unbiased.z.tolist(), "z_prime": unbiased.z_prime.tolist(),
+                       "site": unbiased.site, "calls": unbiased.usage.calls}
     out["biased"] = {"index": biased.index, "z": biased.z.tolist(), "z_prime": biased.z_prime.tolist()}
     warm = policy.choose(prompt, candidates, bias, 0.7, 3)
     out["warm"] = {"z": warm.z.tolist(), "z_prime": warm.z_prime.tolist()}
@@ -78,8 +83,9 @@ def measure(mode, prompt, candidates, bias):
         (result,) = policy.llm.generate([TokensPrompt(prompt_token_ids=prompt_ids)], params, use_tqdm=False)
         step = result.outputs[0].logprobs[0]
         out["engine_processed"] = [step[t].logprob for t in ids]
-    out["generate"] = policy.generate(prompt, 12)
-    out["tokens_used"] = policy.tokens_used
+    generated = policy.generate(prompt, 12)
+    out["generate"] = generated.text
+    out["generate_usage"] = [generated.usage.calls, generated.usage.prompt_tokens, generated.usage.completion_tokens]
     policy.close()
     return out
 
@@ -115,7 +121,7 @@ def v2_processor():
 
 
 def main():
-    from jitrl_bench.policies.base import Prompt
+    from jitrl_bench.contract import Prompt
 
     spec = json.loads(open(sys.argv[1]).read())
     prompt = Prompt.chat(spec["system"], spec["user"])
@@ -143,7 +149,7 @@ def engine(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     env.pop("VIRTUAL_ENV", None)
     done = subprocess.run(
         [str(python), str(folder / "check.py"), str(folder / "spec.json"), str(folder / "out.json")],
-        cwd=PROJECT_ROOT,
+        cwd=SOURCE_ROOT,
         env=env,
         capture_output=True,
         text=True,
@@ -166,7 +172,11 @@ def engine(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 @pytest.mark.slow
 @pytest.mark.parametrize("mode", ["raw", "processed"])
 def test_score_matches_transformers(engine: dict[str, Any], hf: HFPolicy, prompt: Prompt, mode: str) -> None:
-    np.testing.assert_allclose(engine[mode]["score"], hf.score(prompt, CANDIDATES), rtol=0, atol=ATOL)
+    np.testing.assert_allclose(engine[mode]["score"], hf.score(prompt, CANDIDATES).z, rtol=0, atol=ATOL)
+    # one request per candidate, each carrying the whole prompt (prompt logprobs skip vLLM's prefix cache)
+    prompt_ids, candidate_ids = engine[mode]["prompt_ids"], engine[mode]["candidate_ids"]
+    expected = [len(CANDIDATES), prompt_ids * len(CANDIDATES) + sum(candidate_ids), len(CANDIDATES)]
+    assert engine[mode]["score_usage"] == expected
 
 
 @pytest.mark.slow
@@ -177,6 +187,7 @@ def test_choice_without_bias_is_the_models_own(engine: dict[str, Any], hf: HFPol
     np.testing.assert_allclose(unbiased["z"], reference, rtol=0, atol=ATOL)
     np.testing.assert_allclose(unbiased["z_prime"], unbiased["z"], rtol=0, atol=1e-9)
     assert unbiased["index"] == int(np.argmax(reference))
+    assert unbiased["site"] == "engine" and unbiased["calls"] == 1
 
 
 @pytest.mark.slow
@@ -212,7 +223,8 @@ def test_processor_adds_exactly_the_bias_inside_vllm(engine: dict[str, Any], hf:
 def test_generate_and_accounting(engine: dict[str, Any]) -> None:
     for mode in ("raw", "processed"):
         assert engine[mode]["generate"].strip() and "<|" not in engine[mode]["generate"]
-        assert engine[mode]["tokens_used"] > 0
+        calls, prompt_tokens, completion_tokens = engine[mode]["generate_usage"]
+        assert calls == 1 and prompt_tokens == engine[mode]["prompt_ids"] and 1 <= completion_tokens <= 12
 
 
 @pytest.mark.slow
@@ -242,5 +254,5 @@ def test_without_vllm_installed_is_a_user_error() -> None:
         pytest.skip("vLLM is installed in this interpreter")
     from jitrl_bench.errors import UserError
 
-    with pytest.raises(UserError, match="setup_vllm"):
+    with pytest.raises(UserError, match="venv-vllm"):
         VLLMPolicyConfig().make()

@@ -1,0 +1,64 @@
+"""Helpers for tests that start `jitrl-bench` as a user would and stop it with a signal."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def start(command: list[str]) -> subprocess.Popen[str]:
+    """In a session of its own: afterwards, every process it started can be found by the session id."""
+    return subprocess.Popen(
+        command, cwd=REPO, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True
+    )
+
+
+def rows_of(run_dir: Path) -> list[dict]:
+    path = run_dir / "episodes.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def session_processes(sid: int) -> list[str]:
+    """Live (not zombie) processes of a session, with their command lines."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            command = (stat.parent / "cmdline").read_bytes()[:120]
+        except OSError:
+            continue
+        if int(fields[3]) == sid and fields[0] != "Z":
+            found.append(f"{stat.parent.name}: {command!r}")
+    return found
+
+
+def vllm_servers() -> set[str]:
+    """vLLM servers alive now (a server runs in a session of its own, so it is found by its command line)."""
+    found = subprocess.run(["pgrep", "-f", "vllm.entrypoints.openai.api_server"], capture_output=True, text=True)
+    return set(found.stdout.split())
+
+
+def terminate_after_first_episode(proc: subprocess.Popen[str], run_dir: Path, timeout_s: float = 600) -> str:
+    """SIGTERM once an episode is committed; return stderr. The process and everything in its session must be gone."""
+    deadline = time.monotonic() + timeout_s
+    while not rows_of(run_dir) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert rows_of(run_dir), f"no episode finished (exit {proc.poll()})"
+    return terminate(proc)
+
+
+def terminate(proc: subprocess.Popen[str]) -> str:
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err
+    assert "terminated: finished episodes are saved" in err and "Traceback" not in err
+    deadline = time.monotonic() + 10
+    while session_processes(proc.pid) and time.monotonic() < deadline:  # children the kernel has yet to reap
+        time.sleep(0.2)
+    assert session_processes(proc.pid) == [], "SIGTERM left processes behind"
+    return err

@@ -1,0 +1,104 @@
+"""Every shipped config composes and passes its checks, overlays included, so no config rots; and a non-editable
+install (`pip install .`, what a user of the wheel gets) carries the configs and composes them too."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from jitrl_bench.cli import app
+from jitrl_bench.config import GROUPS, build_spec, choices, compose_config
+from jitrl_bench.paths import CONFIG_DIR
+
+REPO = Path(__file__).resolve().parents[1]
+GAMES = os.environ.get("JITRL_BENCH_GAMES") or str(REPO.parent / "shared" / "jericho-games")
+TINY = ["run.episodes=1", "run.max_steps=1", "run.progress=false"]
+NEEDS = {  # what an option needs to compose here: a required value, or where this machine keeps the game files
+    ("policy", "hf"): ["policy.model=smollm2"],
+    ("env", "jericho"): [f"env.rom_dir={GAMES}"],
+}
+
+
+def every_option() -> list[tuple[str, str]]:
+    return [(group, option) for group in GROUPS for option in choices(group)]
+
+
+def test_every_group_has_its_options_and_overlays_exist() -> None:
+    assert {"demo", "smoke"} <= set(choices("experiment"))
+    assert {group: len(choices(group)) > 0 for group in GROUPS} == dict.fromkeys(GROUPS, True)
+
+
+@pytest.mark.parametrize(("group", "option"), every_option(), ids=lambda x: str(x))
+def test_every_config_composes_and_passes_its_checks(group: str, option: str) -> None:
+    if (group, option) == ("env", "jericho") and not Path(GAMES).is_dir():
+        pytest.skip("Jericho game files not found (../shared/jericho-games or $JITRL_BENCH_GAMES)")
+    composed = compose_config([f"{group}={option}", *NEEDS.get((group, option), []), *TINY])
+    spec = build_spec(composed)
+    assert spec.run.episodes == 1 and spec.run.max_steps == 1  # the tiny budget wins over every overlay
+    assert spec.env.task_names() and spec.agent.name
+    assert [b.name for b in spec.baselines] == [n for n in spec.run.baselines if n != spec.agent.name]
+
+
+def test_smoke_overlay_runs_end_to_end(tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["run", "experiment=smoke", f"run.dir={tmp_path / 'r'}"])
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in (tmp_path / "r" / "episodes.jsonl").read_text().splitlines()]
+    assert sorted((r["agent"], r["episode"], r["policy"]) for r in rows) == [
+        (agent, e, "uniform") for agent in ("jitrl", "static") for e in (0, 1)
+    ]
+    config = (tmp_path / "r" / "config.yaml").read_text()
+    assert "baselines:\n  static:" in config and "versions:" in config  # baselines and versions are recorded
+
+
+def test_config_command_prints_the_resolved_config() -> None:
+    result = CliRunner().invoke(app, ["config", "agent=jitrl_paper", "run.baselines=[static,jitrl]"])
+    assert result.exit_code == 0, result.output
+    assert "_target_: jitrl_bench.agents.jitrl_paper.JitRLPaperConfig" in result.output
+    assert "jitrl:\n    _target_: jitrl_bench.agents.jitrl.JitRLConfig" in result.output  # a baseline, in full
+
+
+@pytest.mark.slow
+def test_a_non_editable_install_ships_and_composes_every_config(tmp_path: Path) -> None:
+    """`pip install .` into a scratch venv that borrows this venv's dependencies (no downloads), run elsewhere."""
+    source = tmp_path / "source"
+    shutil.copytree(REPO / "jitrl_bench", source / "jitrl_bench", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(REPO / name, source / name)
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    where = "import sysconfig; print(sysconfig.get_paths()['purelib'])"
+    found = subprocess.run([str(venv / "bin" / "python"), "-c", where], capture_output=True, text=True, check=True)
+    site = Path(found.stdout.strip())
+    (site / "borrowed.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")  # dependencies only
+    install = subprocess.run(
+        [str(venv / "bin" / "python"), "-m", "pip", "install", "--no-deps", "--no-build-isolation", "-q", str(source)],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert install.returncode == 0, install.stderr
+    shutil.rmtree(source)  # nothing may come from the source tree any more
+    script = f"""
+import json
+from jitrl_bench.config import GROUPS, build_spec, choices, compose_config
+from jitrl_bench.paths import CONFIG_DIR
+composed = []
+for group in GROUPS:
+    for option in choices(group):
+        extra = {json.dumps({f"{g}={o}": v for (g, o), v in NEEDS.items()})}.get(f"{{group}}={{option}}", [])
+        build_spec(compose_config([f"{{group}}={{option}}", *extra, "run.episodes=1"]))
+        composed.append(f"{{group}}={{option}}")
+print(json.dumps({{"config_dir": str(CONFIG_DIR), "composed": composed}}))
+"""
+    done = subprocess.run([str(venv / "bin" / "python"), "-c", script], cwd=tmp_path, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert Path(report["config_dir"]).is_relative_to(site)  # the wheel's own copy, not this checkout's
+    assert Path(report["config_dir"]) != CONFIG_DIR
+    assert sorted(report["composed"]) == sorted(f"{g}={o}" for g, o in every_option())
