@@ -95,6 +95,25 @@ def run(overrides: Overrides = None) -> None:
         raise typer.Exit(1)  # some task could not run; its error was printed and recorded
 
 
+@app.command()
+@user_errors
+def reproduce(
+    name: Annotated[str | None, typer.Argument(help="A paper setting (see --list), e.g. paper_jericho")] = None,
+    overrides: Overrides = None,
+    budget: Annotated[
+        str, typer.Option(help="smoke: the embedded model, minutes; paper: the paper's budget")
+    ] = "paper",
+    list_: Annotated[bool, typer.Option("--list", help="Name the paper settings and what each compares with")] = False,
+) -> None:
+    """Run one of the paper's settings and write reproduction.md / .csv: our numbers beside the paper's."""
+    from jitrl_bench import reproduce as paper
+
+    if list_ or name is None:
+        console.print(paper.listing(), highlight=False, markup=False, soft_wrap=True)
+        return
+    paper.run(name, budget, list(overrides or []), console)
+
+
 @app.command("config")
 @user_errors
 def show_config(overrides: Overrides = None) -> None:

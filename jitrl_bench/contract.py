@@ -47,6 +47,30 @@ class Usage:
         return self.prompt_tokens + self.completion_tokens
 
 
+ACTING, PROPOSING, SUMMARIZING, EVALUATING, LEARNING = "acting", "proposing", "summarizing", "evaluating", "learning"
+"""What an LLM call was for: scoring or choosing among candidates, proposing candidates, writing a state summary,
+scoring a finished episode's steps, an agent's own learning after an episode (e.g. a reflection)."""
+
+
+@dataclass
+class Ledger:
+    """LLM usage by purpose, summed per decision and per episode."""
+
+    by_purpose: dict[str, Usage] = field(default_factory=dict)
+
+    def charge(self, purpose: str, usage: Usage) -> None:
+        if usage.calls or usage.tokens:
+            self.by_purpose[purpose] = self.by_purpose.get(purpose, Usage()) + usage
+
+    def merge(self, other: Mapping[str, Usage]) -> None:
+        for purpose, usage in other.items():
+            self.charge(purpose, usage)
+
+    @property
+    def total(self) -> Usage:
+        return sum(self.by_purpose.values(), Usage())
+
+
 # ---- prompts ------------------------------------------------------------------------------------------------------
 
 
@@ -301,8 +325,10 @@ class BiasedChooser(Protocol):
 
 
 class Generator(Protocol):
-    def generate(self, prompt: Prompt, max_new_tokens: int = 64) -> Generated:
-        """A greedy free-text reply."""
+    def generate(self, prompt: Prompt, max_new_tokens: int = 64, schema: Mapping[str, Any] | None = None) -> Generated:
+        """A greedy reply. With a JSON `schema`, the reply is meant to be one JSON object of that shape: engines with
+        structured output (vLLM, OpenAI-compatible servers) enforce it; others are only asked for it, so callers
+        parse and repair."""
         ...
 
 

@@ -38,9 +38,8 @@ class RunMemories:
             self._embedder = self.spec.memory.embedder.make()
         embedder = self._embedder
         folder = self.run_dir.path / "memory" / agent
-        memory = self.spec.memory.open(
-            folder, embedder.dim, gamma, embedder.name, committed=self.committed.__contains__
-        )
+        committed, zero_fill = self.committed.__contains__, self.spec.reward.zero_fill
+        memory = self.spec.memory.open(folder, embedder.dim, gamma, embedder.name, committed, zero_fill)
         if memory.report.dropped:
             Console(stderr=True).print(f"memory {folder}: dropped {len(memory.report.dropped)} cut record(s)")
         source = self.spec.memory.load_from
@@ -68,7 +67,8 @@ def execute(spec: RunSpec, console: Console | None = None) -> Path:
             for agent in agents:
                 agent.restore(finished)
             protocol = Protocol(env=spec.env.name, policy=policy.name, run_id=run_id, config_hash=digest)
-            run_all(run_dir, spec.env.task_names(), spec.env.make, agents, spec.run, protocol, console)
+            rewards = spec.reward.make(policy)
+            run_all(run_dir, spec.env.task_names(), spec.env.make, agents, spec.run, protocol, console, rewards)
         finally:
             policy.close()  # e.g. stop the vLLM engine or the server that policy.server=auto started
             write_summary(path, console=console)

@@ -30,11 +30,16 @@ class Decision:
     """Where Â/β was added to z and the action drawn: "engine" (inside the LLM server: vLLM's logits processor or
     the server's logit_bias) or "client" (here, after `score`)."""
     usage: Usage = field(default_factory=Usage)
-    """The LLM calls and tokens this decision took."""
+    """The LLM calls and tokens this decision took (all purposes)."""
+    usage_by_purpose: dict[str, Usage] = field(default_factory=dict)
+    """The same, by purpose: acting, proposing, summarizing."""
     prompt_cuts: list[PromptCut] = field(default_factory=list)
     """What the env's prompt layout left out to fit the policy's window (empty: nothing)."""
     prompt_sha1: str = ""
     """A digest of the prompt the policy read: equal across agents at the same step (same env state and history)."""
+    proposal_fallback: str = ""
+    """Non-empty when the agent asked the LLM for proposals and could not use them: why (the env's candidates were
+    scored instead)."""
 
 
 @dataclass
@@ -79,6 +84,13 @@ class EpisodeRecord:
     llm_calls: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    calls_by_purpose: dict[str, int] = field(default_factory=dict)
+    """LLM calls by purpose: acting, proposing, summarizing, evaluating."""
+    tokens_by_purpose: dict[str, int] = field(default_factory=dict)
+    proposal_fallbacks: int = 0
+    """Decisions whose LLM proposal was unusable (the env's candidates were scored instead)."""
+    reward_fallback: str = ""
+    """Non-empty when the reward source could not score the episode and the env's rewards stood in: why."""
 
     def to_json(self) -> str:
         row = asdict(self)

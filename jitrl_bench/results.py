@@ -37,7 +37,7 @@ def summarize(episodes: pd.DataFrame) -> pd.DataFrame:
     and auc = the mean normalised score over all episodes (area under the normalised learning curve). Error rows are
     counted, not scored."""
     if episodes.empty:
-        return pd.DataFrame(columns=SUMMARY + PROTOCOL + ["errors"])
+        return pd.DataFrame(columns=[*SUMMARY, *PROTOCOL, "errors", "calls_per_step", "fallbacks"])
     ok = episodes[episodes.status == "ok"]
     rows = []
     for (task, agent), group in episodes.groupby(["task", "agent"], sort=False):
@@ -60,9 +60,25 @@ def summarize(episodes: pd.DataFrame) -> pd.DataFrame:
                 "max_steps": int(group.max_steps.iloc[0]),
                 "seeds": _seed_range(played.seed),
                 "errors": int((group.status != "ok").sum()),
+                "calls_per_step": _calls_per_step(played),
+                "fallbacks": _fallbacks(played),
             }
         )
     return pd.DataFrame(rows)
+
+
+def _calls_per_step(played: pd.DataFrame) -> float:
+    """LLM calls per decision, all purposes (acting, proposing, summarizing, evaluating)."""
+    if played.empty or "llm_calls" not in played:
+        return 0.0
+    return round(float(played.llm_calls.sum()) / max(int(played.steps.sum()), 1), 2)
+
+
+def _fallbacks(played: pd.DataFrame) -> int:
+    """Decisions whose LLM proposal was unusable, plus episodes whose LLM evaluator was."""
+    proposals = int(played.proposal_fallbacks.sum()) if "proposal_fallbacks" in played else 0
+    rewards = int((played.reward_fallback != "").sum()) if "reward_fallback" in played else 0
+    return proposals + rewards
 
 
 def write_summary(run_dir: Path, console: Console | None = None) -> pd.DataFrame:
@@ -138,8 +154,8 @@ def to_markdown(frame: pd.DataFrame) -> str:
 
 
 HEADERS = {"mean_score": "mean", "final5_score": "final5", "max_score": "max", "norm_score": "norm",
-           "success_rate": "success", "episodes": "eps"}  # fmt: skip
-METRICS = {"episodes", "mean_score", "final5_score", "norm_score", "success_rate", "auc"}
+           "success_rate": "success", "episodes": "eps", "calls_per_step": "calls/step"}  # fmt: skip
+METRICS = {"episodes", "mean_score", "final5_score", "norm_score", "success_rate", "auc", "calls_per_step"}
 
 
 def rich_table(frame: pd.DataFrame, title: str = "") -> Table:

@@ -13,6 +13,7 @@ import json
 import os
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 from jitrl_bench.errors import UserError
 from jitrl_bench.records import EpisodeRecord, StepRecord
@@ -64,6 +65,16 @@ class RunDirectory:
         tmp = folder / f".{record.episode}.jsonl.tmp"
         tmp.write_text("".join(json.dumps(asdict(s), ensure_ascii=False) + "\n" for s in steps))
         os.replace(tmp, folder / f"{record.episode}.jsonl")
+
+    def write_rewards(self, record: EpisodeRecord, kept: dict[str, Any]) -> None:
+        """What the episode's reward source kept (an LLM evaluator's replies and scores), beside its steps."""
+        if not kept:
+            return
+        folder = self.path / "rewards" / safe_name(record.task) / safe_name(record.agent)
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = folder / f".{record.episode}.json.tmp"
+        tmp.write_text(json.dumps({"episode_uid": record.episode_uid, **kept}, ensure_ascii=False, indent=1) + "\n")
+        os.replace(tmp, folder / f"{record.episode}.json")
 
     def commit(self, record: EpisodeRecord) -> None:
         with open(self.episodes_path, "a+b") as f:

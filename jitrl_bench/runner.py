@@ -16,10 +16,10 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from jitrl_bench.checks import Checked, at_least, name
-from jitrl_bench.contract import Agent, EpisodeEnv, StepView, Turn, Usage
+from jitrl_bench.contract import ACTING, EVALUATING, LEARNING, Agent, EpisodeEnv, Ledger, StepView, Turn
 from jitrl_bench.errors import InfraError, UserError
-from jitrl_bench.jitrl.returns import EnvRewards
 from jitrl_bench.records import EpisodeRecord, StepRecord, sha1
+from jitrl_bench.rewards.base import EnvRewards, FinishedEpisode, Rewards, RewardSource, StepTrace
 from jitrl_bench.rundir import RunDirectory
 
 
@@ -47,7 +47,6 @@ class RunConfig(Checked):
     """Episodes in flight at once (threads). Useful against a batching server; a learning agent's episodes of one
     task still run in order, so results do not depend on it."""
     progress: bool = True
-    reward: EnvRewards = field(default_factory=EnvRewards)
 
     def check(self) -> None:
         at_least("episodes", self.episodes, 1)
@@ -66,6 +65,15 @@ class Task:
 
     name: str
     env: EpisodeEnv
+
+
+@dataclass
+class Played:
+    """A finished episode, ready to commit: its row, its steps, and what its reward source kept."""
+
+    record: EpisodeRecord
+    steps: list[StepRecord]
+    rewards: Rewards
 
 
 @dataclass
@@ -99,28 +107,32 @@ def play_episode(
     episode: int,
     run: RunConfig,
     protocol: Protocol,
+    reward_source: RewardSource,
     stop: threading.Event | None = None,
-) -> tuple[EpisodeRecord, list[StepRecord]]:
-    """One episode: reset(seed), act until the game ends or the budget runs out, hand rewards to the agent."""
+) -> Played:
+    """One episode: reset(seed), act until the game ends or the budget runs out, then (the episode over) its rewards,
+    and hand them to the agent."""
     uid = uuid.uuid4().hex
     seed = run.seed + episode
     ctx = agent.start(task.name, episode, uid, run.seed)
     start = time.perf_counter()
     task.env.reset(seed=seed)
     view = checked(task.env.view())
+    goal = view.goal
     steps: list[StepRecord] = []
-    deltas: list[float] = []
-    usage = Usage()
+    traces: list[StepTrace] = []
+    ledger = Ledger()
     for t in range(run.max_steps):
         if stop is not None and stop.is_set():
             raise Interrupted(f"{task.name} episode {episode} ({agent.name})")
         decision = agent.act(ctx, view)
-        usage += decision.usage
+        ledger.merge(decision.usage_by_purpose or {ACTING: decision.usage})
         chosen = view.candidates[decision.index] if decision.index < len(view.candidates) else None
         label = chosen.label if chosen is not None and chosen.action == decision.action else decision.action
+        before = view.observation
         observation, reward, terminated, _, _ = task.env.step(decision.action)
         view = checked(task.env.view())
-        deltas.append(float(reward))
+        traces.append(StepTrace(before, decision.action, float(reward)))
         steps.append(StepRecord(t, sha1(observation), decision.action, float(reward), view.score, decision))
         ctx.history.append(Turn(decision.action, label, observation))
         if terminated:
@@ -129,12 +141,18 @@ def play_episode(
         if steps:  # out of steps: an env that grades after the episode grades it now
             score_before = view.score
             view = checked(task.env.end_episode())
-            deltas[-1] += view.score - score_before
+            last = traces[-1]
+            traces[-1] = StepTrace(last.observation, last.action, last.env_reward + view.score - score_before)
             steps[-1].score = view.score
-    rewards = run.reward.rewards(deltas, view.won, view.lost)
-    usage += agent.finish(ctx, rewards, view.won)
-    for step, r in zip(steps, rewards, strict=True):
+    finished = FinishedEpisode(
+        task.name, goal, tuple(traces), view.observation, view.won, view.score, view.max_score
+    )  # fmt: skip
+    rewards = reward_source.rewards(finished)  # the episode is over: an evaluator reads it whole
+    ledger.charge(EVALUATING, rewards.usage)
+    ledger.charge(LEARNING, agent.finish(ctx, rewards.values, view.won))
+    for step, r in zip(steps, rewards.values, strict=True):
         step.reward = r
+    usage = ledger.total
     record = EpisodeRecord(
         task=task.name,
         episode=episode,
@@ -148,7 +166,7 @@ def play_episode(
         norm_score=view.score / view.max_score if view.max_score > 0 else 0.0,
         success=view.won,
         steps=len(steps),
-        ret=sum(rewards),
+        ret=sum(rewards.values),
         wall_s=round(time.perf_counter() - start, 3),
         tokens=usage.tokens,
         episode_uid=uid,
@@ -160,8 +178,12 @@ def play_episode(
         llm_calls=usage.calls,
         prompt_tokens=usage.prompt_tokens,
         completion_tokens=usage.completion_tokens,
+        calls_by_purpose={purpose: u.calls for purpose, u in sorted(ledger.by_purpose.items())},
+        tokens_by_purpose={purpose: u.tokens for purpose, u in sorted(ledger.by_purpose.items())},
+        proposal_fallbacks=sum(bool(step.decision.proposal_fallback) for step in steps),
+        reward_fallback=rewards.fallback,
     )
-    return record, steps
+    return Played(record, steps, rewards)
 
 
 def error_record(
@@ -212,12 +234,14 @@ def run_all(
     run: RunConfig,
     protocol: Protocol,
     console: Console,
+    reward_source: RewardSource | None = None,
 ) -> None:
     """Play everything not yet in episodes.jsonl, up to `run.concurrency` episodes at a time.
 
     Order is task, then episode, then agent, so a partial run still compares agents on the same episodes. A learning
     agent's episode e starts only after its episode e-1 is in memory, so concurrency never changes what it sees: the
     results equal a sequential run's (order aside). Episodes are committed by this thread alone."""
+    reward_source = reward_source or EnvRewards()
     done = {(r.task, r.agent, r.episode) for r in run_dir.finished()}
     by_name = {a.name: a for a in agents}
     pending = [
@@ -249,17 +273,17 @@ def run_all(
                 pools[task] = None
         return pools[task]
 
-    def work(task: str, episode: int, agent: str, pool: EnvPool) -> tuple[EpisodeRecord, list[StepRecord]]:
+    def work(task: str, episode: int, agent: str, pool: EnvPool) -> Played:
         env = pool.acquire()
         try:
-            return play_episode(by_name[agent], Task(task, env), episode, run, protocol, stop)
+            return play_episode(by_name[agent], Task(task, env), episode, run, protocol, reward_source, stop)
         finally:
             pool.release(env)
 
     with _progress(run.progress, console) as progress, ThreadPoolExecutor(max(run.concurrency, 1)) as executor:
         total = len(tasks) * len(agents) * run.episodes
         bar = progress.add_task("episodes", total=total, completed=sum(1 for d in done if d[2] >= 0))
-        in_flight: dict[Future[tuple[EpisodeRecord, list[StepRecord]]], tuple[str, int, str]] = {}
+        in_flight: dict[Future[Played], tuple[str, int, str]] = {}
         try:
             while pending or in_flight:
                 for unit in list(pending):
@@ -282,16 +306,18 @@ def run_all(
                 for future in completed:
                     task, episode, agent = in_flight.pop(future)
                     try:
-                        record, steps = future.result()
+                        played = future.result()
                     except InfraError as e:
                         failures[(task, episode, agent)] = failures.get((task, episode, agent), 0) + 1
                         console.print(f"[yellow]infrastructure[/yellow] {task} ep {episode} {agent}: {e}")
                         if failures[(task, episode, agent)] <= run.infra_retries:
                             pending.insert(0, (task, episode, agent))
                             continue
-                        record, steps = error_record(task, agent, run, protocol, str(e), episode), []
+                        record = error_record(task, agent, run, protocol, str(e), episode)
                     else:
-                        run_dir.write_steps(record, steps)
+                        record = played.record
+                        run_dir.write_rewards(record, played.rewards.record)
+                        run_dir.write_steps(record, played.steps)
                     run_dir.commit(record)
                     finished.add((task, agent, episode))
                     if record.status == "ok":

@@ -68,7 +68,18 @@ KNOBS = [
     ("run.concurrency=0", r"run\.concurrency=0: must be >= 1"),
     ("run.infra_retries=-1", r"run\.infra_retries=-1: must be >= 0"),
     ("run.baselines=[nobody]", r"run\.baselines: unknown agent 'nobody'; choose from jitrl, jitrl_paper, static"),
-    ("run.reward.success_reward=nan", r"run\.reward\.success_reward=nan: must be a finite number"),
+    ("reward.success_reward=nan", r"reward\.success_reward=nan: must be a finite number"),
+    ("reward=llm reward.scale=0", r"reward\.scale=0(\.0)?: must be > 0"),
+    ("reward=llm reward.max_new_tokens=3", r"reward\.max_new_tokens=3: must be >= 16"),
+    (
+        "reward=llm reward.policy={_target_:jitrl_bench.policies.openai.OpenAIPolicyConfig,mode:x}",
+        r"reward\.policy\.mode=x: choose one of score, choice, verbalized",
+    ),
+    ("agent.propose.mode=guess", r"agent\.propose\.mode=guess: choose one of none, verbalized, token"),
+    ("agent.propose.k=0", r"agent\.propose\.k=0: must be in \[1, 20\]"),
+    ("agent.propose.outside=maybe", r"agent\.propose\.outside=maybe: choose one of keep, drop"),
+    ("agent.summary.mode=gpt", r"agent\.summary\.mode=gpt: choose one of none, llm"),
+    ("agent.summary.steps_shown=0", r"agent\.summary\.steps_shown=0: must be in \[1, 200\]"),
     ("run.episodes=abc", r"run\.episodes"),
     # agent
     ("agent.beta=0", r"agent\.beta=0(\.0)?: must be > 0"),
@@ -154,18 +165,19 @@ def test_every_knob_with_a_closed_set_or_range_is_covered() -> None:
                     named = isinstance(call, ast.Call) and isinstance(call.func, ast.Name) and call.func.id in HELPERS
                     if named and call.args and isinstance(call.args[0], ast.Constant):
                         checked.add(str(call.args[0].value))
-    untested = sorted(checked - tested - UNTESTED_ON_PURPOSE)
+    untested = sorted(checked - tested - TESTED_BELOW - UNTESTED_ON_PURPOSE)
     assert untested == [], f"knobs checked in code but not tried here: {untested}"
 
 
 HELPERS = {"one_of", "each_one_of", "at_least", "above", "between", "finite", "name", "env_var_name", "http_url",
            "non_empty", "check_model", "BadValue"}  # fmt: skip
+TESTED_BELOW = {"compare", "metric"}  # the reproduce section: test_reproduce_checks_its_setting_before_anything_loads
 UNTESTED_ON_PURPOSE = {
     # same helper and message as a tested sibling; listed so the coverage check above stays exact
     "name", "failure_reward", "nb_objects", "quest_length", "goal", "hnsw_ef_construction", "hnsw_ef_search",
     "ivf_nprobe", "exact_below", "threads", "kv_cache_gb", "seed", "alpha", "w_start", "w_end", "recall",
     "unigram_weight", "ngram_weight", "threshold_start", "threshold_end", "decay_steps", "backoff_s", "max_retries",
-    "verbalized_max_tokens", "partition_by", "tokenizer", "sites", "urls", "oracle_stop", "game",
+    "verbalized_max_tokens", "partition_by", "tokenizer", "sites", "urls", "oracle_stop", "game", "failure_last",
 }  # fmt: skip
 
 
@@ -241,3 +253,13 @@ def test_regrade_of_a_text_run_says_there_is_nothing_to_regrade(tmp_path: Path) 
     assert cli("run", "policy=uniform", "run.episodes=1", "run.max_steps=1", "run.baselines=[]",
                "run.progress=false", f"run.dir={run_dir}")[0] == 0  # fmt: skip
     one_clear_line(*cli("regrade", str(run_dir)), r"keeps nothing to re-grade")
+
+
+def test_reproduce_checks_its_setting_before_anything_loads(tripwires: None, tmp_path: Path) -> None:
+    run_dir = f"run.dir={tmp_path / 'r'}"
+    one_clear_line(*cli("reproduce", "paper_zork1", run_dir), r"unknown setting 'paper_zork1'")
+    one_clear_line(*cli("reproduce", "paper_jericho", "--budget", "huge", run_dir), r"--budget 'huge': use smoke")
+    one_clear_line(*cli("reproduce", "paper_jericho", "reproduce.compare=[]", run_dir),
+                   r"reproduce\.compare=\[\]: give at least one")  # fmt: skip
+    one_clear_line(*cli("reproduce", "paper_jericho", "reproduce.compare.0.metric=median", run_dir),
+                   r"reproduce\.compare\[0\]\.metric=median: choose one of mean_score")  # fmt: skip

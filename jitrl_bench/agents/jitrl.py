@@ -14,16 +14,19 @@ The authors' reference rules are a separate agent, `agents/jitrl_paper.py`.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from jitrl_bench.agents.base import decide
+from jitrl_bench.agents.base import candidates_of, decide, decision
+from jitrl_bench.agents.inputs import Inputs
+from jitrl_bench.agents.propose import ProposalConfig
 from jitrl_bench.agents.recall import EpisodeRecall, RecallingAgent, traced
+from jitrl_bench.agents.summary import SummaryConfig
 from jitrl_bench.checks import BadValue, Checked, at_least, between, name
 from jitrl_bench.contract import BuildContext, EpisodeContext, Policy, StepView
 from jitrl_bench.jitrl.advantage import clean_advantage
 from jitrl_bench.jitrl.retrieval import LexicalConfig
 from jitrl_bench.jitrl.update import softmax
-from jitrl_bench.records import Decision, sha1
+from jitrl_bench.records import Decision
 
 
 @dataclass
@@ -43,6 +46,10 @@ class JitRLConfig(Checked):
     """Count-based optimism: Â += bonus / sqrt(1 + n_a), n_a = neighbours that took a."""
     lexical: LexicalConfig | None = None
     """The paper's lexical re-rank of the top-`recall` embedding neighbours (None: plain cosine top-k)."""
+    propose: ProposalConfig = field(default_factory=ProposalConfig)
+    """Candidates: the env's list (z = log π_θ) or the LLM's proposals (z = log p of their base scores)."""
+    summary: SummaryConfig = field(default_factory=SummaryConfig)
+    """An LLM-written summary of the episode as the state field `summary` (the paper's Jericho state)."""
 
     def check(self) -> None:
         name("name", self.name)
@@ -55,7 +62,7 @@ class JitRLConfig(Checked):
     def build(self, ctx: BuildContext) -> JitRLAgent:
         memory, embedder = ctx.memories.open(self.name, self.gamma)
         recall = EpisodeRecall(memory, embedder, ctx.run_id, ctx.config_hash)
-        return JitRLAgent(self, ctx.policy, ctx.temperature, recall)
+        return JitRLAgent(self, ctx.policy, ctx.temperature, recall, Inputs(ctx.policy, self.propose, self.summary))
 
 
 def check_beta(beta: float) -> None:
@@ -64,35 +71,27 @@ def check_beta(beta: float) -> None:
 
 
 class JitRLAgent(RecallingAgent):
-    def __init__(self, cfg: JitRLConfig, policy: Policy, temperature: float, recall: EpisodeRecall) -> None:
-        super().__init__(cfg.name, recall)
+    def __init__(
+        self, cfg: JitRLConfig, policy: Policy, temperature: float, recall: EpisodeRecall, inputs: Inputs
+    ) -> None:
+        super().__init__(cfg.name, recall, inputs)
         self.cfg = cfg
         self.policy = policy
         self.temperature = temperature
 
     def act(self, ctx: EpisodeContext, view: StepView) -> Decision:
         cfg = self.cfg
-        rendered = view.layout.render(view, ctx.history, self.policy.window)
+        inputs = self.inputs(ctx, view)  # the view (with its summary), the prompt, the candidates
+        candidates = candidates_of(inputs)
         # 1. neighbours N(s) of the current state in memory (same task partition)
-        embedding, neighbours = self.recall.neighbours(ctx, view, cfg.k, cfg.threshold, cfg.lexical)
+        embedding, neighbours = self.recall.neighbours(ctx, inputs.view, cfg.k, cfg.threshold, cfg.lexical)
         # 2. Â = Q̂ − V̂ over the candidates' keys (web: role[label], not ids)
-        adv = clean_advantage(view.keys, neighbours, cfg.bonus)
+        adv = clean_advantage([c.key for c in candidates], neighbours, cfg.bonus)
         # 3-4. z' = z + Â/β, a ~ softmax(z'/T): inside the LLM engine when the policy can, else here
-        acted = decide(self.policy, rendered.prompt, view.candidates, adv.values, cfg.beta, self.temperature, ctx.rng)
-        chosen = view.candidates[acted.index]
-        self.recall.note(ctx, embedding, view, chosen.action, chosen.key)
-        return Decision(
-            action=chosen.action,
-            index=acted.index,
-            candidates=view.actions,
-            z=[float(v) for v in acted.z],
-            advantage=adv.values.tolist(),
-            z_prime=acted.z_prime.tolist(),
-            probs=softmax(acted.z_prime, self.temperature).tolist(),
-            neighbours=traced(neighbours),
-            notes={"v": adv.v},
-            bias_applied=acted.bias_applied,
-            usage=acted.usage,
-            prompt_cuts=list(rendered.cuts),
-            prompt_sha1=sha1(rendered.prompt.text()),
-        )
+        acted = decide(self.policy, inputs, adv.values, cfg.beta, self.temperature, ctx.rng)
+        chosen = candidates[acted.index]
+        self.recall.note(ctx, embedding, inputs.view, chosen.action, chosen.key)
+        probs = softmax(acted.z_prime, self.temperature)
+        return decision(inputs, candidates, acted.index, acted.z.tolist(), acted.z_prime, probs, adv.values,
+                        acting=acted.usage, bias_applied=acted.bias_applied, neighbours=traced(neighbours),
+                        notes={"v": adv.v})  # fmt: skip

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from jitrl_bench.agents.base import new_context
+from jitrl_bench.agents.inputs import Inputs
 from jitrl_bench.contract import EpisodeContext, StepView, Usage
 from jitrl_bench.jitrl.embed import Embedder
 from jitrl_bench.jitrl.memory import Experience, ExperienceMemory, Neighbour
@@ -108,15 +109,17 @@ class RecallingAgent:
 
     learns = True
 
-    def __init__(self, name: str, recall: EpisodeRecall) -> None:
+    def __init__(self, name: str, recall: EpisodeRecall, inputs: Inputs) -> None:
         self.name = name
         self.recall = recall
+        self.inputs = inputs
 
     def start(self, task: str, episode: int, uid: str, seed: int) -> EpisodeContext:
         return new_context(task, episode, uid, seed)
 
     def finish(self, ctx: EpisodeContext, rewards: Sequence[float], success: bool) -> Usage:
         self.recall.remember(ctx, rewards, success)
+        self.inputs.forget(ctx)
         return Usage()
 
     def restore(self, finished: Sequence[EpisodeRecord]) -> None:

@@ -43,6 +43,8 @@ class TextGamePrompt:
 
     def _prompt(self, view: StepView, history: Sequence[Turn], observation: str) -> Prompt:
         parts = [f"Goal: {view.goal}"] if view.goal else []
+        if view.state.get("summary"):  # the agent's LLM-written notes of the episode so far (the paper's setting)
+            parts.append(f"Episode so far: {clip(view.state['summary'], 2 * FIELD_CLIP)}")
         if history:
             parts.append("Recent commands: " + "; ".join(turn.action for turn in history[-self.max_history :]))
         for name in ("location", "inventory"):

@@ -97,13 +97,15 @@ def paper_advantage(
     rng: random.Random,
     alpha: float = 1.0,
     add_memory_actions: bool = True,
+    positive_only: bool = True,
     groundable: Callable[[str], bool] | None = None,
 ) -> Advantage:
     """The reference code's `update_scores`, rule by rule. Returns normalised advantages Ã over `keys`.
 
     1. Q̂(a) = mean G of the neighbours that took a (no similarity weights); V̂ = mean G over all neighbours.
-    2. Memory actions that are not candidates are appended as candidates when their mean return is > 0 (and, given
-       `groundable`, only those it accepts: on the web, an element with that role and label on the current page).
+    2. Memory actions that are not candidates are appended as candidates when their mean return is > 0 (the
+       reference's Jericho rule; `positive_only=False` is its web rule) and, given `groundable`, only those it
+       accepts (on the web, an element with that role and label on the current page).
     3. Each unseen candidate: with probability λ (`exploration`) Q̂ = V̂ + α/n (n = neighbours retrieved), else Q̂ = 0.
        If any unseen candidate existed, V̂ becomes the mean of Q̂ over every action in the table (memory actions
        that were not added included).
@@ -122,7 +124,9 @@ def paper_advantage(
         keys += [
             key
             for key in samples
-            if key not in candidate_keys and q[key] > 0 and (groundable is None or groundable(key))
+            if key not in candidate_keys
+            and (q[key] > 0 or not positive_only)
+            and (groundable is None or groundable(key))
         ]
     unseen = [key for key in candidate_keys if key not in q]
     for key in unseen:

@@ -87,11 +87,14 @@ class ExperienceMemory:
         index: IndexConfig | None = None,
         committed: Callable[[str], bool] | None = None,
         read_only: bool = False,
+        zero_fill: bool = False,
     ) -> None:
         self.path = Path(path) if path is not None else None
         self.read_only = read_only
         self.dim = dim
         self.gamma = gamma
+        self.zero_fill = zero_fill
+        """The reference's return quirk (see `discounted_return`)."""
         self.embedder = embedder
         self.partition_by = tuple(partition_by)
         self.index_config = index or IndexConfig()
@@ -291,7 +294,7 @@ class ExperienceMemory:
         for row, (entry_id, r) in enumerate(zip(ids, records, strict=True)):
             self._action_key[entry_id] = str(r["action_key"])
             self._step[entry_id] = int(r["step"])
-            self._return[entry_id] = discounted_return(r["rewards"], self.gamma)
+            self._return[entry_id] = discounted_return(r["rewards"], self.gamma, self.zero_fill)
             self._fields[entry_id] = dict(r.get("fields") or {"state": r["state"]})
             key = self._partition_key({"task": r["task"], **self._fields[entry_id]})
             by_partition.setdefault(key, []).append(row)
@@ -352,7 +355,13 @@ class MemoryConfig(Checked):
                 raise BadValue("load_from", self.load_from, "neither a run directory nor a memory folder")
 
     def open(
-        self, path: Path | None, dim: int, gamma: float, embedder: str, committed: Callable[[str], bool] | None = None
+        self,
+        path: Path | None,
+        dim: int,
+        gamma: float,
+        embedder: str,
+        committed: Callable[[str], bool] | None = None,
+        zero_fill: bool = False,
     ) -> ExperienceMemory:
         return ExperienceMemory(
             path,
@@ -362,4 +371,5 @@ class MemoryConfig(Checked):
             partition_by=self.partition_by,
             index=self.index,
             committed=committed,
+            zero_fill=zero_fill,
         )

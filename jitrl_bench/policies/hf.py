@@ -9,7 +9,7 @@ from __future__ import annotations
 import copy
 import re
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +22,7 @@ from transformers.utils import logging as transformers_logging
 from jitrl_bench.checks import BadValue, Checked, at_least, check_tree, one_of
 from jitrl_bench.contract import BiasedChooser, Generated, Generator, Prompt, Scored, ServeSpec, Usage
 from jitrl_bench.errors import UserError
+from jitrl_bench.policies.structured import JsonConstraints
 from jitrl_bench.policies.tokens import ChatTokens, check_model, first_line
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
@@ -96,6 +97,7 @@ class HFPolicy:
         if context:  # the window never promises more than the model can read
             self.tokens.max_prompt_tokens = min(self.tokens.max_prompt_tokens, max(context - REPLY_ROOM, 16))
         self.end_of_turn_id = self.tokens.end_of_turn_id
+        self.json = JsonConstraints(self.tokenizer, self.end_of_turn_id)
         self._last: _Prefill | None = None
         self._lock = threading.Lock()  # one forward pass at a time; the prefill cache is shared state
 
@@ -170,10 +172,12 @@ class HFPolicy:
             total = _token_logprobs(out.logits[:, :-1], targets, target_mask).sum(dim=1)
         return total.cpu().numpy().astype(np.float64)
 
-    def generate(self, prompt: Prompt, max_new_tokens: int = 64) -> Generated:
-        """Greedy reply, stopped at end-of-turn, with special tokens removed."""
+    def generate(self, prompt: Prompt, max_new_tokens: int = 64, schema: Mapping[str, Any] | None = None) -> Generated:
+        """Greedy reply, stopped at end-of-turn, with special tokens removed; with a `schema`, every token is kept to
+        that JSON by lm-format-enforcer (`policies/structured.py`)."""
         ids = self.prompt_ids(prompt)
         inputs = torch.tensor([ids], device=self.device)
+        constrain = [self.json.processor(schema)] if schema is not None else None
         with self._lock, torch.inference_mode():
             out = self.model.generate(
                 inputs,
@@ -182,6 +186,7 @@ class HFPolicy:
                 do_sample=False,
                 eos_token_id=self.end_of_turn_id,
                 pad_token_id=self.end_of_turn_id,
+                logits_processor=constrain,
             )
         new = out[0, len(ids) :].tolist()
         text = str(self.tokenizer.decode(new, skip_special_tokens=True)).strip()

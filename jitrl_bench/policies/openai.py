@@ -21,7 +21,7 @@ import atexit
 import logging
 import re
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -213,18 +213,20 @@ class OpenAIPolicy:
             scores[i] = float(sum(values[len(ids) : len(ids) + len(cand)]))
         return Scored(scores, usage)
 
-    def generate(self, prompt: Prompt, max_new_tokens: int = 64) -> Generated:
-        """Greedy reply through /v1/chat/completions (the server applies its chat template)."""
-        body, usage = self._post_json(
-            "/chat/completions",
-            {
-                "model": self.config.model,
-                "messages": [{"role": m.role, "content": m.content} for m in prompt.messages],
-                "max_tokens": max_new_tokens,
-                "temperature": 0.0,
-            },
-            Usage(1),
-        )
+    def generate(self, prompt: Prompt, max_new_tokens: int = 64, schema: Mapping[str, Any] | None = None) -> Generated:
+        """Greedy reply through /v1/chat/completions (the server applies its chat template); with a `schema`, asked
+        as structured output (`response_format`, per policy.response_format)."""
+        payload: dict[str, Any] = {
+            "model": self.config.model,
+            "messages": [{"role": m.role, "content": m.content} for m in prompt.messages],
+            "max_tokens": max_new_tokens,
+            "temperature": 0.0,
+        }
+        if schema is not None and self.config.response_format == "json_schema":
+            payload["response_format"] = {"type": "json_schema", "json_schema": {"name": "reply", "schema": schema}}
+        elif schema is not None and self.config.response_format == "json_object":
+            payload["response_format"] = {"type": "json_object"}
+        body, usage = self._post_json("/chat/completions", payload, Usage(1))
         return Generated(message_text(body, self.base_url).strip(), usage)
 
     # ---- BiasedChooser ----------------------------------------------------------------------------------------------

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
-import re
 from typing import Any
 
 import numpy as np
+
+from jitrl_bench.replies import json_object
 
 
 def confidence_schema(labels: list[str]) -> dict[str, Any]:
@@ -24,14 +24,8 @@ def confidence_schema(labels: list[str]) -> dict[str, Any]:
 
 def parse_confidences(text: str, labels: list[str]) -> np.ndarray | None:
     """{"1": 80, "2": 10, ...} anywhere in the text → confidences clipped to [0, 100]; missing options get 0."""
-    match = re.search(r"\{.*\}", text, re.DOTALL)
-    if match is None:
-        return None
-    try:
-        data = json.loads(match.group(0))
-    except ValueError:
-        return None
-    if not isinstance(data, dict):
+    data, _ = json_object(text)
+    if data is None:
         return None
     values = np.zeros(len(labels))
     found = False

@@ -25,7 +25,7 @@ import importlib.util
 import logging
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -173,13 +173,20 @@ class VLLMPolicy:
         usage = Usage(len(cands), len(ids) * len(cands) + sum(map(len, cands)), len(cands))
         return Scored(scores, usage)
 
-    def generate(self, prompt: Prompt, max_new_tokens: int = 64) -> Generated:
-        """Greedy reply, stopped at end-of-turn."""
+    def generate(self, prompt: Prompt, max_new_tokens: int = 64, schema: Mapping[str, Any] | None = None) -> Generated:
+        """Greedy reply, stopped at end-of-turn; with a `schema`, vLLM's structured output keeps it to that JSON."""
         from vllm import SamplingParams
         from vllm.inputs import TokensPrompt
+        from vllm.sampling_params import StructuredOutputsParams
 
         ids = self.tokens.prompt_ids(prompt)
-        params = SamplingParams(max_tokens=max_new_tokens, temperature=0.0, stop_token_ids=[self.tokens.end_of_turn_id])
+        structured = StructuredOutputsParams(json=dict(schema)) if schema is not None else None
+        params = SamplingParams(
+            max_tokens=max_new_tokens,
+            temperature=0.0,
+            stop_token_ids=[self.tokens.end_of_turn_id],
+            structured_outputs=structured,
+        )
         with self._lock:
             (out,) = self.llm.generate([TokensPrompt(prompt_token_ids=ids)], params, use_tqdm=False)
             new = list(out.outputs[0].token_ids)

@@ -209,3 +209,16 @@ def test_server_stopped_mid_use_then_processed_logprobs(  # keep last: it restar
     processed = np.array([top[f"token_id:{t}"] for t in option_ids])
     np.testing.assert_allclose(processed - processed[0], reference - reference[0] + sent - sent[0], rtol=0, atol=ATOL)
     assert np.log(np.exp(processed).sum()) == pytest.approx(0.0, abs=1e-4)  # +100 on the options leaves nothing else
+
+
+@pytest.mark.slow
+def test_generate_keeps_to_a_json_schema(vllm_server: VLLMServerInfo) -> None:
+    """Proposals, summaries and step scores ask for JSON: the server's structured output keeps the 135M model to it."""
+    from jitrl_bench.agents.propose import parse_options, schema
+
+    policy = client(vllm_server)
+    asked = Prompt.chat("You play a text adventure.", "Actions: open door, go north, look. Propose 2 with JSON.")
+    reply = policy.generate(asked, 200, schema(2))
+    options, problem = parse_options(reply.text, 2)
+    assert options is not None and len(options) == 2, (problem, reply.text)
+    assert all(0 <= o.confidence <= 100 for o in options) and reply.usage.calls == 1

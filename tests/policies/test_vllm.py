@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from jitrl_bench.agents.propose import parse_options
 from jitrl_bench.contract import Prompt
 from jitrl_bench.paths import SOURCE_ROOT
 from jitrl_bench.policies.hf import HFPolicy
@@ -85,6 +86,9 @@ def measure(mode, prompt, candidates, bias):
         out["engine_processed"] = [step[t].logprob for t in ids]
     generated = policy.generate(prompt, 12)
     out["generate"] = generated.text
+    from jitrl_bench.agents.propose import schema
+
+    out["proposal"] = policy.generate(prompt, 200, schema(3)).text  # vLLM's structured output keeps it to the schema
     out["generate_usage"] = [generated.usage.calls, generated.usage.prompt_tokens, generated.usage.completion_tokens]
     policy.close()
     return out
@@ -225,6 +229,8 @@ def test_generate_and_accounting(engine: dict[str, Any]) -> None:
         assert engine[mode]["generate"].strip() and "<|" not in engine[mode]["generate"]
         calls, prompt_tokens, completion_tokens = engine[mode]["generate_usage"]
         assert calls == 1 and prompt_tokens == engine[mode]["prompt_ids"] and 1 <= completion_tokens <= 12
+        options, problem = parse_options(engine[mode]["proposal"], 3)  # the paper's proposals, as JSON
+        assert options is not None and len(options) == 3, (problem, engine[mode]["proposal"])
 
 
 @pytest.mark.slow

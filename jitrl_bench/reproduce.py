@@ -1,0 +1,201 @@
+"""`jitrl-bench reproduce NAME`: run one of the paper's settings (configs/experiment/paper_*.yaml) and put our numbers
+beside the paper's, from the reference rows shipped in `jitrl_bench/reference/paper.csv` (each with its source).
+
+Every row of `reproduction.md` / `.csv` says what ours was made with (model, backend, steps, episodes, seeds, whether
+the valid actions were listed, the reward source, the budget) and keeps the paper's value in its own column: our
+numbers are never shown as the paper's. `--budget smoke` runs the same pipeline on the embedded model in minutes (the
+overlay's `reproduce.smoke` overrides); `--budget paper` is the paper's budget, for a GPU or an API.
+"""
+
+from __future__ import annotations
+
+import csv
+import importlib.resources
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+from omegaconf import DictConfig
+from rich.console import Console
+from rich.table import Table
+
+from jitrl_bench.checks import Checked, check_tree, non_empty, one_of
+from jitrl_bench.config import build_spec, choices, compose_config, typed
+from jitrl_bench.errors import UserError
+from jitrl_bench.experiment import execute
+from jitrl_bench.paths import results_dir
+from jitrl_bench.results import episodes_frame, to_markdown
+from jitrl_bench.runner import new_run_id
+
+BUDGETS = ("smoke", "paper")
+METRICS = ("mean_score", "final_score", "last10_score", "success_rate_pct")
+PREFIX = "paper_"
+
+
+@dataclass
+class Compare(Checked):
+    """One of our values beside one reference row."""
+
+    agent: str
+    metric: str
+    benchmark: str
+    setting: str
+    method: str
+    tasks: list[str] = field(default_factory=list)
+    """Our tasks the value is computed over; empty: every task of the run (a benchmark-wide success rate)."""
+
+    def check(self) -> None:
+        one_of("metric", self.metric, METRICS)
+
+
+@dataclass
+class ReproduceConfig(Checked):
+    """The `reproduce` section a paper overlay fills."""
+
+    description: str = ""
+    compare: list[Compare] = field(default_factory=list)
+    smoke: list[str] = field(default_factory=list)
+
+    def check(self) -> None:
+        non_empty("compare", self.compare)
+
+
+def settings() -> dict[str, str]:
+    """Each paper setting and what it runs."""
+    out = {}
+    for name in choices("experiment"):
+        if name.startswith(PREFIX):
+            out[name] = reproduce_config(compose_config([f"experiment={name}"])).description
+    return out
+
+
+def reproduce_config(composed: DictConfig) -> ReproduceConfig:
+    config: ReproduceConfig = typed("reproduce", composed.reproduce, ReproduceConfig)
+    check_tree(config, "reproduce")
+    return config
+
+
+def reference_rows() -> list[dict[str, str]]:
+    with importlib.resources.files("jitrl_bench").joinpath("reference/paper.csv").open() as f:
+        return list(csv.DictReader(f))
+
+
+def run(name: str, budget: str, overrides: list[str], console: Console) -> Path:
+    """Compose the setting (with the smoke overrides for `--budget smoke`), run it, write the side-by-side table."""
+    if name not in settings():
+        raise UserError(f"unknown setting {name!r}: `jitrl-bench reproduce --list` names them")
+    if budget not in BUDGETS:
+        raise UserError(f"--budget {budget!r}: use smoke (the embedded model, minutes) or paper (the paper's budget)")
+    base = [f"experiment={name}"]
+    yours = {o.split("=", 1)[0].lstrip("+~") for o in overrides}
+    smoke = reproduce_config(compose_config(base)).smoke if budget == "smoke" else []
+    smoke = [o for o in smoke if o.split("=", 1)[0] not in yours]  # your overrides win over the smoke budget's
+    if not any(o.startswith("run.dir=") for o in overrides):
+        folder = results_dir("runs", f"{name}-{budget}-{new_run_id()}")
+        overrides = [*overrides, f"run.dir={folder}"]
+    composed = compose_config([*base, *smoke, *overrides])
+    wanted = reproduce_config(composed)  # checked now, before anything loads
+    spec = build_spec(composed)
+    path = execute(spec, console=console)
+    frame = reproduction(path, wanted, spec.raw, budget)
+    frame.to_csv(path / "reproduction.csv", index=False)
+    (path / "reproduction.md").write_text(
+        f"# {name} ({budget} budget)\n\n{wanted.description}\n\nPaper values come from the source named on each "
+        f"row; ours from this run only.\n\n{to_markdown(frame)}\n"
+    )
+    console.print(rich_reproduction(frame, f"{name}: ours beside the paper ({budget} budget)"))
+    console.print(f"side by side: {path / 'reproduction.md'}")
+    return path
+
+
+def reproduction(run_dir: Path, wanted: ReproduceConfig, composed: DictConfig, budget: str) -> pd.DataFrame:
+    """One row per compared value: the paper's, then ours with everything that shaped it."""
+    episodes = episodes_frame(run_dir)
+    ok = episodes[episodes.status == "ok"] if not episodes.empty else episodes
+    reference = reference_rows()
+    rows = []
+    for item in wanted.compare:
+        paper = next(
+            (r for r in reference if (r["benchmark"], r["setting"], r["method"]) == (item.benchmark, item.setting,
+                                                                                    item.method)), None,
+        )  # fmt: skip
+        mine = ok[ok.agent == item.agent] if not ok.empty else ok
+        if item.tasks and not mine.empty:
+            mine = mine[mine.task.isin(item.tasks)]
+        rows.append(
+            {
+                "benchmark": item.benchmark,
+                "setting": item.setting,
+                "metric": item.metric,
+                "paper method": item.method,
+                "paper": paper["value"] if paper else "",
+                "ours: agent": item.agent,
+                "ours": our_value(mine, item.metric),  # None: this run played none of the tasks compared
+                "episodes": len(mine),
+                "llm calls/step": round(float(mine.llm_calls.sum() / max(mine.steps.sum(), 1)), 2) if len(mine) else 0,
+                "proposal fallbacks": int(mine.proposal_fallbacks.sum()) if len(mine) else 0,
+                **protocol(composed, budget),
+                **({"model": str(mine.policy.iloc[0])} if len(mine) else {}),  # the name the policy reported
+                "paper source": paper["source"] if paper else "no such reference row",
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def our_value(rows: pd.DataFrame, metric: str) -> float | None:
+    if rows.empty:
+        return None
+    if metric == "success_rate_pct":
+        return round(100.0 * float(rows.success.mean()), 2)
+    by_task = rows.sort_values("episode").groupby("task").score
+    if metric == "final_score":
+        return round(float(by_task.last().mean()), 2)
+    if metric == "last10_score":
+        return round(float(by_task.apply(lambda s: s.tail(10).mean()).mean()), 2)
+    return round(float(by_task.mean().mean()), 2)
+
+
+def protocol(composed: DictConfig, budget: str) -> dict[str, object]:
+    """What our numbers were made with."""
+    policy = composed.policy
+    mode = str(policy.get("mode", "score"))
+    backend = str(policy._target_).rsplit(".", 1)[-1].removesuffix("PolicyConfig").lower()
+    reward = composed.reward
+    proposals = str(composed.agent.propose.mode)
+    source = f"llm evaluator ±{reward.scale:g}" if reward.name == "llm" else "env score deltas"
+    return {
+        "model": str(policy.get("model", policy.get("name", ""))),
+        "backend": f"{backend} ({mode})",
+        "candidates": "env list" if proposals == "none" else f"{proposals} proposals",
+        "valid actions listed": "yes",
+        "reward": f"{source}, γ {composed.agent.gamma:g}",
+        "steps": int(composed.run.max_steps),
+        "episodes per task": int(composed.run.episodes),
+        "seeds": f"{composed.run.seed}-{composed.run.seed + composed.run.episodes - 1}",
+        "budget": budget,
+    }
+
+
+def rich_reproduction(frame: pd.DataFrame, title: str) -> Table:
+    """The terminal's view: the values; the protocol columns (the same on every row) in the caption."""
+    shown = ["setting", "metric", "paper method", "paper", "ours: agent", "ours", "episodes", "llm calls/step"]
+    first = frame.iloc[0] if len(frame) else None
+    caption = None
+    if first is not None:
+        caption = " · ".join(f"{c} {first[c]}" for c in ("model", "backend", "candidates", "reward", "steps", "budget"))
+    table = Table(title=title, caption=caption)
+    for column in shown:
+        table.add_column(column, justify="right" if column in ("paper", "ours", "episodes") else "left")
+    for _, row in frame.iterrows():
+        table.add_row(*("" if pd.isna(row[c]) else str(row[c]) for c in shown))
+    return table
+
+
+def listing() -> str:
+    """One paragraph per setting: its name, what it runs, the reference rows it is compared with."""
+    lines = ["The paper's settings (jitrl-bench reproduce NAME [--budget smoke|paper] [OVERRIDES]):", ""]
+    for name, description in settings().items():
+        wanted = reproduce_config(compose_config([f"experiment={name}"]))
+        rows = sorted({f"{c.benchmark} {c.setting} ({c.method})" for c in wanted.compare})
+        lines += [f"{name}", f"  runs: {description}", f"  compared with: {'; '.join(rows)}", ""]
+    return "\n".join(lines).rstrip()
