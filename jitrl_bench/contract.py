@@ -14,11 +14,12 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import numpy as np
 
 if TYPE_CHECKING:
+    from jitrl_bench.agents.notebook import Notebook
     from jitrl_bench.jitrl.embed import Embedder
     from jitrl_bench.jitrl.memory import ExperienceMemory
     from jitrl_bench.records import Decision, EpisodeRecord
@@ -368,6 +369,31 @@ class PolicyConfig(Protocol):
         ...
 
 
+# ---- a finished episode -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StepTrace:
+    """One step as a reward source reads it: the state the agent acted in, its action, the env's reward."""
+
+    observation: str
+    action: str
+    env_reward: float
+
+
+@dataclass(frozen=True)
+class FinishedEpisode:
+    """A whole episode once it is over: what reward sources score and what learning agents learn from."""
+
+    task: str
+    goal: str
+    steps: tuple[StepTrace, ...]
+    final_observation: str
+    won: bool
+    score: float
+    max_score: float
+
+
 # ---- agents -------------------------------------------------------------------------------------------------------
 
 
@@ -391,7 +417,7 @@ class Agent(Protocol):
 
     def act(self, ctx: EpisodeContext, view: StepView) -> Decision: ...
 
-    def finish(self, ctx: EpisodeContext, rewards: Sequence[float], success: bool) -> Usage:
+    def finish(self, ctx: EpisodeContext, episode: FinishedEpisode, rewards: Sequence[float]) -> Usage:
         """Called once per finished episode with one reward per step; returns what learning from it cost."""
         ...
 
@@ -400,10 +426,49 @@ class Agent(Protocol):
         ...
 
 
-class Memories(Protocol):
-    """Opens the experience memory of an agent (the embedder is loaded once, on first use)."""
+Read = TypeVar("Read", covariant=True)
 
-    def open(self, agent: str, gamma: float) -> tuple[ExperienceMemory, Embedder]: ...
+
+class Learner(Protocol[Read]):
+    """A learning agent's memory as a plug-in: what the agent reads from it before a step (or, for methods that
+    read once per episode, at its first step), and what it writes after an episode. JitRL reads neighbours and
+    writes steps with their returns; the in-context baselines read text for the prompt and write notes. A frozen
+    learner (`memory.frozen`, a memory loaded from another run) is read and never written."""
+
+    frozen: bool
+
+    def read(self, ctx: EpisodeContext, view: StepView) -> Read: ...
+
+    def write(self, ctx: EpisodeContext, episode: FinishedEpisode, rewards: Sequence[float]) -> Usage:
+        """Learn from a finished episode (one reward per step); returns what its LLM calls cost."""
+        ...
+
+    def forget(self, ctx: EpisodeContext) -> None:
+        """Drop what was kept for an episode that will not be written (a frozen learner's)."""
+        ...
+
+    def restore(self, finished: Sequence[EpisodeRecord]) -> None:
+        """On resume: account for the episodes already committed (their writes are on disk already)."""
+        ...
+
+
+class Memories(Protocol):
+    """Opens what learning agents keep across episodes, under the run directory (the embedder is loaded once)."""
+
+    @property
+    def frozen(self) -> bool:
+        """`memory.frozen`: read what `memory.load_from` holds, write nothing."""
+        ...
+
+    def open(self, agent: str, gamma: float) -> tuple[ExperienceMemory, Embedder]:
+        """The agent's experience memory (states, actions, returns) and the embedder of its states."""
+        ...
+
+    def notebook(self, agent: str) -> Notebook:
+        """The agent's notes (reflections, workflows, lessons, past episodes)."""
+        ...
+
+    def embedder(self) -> Embedder: ...
 
 
 @dataclass(frozen=True)

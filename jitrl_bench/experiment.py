@@ -6,11 +6,13 @@ policy, the embedder, the envs), so a bad folder or a config clash costs no mode
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from omegaconf import OmegaConf
 from rich.console import Console
 
+from jitrl_bench.agents.notebook import NOTES, Notebook, source_notes
 from jitrl_bench.config import RunSpec, config_hash, installed_versions, resolved_yaml
 from jitrl_bench.contract import Agent, BuildContext, Policy
 from jitrl_bench.errors import UserError
@@ -33,10 +35,25 @@ class RunMemories:
         self.fresh = fresh
         self._embedder: Embedder | None = None
 
-    def open(self, agent: str, gamma: float) -> tuple[ExperienceMemory, Embedder]:
+    @property
+    def frozen(self) -> bool:
+        return self.spec.memory.frozen
+
+    def embedder(self) -> Embedder:
         if self._embedder is None:
             self._embedder = self.spec.memory.embedder.make()
-        embedder = self._embedder
+        return self._embedder
+
+    def notebook(self, agent: str) -> Notebook:
+        notebook = Notebook(self.run_dir.path / "memory" / agent / NOTES, self.committed.__contains__)
+        source = self.spec.memory.load_from
+        if source and self.fresh and len(notebook) == 0:
+            folder, committed = source_folder(Path(source), agent)
+            notebook.import_from(source_notes(folder, committed))
+        return notebook
+
+    def open(self, agent: str, gamma: float) -> tuple[ExperienceMemory, Embedder]:
+        embedder = self.embedder()
         folder = self.run_dir.path / "memory" / agent
         committed, zero_fill = self.committed.__contains__, self.spec.reward.zero_fill
         memory = self.spec.memory.open(folder, embedder.dim, gamma, embedder.name, committed, zero_fill)
@@ -109,18 +126,18 @@ def claim(run_dir: RunDirectory, spec: RunSpec, digest: str) -> str:
     return run_id
 
 
-def source_memory(source: Path, agent: str, embedder: Embedder, gamma: float) -> ExperienceMemory:
+def source_folder(source: Path, agent: str) -> tuple[Path, Callable[[str], bool] | None]:
     """`memory.load_from` names a run directory (its committed episodes only) or a bare memory folder."""
-    is_run = (source / "episodes.jsonl").exists()
-    folder = source / "memory" / agent if is_run else source
+    if not (source / "episodes.jsonl").exists():
+        return source, None
+    committed = {r.episode_uid for r in existing_run(source).finished()}
+    return source / "memory" / agent, committed.__contains__
+
+
+def source_memory(source: Path, agent: str, embedder: Embedder, gamma: float) -> ExperienceMemory:
+    folder, committed = source_folder(source, agent)
     if not (folder / "entries.jsonl").exists():
         raise UserError(f"memory.load_from={source}: no memory for agent {agent!r} there ({folder}/entries.jsonl)")
-    committed = {r.episode_uid for r in existing_run(source).finished()} if is_run else None
     return ExperienceMemory(
-        folder,
-        embedder.dim,
-        gamma=gamma,
-        embedder=embedder.name,
-        committed=committed.__contains__ if committed is not None else None,
-        read_only=True,
+        folder, embedder.dim, gamma=gamma, embedder=embedder.name, committed=committed, read_only=True
     )

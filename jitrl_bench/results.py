@@ -37,7 +37,7 @@ def summarize(episodes: pd.DataFrame) -> pd.DataFrame:
     and auc = the mean normalised score over all episodes (area under the normalised learning curve). Error rows are
     counted, not scored."""
     if episodes.empty:
-        return pd.DataFrame(columns=[*SUMMARY, *PROTOCOL, "errors", "calls_per_step", "fallbacks"])
+        return pd.DataFrame(columns=[*SUMMARY, *PROTOCOL, "errors", "calls", "tokens", "calls_per_step", "fallbacks"])
     ok = episodes[episodes.status == "ok"]
     rows = []
     for (task, agent), group in episodes.groupby(["task", "agent"], sort=False):
@@ -60,6 +60,8 @@ def summarize(episodes: pd.DataFrame) -> pd.DataFrame:
                 "max_steps": int(group.max_steps.iloc[0]),
                 "seeds": _seed_range(played.seed),
                 "errors": int((group.status != "ok").sum()),
+                "calls": int(played.llm_calls.sum()) if "llm_calls" in played else 0,
+                "tokens": int(played.tokens.sum()) if "tokens" in played else 0,
                 "calls_per_step": _calls_per_step(played),
                 "fallbacks": _fallbacks(played),
             }
@@ -155,7 +157,8 @@ def to_markdown(frame: pd.DataFrame) -> str:
 
 HEADERS = {"mean_score": "mean", "final5_score": "final5", "max_score": "max", "norm_score": "norm",
            "success_rate": "success", "episodes": "eps", "calls_per_step": "calls/step"}  # fmt: skip
-METRICS = {"episodes", "mean_score", "final5_score", "norm_score", "success_rate", "auc", "calls_per_step"}
+METRICS = {"episodes", "mean_score", "final5_score", "norm_score", "success_rate", "auc", "calls", "tokens",
+           "calls_per_step"}  # fmt: skip
 
 
 def rich_table(frame: pd.DataFrame, title: str = "") -> Table:

@@ -16,10 +16,21 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from jitrl_bench.checks import Checked, at_least, name
-from jitrl_bench.contract import ACTING, EVALUATING, LEARNING, Agent, EpisodeEnv, Ledger, StepView, Turn
+from jitrl_bench.contract import (
+    ACTING,
+    EVALUATING,
+    LEARNING,
+    Agent,
+    EpisodeEnv,
+    FinishedEpisode,
+    Ledger,
+    StepTrace,
+    StepView,
+    Turn,
+)  # fmt: skip
 from jitrl_bench.errors import InfraError, UserError
 from jitrl_bench.records import EpisodeRecord, StepRecord, sha1
-from jitrl_bench.rewards.base import EnvRewards, FinishedEpisode, Rewards, RewardSource, StepTrace
+from jitrl_bench.rewards.base import EnvRewards, Rewards, RewardSource
 from jitrl_bench.rundir import RunDirectory
 
 
@@ -149,7 +160,7 @@ def play_episode(
     )  # fmt: skip
     rewards = reward_source.rewards(finished)  # the episode is over: an evaluator reads it whole
     ledger.charge(EVALUATING, rewards.usage)
-    ledger.charge(LEARNING, agent.finish(ctx, rewards.values, view.won))
+    ledger.charge(LEARNING, agent.finish(ctx, finished, rewards.values))
     for step, r in zip(steps, rewards.values, strict=True):
         step.reward = r
     usage = ledger.total

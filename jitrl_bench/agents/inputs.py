@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from jitrl_bench.agents.guidance import NO_GUIDANCE, Guidance, render_guided
 from jitrl_bench.agents.propose import NoProposal, Proposal, ProposalConfig, propose
 from jitrl_bench.agents.summary import Summarizer, SummaryConfig
 from jitrl_bench.contract import EpisodeContext, Ledger, Policy, RenderedPrompt, StepView
@@ -49,12 +50,13 @@ class Inputs:
         self.propose_cfg = propose_cfg
         self.summarizer = Summarizer(summary_cfg, policy) if summary_cfg.mode == "llm" else None
 
-    def __call__(self, ctx: EpisodeContext, view: StepView) -> StepInputs:
+    def __call__(self, ctx: EpisodeContext, view: StepView, guidance: Guidance = NO_GUIDANCE) -> StepInputs:
+        """This step's inputs; `guidance` is what an in-context method puts in the prompt (nothing for the others)."""
         ledger = Ledger()
         if self.summarizer is not None:
             summary = self.summarizer.summary(ctx, view.observation, ledger)
             view = dataclasses.replace(view, state={**view.state, "summary": summary or "no progress yet"})
-        rendered = view.layout.render(view, ctx.history, self.policy.window)
+        rendered = render_guided(view, ctx.history, self.policy.window, guidance)
         if self.propose_cfg.mode == "none":
             return StepInputs(view, rendered, ledger=ledger)
         proposed = propose(self.propose_cfg, self.policy, rendered.prompt, view)

@@ -18,8 +18,9 @@ from dataclasses import dataclass, field
 
 from jitrl_bench.agents.base import candidates_of, decide, decision
 from jitrl_bench.agents.inputs import Inputs
+from jitrl_bench.agents.learning import LearningAgent
 from jitrl_bench.agents.propose import ProposalConfig
-from jitrl_bench.agents.recall import EpisodeRecall, RecallingAgent, traced
+from jitrl_bench.agents.recall import EpisodeRecall, RecallSettings, Recollection, traced
 from jitrl_bench.agents.summary import SummaryConfig
 from jitrl_bench.checks import BadValue, Checked, at_least, between, name
 from jitrl_bench.contract import BuildContext, EpisodeContext, Policy, StepView
@@ -61,7 +62,7 @@ class JitRLConfig(Checked):
 
     def build(self, ctx: BuildContext) -> JitRLAgent:
         memory, embedder = ctx.memories.open(self.name, self.gamma)
-        recall = EpisodeRecall(memory, embedder, ctx.run_id, ctx.config_hash)
+        recall = EpisodeRecall(self.name, memory, embedder, RecallSettings(self.k, self.threshold, self.lexical), ctx)
         return JitRLAgent(self, ctx.policy, ctx.temperature, recall, Inputs(ctx.policy, self.propose, self.summary))
 
 
@@ -70,11 +71,12 @@ def check_beta(beta: float) -> None:
         raise BadValue("beta", beta, "must be > 0 (small trusts memory more; inf is the frozen policy)")
 
 
-class JitRLAgent(RecallingAgent):
+class JitRLAgent(LearningAgent[Recollection]):
     def __init__(
         self, cfg: JitRLConfig, policy: Policy, temperature: float, recall: EpisodeRecall, inputs: Inputs
     ) -> None:
         super().__init__(cfg.name, recall, inputs)
+        self.recall = recall
         self.cfg = cfg
         self.policy = policy
         self.temperature = temperature
@@ -84,13 +86,14 @@ class JitRLAgent(RecallingAgent):
         inputs = self.inputs(ctx, view)  # the view (with its summary), the prompt, the candidates
         candidates = candidates_of(inputs)
         # 1. neighbours N(s) of the current state in memory (same task partition)
-        embedding, neighbours = self.recall.neighbours(ctx, inputs.view, cfg.k, cfg.threshold, cfg.lexical)
+        recalled = self.recall.read(ctx, inputs.view)
+        neighbours = recalled.neighbours
         # 2. Â = Q̂ − V̂ over the candidates' keys (web: role[label], not ids)
         adv = clean_advantage([c.key for c in candidates], neighbours, cfg.bonus)
         # 3-4. z' = z + Â/β, a ~ softmax(z'/T): inside the LLM engine when the policy can, else here
         acted = decide(self.policy, inputs, adv.values, cfg.beta, self.temperature, ctx.rng)
         chosen = candidates[acted.index]
-        self.recall.note(ctx, embedding, inputs.view, chosen.action, chosen.key)
+        self.recall.note(ctx, recalled.embedding, inputs.view, chosen.action, chosen.key)
         probs = softmax(acted.z_prime, self.temperature)
         return decision(inputs, candidates, acted.index, acted.z.tolist(), acted.z_prime, probs, adv.values,
                         acting=acted.usage, bias_applied=acted.bias_applied, neighbours=traced(neighbours),

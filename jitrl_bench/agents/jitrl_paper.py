@@ -24,8 +24,9 @@ import numpy as np
 from jitrl_bench.agents.base import CLIENT, decision
 from jitrl_bench.agents.inputs import Inputs, log_p
 from jitrl_bench.agents.jitrl import check_beta
+from jitrl_bench.agents.learning import LearningAgent
 from jitrl_bench.agents.propose import ProposalConfig
-from jitrl_bench.agents.recall import EpisodeRecall, RecallingAgent, traced
+from jitrl_bench.agents.recall import EpisodeRecall, RecallSettings, Recollection, traced
 from jitrl_bench.agents.summary import SummaryConfig
 from jitrl_bench.checks import Checked, at_least, between, name
 from jitrl_bench.contract import BuildContext, Candidate, EpisodeContext, Policy, StepView, Usage
@@ -93,7 +94,7 @@ class JitRLPaperConfig(Checked):
 
     def build(self, ctx: BuildContext) -> JitRLPaperAgent:
         memory, embedder = ctx.memories.open(self.name, self.gamma)
-        recall = EpisodeRecall(memory, embedder, ctx.run_id, ctx.config_hash)
+        recall = EpisodeRecall(self.name, memory, embedder, RecallSettings(self.k, self.threshold, self.lexical), ctx)
         return JitRLPaperAgent(self, ctx.policy, recall, Inputs(ctx.policy, self.propose, self.summary))
 
 
@@ -138,14 +139,15 @@ def paper_choice(
     return PaperChoice(index, adv.keys, scores, adv, w)
 
 
-class JitRLPaperAgent(RecallingAgent):
+class JitRLPaperAgent(LearningAgent[Recollection]):
     def __init__(self, cfg: JitRLPaperConfig, policy: Policy, recall: EpisodeRecall, inputs: Inputs) -> None:
         super().__init__(cfg.name, recall, inputs)
+        self.recall = recall
         self.cfg = cfg
         self.policy = policy
 
     def act(self, ctx: EpisodeContext, view: StepView) -> Decision:
-        cfg, rules = self.cfg, self.cfg.paper
+        rules = self.cfg.paper
         inputs = self.inputs(ctx, view)  # the view (with its summary), the prompt, the LLM's proposals
         view = inputs.view
         # p: the proposals' confidences / 100, or π_θ over the env's candidates
@@ -157,7 +159,8 @@ class JitRLPaperAgent(RecallingAgent):
             scored = self.policy.score(inputs.rendered.prompt, view.actions)
             proposed, p, best, z, acting = view.candidates, softmax(scored.z), None, scored.z, scored.usage
         keys = [c.key for c in proposed]
-        embedding, neighbours = self.recall.neighbours(ctx, view, cfg.k, cfg.threshold, cfg.lexical)
+        recalled = self.recall.read(ctx, view)
+        embedding, neighbours = recalled.embedding, recalled.neighbours
         lam = rules.exploration if rules.exploration is not None else adaptive_exploration(neighbours)
         grounded: dict[str, Candidate] = {}
         dropped: list[str] = []

@@ -1,5 +1,6 @@
-"""The memory side every JitRL agent shares: recall the neighbours N(s) of a step, and write a finished episode's
-steps to memory with their rewards-to-go. Kept out of the agents so each reads as its own algorithm."""
+"""The memory side every JitRL agent shares (its `Learner`): recall the neighbours N(s) of a step, and write a
+finished episode's steps to memory with their rewards-to-go. Kept out of the agents so each reads as its own
+algorithm; `prompt_update` reads the same memory the same way and puts the neighbours in the prompt instead."""
 
 from __future__ import annotations
 
@@ -9,9 +10,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from jitrl_bench.agents.base import new_context
-from jitrl_bench.agents.inputs import Inputs
-from jitrl_bench.contract import EpisodeContext, StepView, Usage
+from jitrl_bench.agents.notebook import Notebook
+from jitrl_bench.contract import BuildContext, EpisodeContext, FinishedEpisode, StepView, Usage
 from jitrl_bench.jitrl.embed import Embedder
 from jitrl_bench.jitrl.memory import Experience, ExperienceMemory, Neighbour
 from jitrl_bench.jitrl.retrieval import LexicalConfig, retrieve
@@ -34,14 +34,41 @@ class Recalled:
     key: str
 
 
-class EpisodeRecall:
-    """N(s) for each step of an episode, and the episode's steps written to memory when it ends."""
+@dataclass(frozen=True)
+class RecallSettings:
+    """How neighbours are retrieved: k, the cosine floor, and the optional lexical re-rank."""
 
-    def __init__(self, memory: ExperienceMemory, embedder: Embedder, run_id: str, config_hash: str) -> None:
+    k: int
+    threshold: float
+    lexical: LexicalConfig | None = None
+
+
+@dataclass(frozen=True)
+class Recollection:
+    """What memory says about one step: the state's embedding and its neighbours N(s)."""
+
+    embedding: np.ndarray
+    neighbours: list[Neighbour]
+
+
+class EpisodeRecall:
+    """JitRL's `Learner`: N(s) for each step of an episode, and the episode's steps written to memory when it ends."""
+
+    def __init__(
+        self,
+        name: str,
+        memory: ExperienceMemory,
+        embedder: Embedder,
+        settings: RecallSettings,
+        ctx: BuildContext,
+    ) -> None:
+        self.name = name
         self.memory = memory
         self.embedder = embedder
-        self.run_id = run_id
-        self.config_hash = config_hash
+        self.settings = settings
+        self.run_id = ctx.run_id
+        self.config_hash = ctx.config_hash
+        self.frozen = ctx.memories.frozen
         self.episodes_done: dict[str, int] = {}
         """Episodes already in memory per task (the paper's w schedule reads it)."""
         self._steps: dict[str, list[Recalled]] = {}
@@ -56,13 +83,27 @@ class EpisodeRecall:
         where = {"task": ctx.task, **fields}
         return embedding, retrieve(self.memory, embedding, where, len(ctx.history), k, threshold, lexical)
 
+    def read(self, ctx: EpisodeContext, view: StepView) -> Recollection:
+        settings = self.settings
+        embedding, found = self.neighbours(ctx, view, settings.k, settings.threshold, settings.lexical)
+        return Recollection(embedding, found)
+
     def note(self, ctx: EpisodeContext, embedding: np.ndarray, view: StepView, action: str, key: str) -> None:
         """Keep the step taken, to be written when the episode ends."""
         with self._lock:
             self._steps.setdefault(ctx.uid, []).append(Recalled(embedding, dict(view.state), action, key))
 
+    def write(self, ctx: EpisodeContext, episode: FinishedEpisode, rewards: Sequence[float]) -> Usage:
+        """Write every step of the finished episode to memory with its rewards-to-go r_t..r_T (no LLM call)."""
+        self.remember(ctx, rewards, episode.won)
+        return Usage()
+
+    def forget(self, ctx: EpisodeContext) -> None:
+        with self._lock:
+            self._steps.pop(ctx.uid, None)
+            self.episodes_done[ctx.task] = self.episodes_done.get(ctx.task, 0) + 1
+
     def remember(self, ctx: EpisodeContext, rewards: Sequence[float], success: bool) -> None:
-        """Write every step of the finished episode to memory with its rewards-to-go r_t..r_T."""
         with self._lock:
             steps = self._steps.pop(ctx.uid, [])
         if len(rewards) != len(steps):
@@ -88,10 +129,10 @@ class EpisodeRecall:
         with self._lock:
             self.episodes_done[ctx.task] = self.episodes_done.get(ctx.task, 0) + 1
 
-    def restore(self, name: str, finished: Sequence[EpisodeRecord]) -> None:
-        """Count the episodes of agent `name` already committed (their steps are in memory already)."""
+    def restore(self, finished: Sequence[EpisodeRecord]) -> None:
+        """Count the episodes of this agent already committed (their steps are in memory already)."""
         for record in finished:
-            if record.agent == name and record.episode >= 0 and record.status != "error":
+            if record.agent == self.name and record.episode >= 0 and record.status != "error":
                 self.episodes_done[record.task] = self.episodes_done.get(record.task, 0) + 1
 
 
@@ -103,40 +144,29 @@ def traced(neighbours: Sequence[Neighbour]) -> list[dict[str, object]]:
     ]
 
 
-class RecallingAgent:
-    """What a JitRL agent does besides deciding: start an episode, write it to memory when it ends, and count the
-    episodes memory already holds on resume. Subclasses give `act`."""
-
-    learns = True
-
-    def __init__(self, name: str, recall: EpisodeRecall, inputs: Inputs) -> None:
-        self.name = name
-        self.recall = recall
-        self.inputs = inputs
-
-    def start(self, task: str, episode: int, uid: str, seed: int) -> EpisodeContext:
-        return new_context(task, episode, uid, seed)
-
-    def finish(self, ctx: EpisodeContext, rewards: Sequence[float], success: bool) -> Usage:
-        self.recall.remember(ctx, rewards, success)
-        self.inputs.forget(ctx)
-        return Usage()
-
-    def restore(self, finished: Sequence[EpisodeRecord]) -> None:
-        self.recall.restore(self.name, finished)
-
-
 class GivenMemories:
     """`Memories` for code that builds agents itself (benchmarks, tests): one memory per agent name, made by
-    `open_memory(agent, gamma)`; no memory at all when it is None (agents that need one then fail loudly)."""
+    `open_memory(agent, gamma)`, and notebooks in memory; no memory at all when it is None (agents that need one
+    then fail loudly)."""
+
+    frozen = False
 
     def __init__(
         self, embedder: Embedder | None = None, open_memory: Callable[[str, float], ExperienceMemory] | None = None
     ) -> None:
-        self.embedder = embedder
+        self._embedder = embedder
         self.open_memory = open_memory
+        self._notebooks: dict[str, Notebook] = {}
 
     def open(self, agent: str, gamma: float) -> tuple[ExperienceMemory, Embedder]:
-        if self.embedder is None or self.open_memory is None:
+        if self.open_memory is None:
             raise RuntimeError(f"agent {agent!r} needs a memory, and none was given")
-        return self.open_memory(agent, gamma), self.embedder
+        return self.open_memory(agent, gamma), self.embedder()
+
+    def notebook(self, agent: str) -> Notebook:
+        return self._notebooks.setdefault(agent, Notebook(None))
+
+    def embedder(self) -> Embedder:
+        if self._embedder is None:
+            raise RuntimeError("an agent needs an embedder, and none was given")
+        return self._embedder

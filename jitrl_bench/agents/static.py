@@ -13,7 +13,7 @@ from jitrl_bench.agents.inputs import Inputs
 from jitrl_bench.agents.propose import ProposalConfig
 from jitrl_bench.agents.summary import SummaryConfig
 from jitrl_bench.checks import Checked, name
-from jitrl_bench.contract import BuildContext, EpisodeContext, Policy, StepView, Usage
+from jitrl_bench.contract import BuildContext, EpisodeContext, FinishedEpisode, Policy, StepView, Usage
 from jitrl_bench.jitrl.update import softmax
 from jitrl_bench.records import Decision, EpisodeRecord
 
@@ -58,7 +58,7 @@ class StaticAgent:
         return decision(inputs, candidates, acted.index, acted.z.tolist(), acted.z_prime, probs, zeros,
                         acting=acted.usage, bias_applied=acted.bias_applied)  # fmt: skip
 
-    def finish(self, ctx: EpisodeContext, rewards: Sequence[float], success: bool) -> Usage:
+    def finish(self, ctx: EpisodeContext, episode: FinishedEpisode, rewards: Sequence[float]) -> Usage:
         self.inputs.forget(ctx)
         return Usage()
 

@@ -341,6 +341,8 @@ class MemoryConfig(Checked):
     index: IndexConfig = field(default_factory=IndexConfig)
     load_from: str | None = None
     """Another run's directory (or its memory/ folder) whose committed experiences seed this run's memory."""
+    frozen: bool = False
+    """Read-only memory (transfer runs): agents read what `load_from` brought and write nothing."""
 
     def check(self) -> None:
         for field_name in self.partition_by:

@@ -7,27 +7,9 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from jitrl_bench.checks import Checked, finite
-from jitrl_bench.contract import Policy, Usage
+from jitrl_bench.contract import FinishedEpisode, Policy, StepTrace, Usage
 
-
-@dataclass(frozen=True)
-class StepTrace:
-    """One step as a reward source reads it: the state the agent acted in, its action, the env's reward."""
-
-    observation: str
-    action: str
-    env_reward: float
-
-
-@dataclass(frozen=True)
-class FinishedEpisode:
-    task: str
-    goal: str
-    steps: tuple[StepTrace, ...]
-    final_observation: str
-    won: bool
-    score: float
-    max_score: float
+__all__ = ["FinishedEpisode", "StepTrace"]  # re-exported: the seam lives in contract.py
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from importlib.util import find_spec
 import pytest
 
 from jitrl_bench.agents.base import new_context
-from jitrl_bench.contract import EpisodeContext, StepView, Usage
+from jitrl_bench.contract import EpisodeContext, FinishedEpisode, StepView, Usage
 from jitrl_bench.errors import UserError
 from jitrl_bench.records import Decision, EpisodeRecord
 
@@ -46,7 +46,7 @@ class ScriptedAgent:
         index = keys.index(plan[len(ctx.history)] if len(ctx.history) < len(plan) else self.last)
         return Decision(view.actions[index], index, view.actions, [0.0] * len(keys))
 
-    def finish(self, ctx: EpisodeContext, rewards: Sequence[float], success: bool) -> Usage:
+    def finish(self, ctx: EpisodeContext, episode: FinishedEpisode, rewards: Sequence[float]) -> Usage:
         return Usage()
 
     def restore(self, finished: Sequence[EpisodeRecord]) -> None:
