@@ -160,6 +160,16 @@ class Turn:
 
 
 @dataclass(frozen=True)
+class PageText:
+    """A page written for an agent trained on another observation format (WebRL's simplified HTML), with that
+    format's element numbers mapped to the env's element ids."""
+
+    text: str
+    ids: Mapping[str, str]
+    """The text's element number -> the env's element id (a BrowserGym bid)."""
+
+
+@dataclass(frozen=True)
 class StepView:
     """Everything an agent may know about the current step, produced by the env after each reset and step."""
 
@@ -181,6 +191,8 @@ class StepView:
     """JSON data the episode's grade was computed from (web: answer, HAR, site URLs), kept for `regrade`."""
     ungraded: str = ""
     """Non-empty when the finished episode could not be graded: why."""
+    html: PageText | None = None
+    """Web: the page as simplified HTML (the WebRL checkpoints' observation); None elsewhere."""
 
     @property
     def actions(self) -> list[str]:
@@ -333,6 +345,14 @@ class Generator(Protocol):
         ...
 
 
+class Completer(Protocol):
+    def complete(self, text: str, max_new_tokens: int = 256, stop: Sequence[str] = ()) -> Generated:
+        """A greedy continuation of raw text, with no chat template: for a model trained on its own prompt format
+        (WebRL's checkpoints). The model's begin-of-text token is added; special tokens written in `text` are read as
+        special tokens; the reply stops at end-of-turn, end-of-text or any of `stop`."""
+        ...
+
+
 class Policy(Scorer, Protocol):
     """A frozen LLM. Every policy scores; what else it can do it declares through `chooser()` and `generator()`."""
 
@@ -347,6 +367,10 @@ class Policy(Scorer, Protocol):
         ...
 
     def generator(self) -> Generator | None: ...
+
+    def completer(self) -> Completer | None:
+        """Raw-text completion (a local tokenizer or a server's /v1/completions), or None (the uniform policy)."""
+        ...
 
     def close(self) -> None:
         """Release what the policy started (a vLLM engine or server)."""

@@ -50,6 +50,9 @@ class Scripted:
     def generator(self) -> Generator:
         return self
 
+    def completer(self) -> None:
+        return None
+
     def close(self) -> None:
         return None
 

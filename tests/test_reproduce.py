@@ -24,7 +24,9 @@ TINY = ["run.episodes=1", "run.max_steps=3", "run.progress=false", f"env.rom_dir
 def test_list_names_the_settings() -> None:
     result = CliRunner().invoke(app, ["reproduce", "--list"])
     assert result.exit_code == 0, result.output
-    for name in ("paper_jericho", "paper_webarena_lite", "paper_webarena_lite_admin", "paper_webarena_shopping"):
+    names = ("paper_jericho", "paper_webarena_lite", "paper_webarena_lite_admin", "paper_webarena_shopping",
+             "paper_logit_vs_prompt", "paper_logit_vs_prompt_reddit", "paper_webrl")  # fmt: skip
+    for name in names:
         assert name in result.output
     bad = CliRunner().invoke(app, ["reproduce", "paper_zork"])
     assert bad.exit_code == 2 and "reproduce --list" in bad.output
@@ -63,3 +65,18 @@ def test_paper_jericho_smoke_on_the_embedded_model(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "ours beside the paper" in result.output
     check_run(run_dir)
+
+
+def test_the_channel_ablation_feeds_both_arms_the_same_inputs() -> None:
+    """Table 8: prompt_update reads the memory settings and proposals of the logit arm; only the channel differs."""
+    from jitrl_bench.config import compose_config
+
+    for name, site in (("paper_logit_vs_prompt", "shopping_admin"), ("paper_logit_vs_prompt_reddit", "reddit")):
+        cfg = compose_config([f"experiment={name}"])
+        arm = cfg.baselines.prompt_update
+        for key in ("k", "threshold", "gamma", "lexical", "propose"):
+            assert arm[key] == cfg.agent[key], key
+        assert list(cfg.env.sites) == [site] and cfg.agent.name == "jitrl_paper"
+        assert list(cfg.run.baselines) == ["prompt_update", "jitrl", "static"]
+        methods = {(c.agent, c.method) for c in cfg.reproduce.compare}
+        assert methods == {("jitrl_paper", "JitRL (logit update)"), ("prompt_update", "Prompt Update")}

@@ -42,7 +42,9 @@ from browsergym.core.observation import (
 )
 from browsergym.utils.obs import flatten_axtree_to_str
 
+from jitrl_bench.contract import PageText
 from jitrl_bench.envs.actions import Action
+from jitrl_bench.envs.simplified_html import simplified_html
 from jitrl_bench.errors import UserError
 from jitrl_bench.paths import cache_dir
 
@@ -129,6 +131,8 @@ class PageView:
     axtree: str
     elements: tuple[Element, ...]
     focused: str = ""
+    html: PageText | None = None
+    """The simplified HTML (WebRL's observation), with its element numbers' bids."""
 
 
 CLICK_ROLES = frozenset(
@@ -267,7 +271,7 @@ def observe(page: pw.Page) -> PageView:
             time.sleep(0.2)
     _prepare_axtree(axtree, extra)
     text = flatten_axtree_to_str(axtree, extra_properties=extra, filter_visible_only=True, ignored_roles=IGNORED_ROLES)
-    return PageView(page.url, page.title(), text, _elements(axtree, extra), focused)
+    return PageView(page.url, page.title(), text, _elements(axtree, extra), focused, simplified_html(page))
 
 
 @dataclass

@@ -313,6 +313,7 @@ class WebEnv(gym.Env[str, str]):
             lost=bool(self._done and not won),
             artifacts=info.artifacts,
             ungraded=info.ungraded,
+            html=view.html,
         )
         extra = {"last_action_error": error, "messages": list(self._messages), "instruction": self.task.instruction}
         return text, {**self._step_view.info(), **extra}

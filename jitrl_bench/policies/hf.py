@@ -20,10 +20,10 @@ from transformers.cache_utils import DynamicLayer
 from transformers.utils import logging as transformers_logging
 
 from jitrl_bench.checks import BadValue, Checked, at_least, check_tree, one_of
-from jitrl_bench.contract import BiasedChooser, Generated, Generator, Prompt, Scored, ServeSpec, Usage
+from jitrl_bench.contract import BiasedChooser, Completer, Generated, Generator, Prompt, Scored, ServeSpec, Usage
 from jitrl_bench.errors import UserError
 from jitrl_bench.policies.structured import JsonConstraints
-from jitrl_bench.policies.tokens import ChatTokens, check_model, first_line
+from jitrl_bench.policies.tokens import ChatTokens, check_model, cut_at, first_line
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 DEVICE = r"^(cpu|mps|cuda(:[0-9]+)?)$"
@@ -113,6 +113,9 @@ class HFPolicy:
     def generator(self) -> Generator | None:
         return self
 
+    def completer(self) -> Completer | None:
+        return self
+
     def close(self) -> None:
         self._last = None
 
@@ -176,21 +179,30 @@ class HFPolicy:
         """Greedy reply, stopped at end-of-turn, with special tokens removed; with a `schema`, every token is kept to
         that JSON by lm-format-enforcer (`policies/structured.py`)."""
         ids = self.prompt_ids(prompt)
-        inputs = torch.tensor([ids], device=self.device)
         constrain = [self.json.processor(schema)] if schema is not None else None
+        new = self._greedy(ids, max_new_tokens, [self.end_of_turn_id], constrain)
+        text = str(self.tokenizer.decode(new, skip_special_tokens=True)).strip()
+        return Generated(text, Usage(1, len(ids), len(new)))
+
+    def complete(self, text: str, max_new_tokens: int = 256, stop: Sequence[str] = ()) -> Generated:
+        ids = self.tokens.raw_ids(text)
+        new = self._greedy(ids, max_new_tokens, self.tokens.stop_ids(), None)
+        return Generated(cut_at(self.tokens.decode(new), stop).strip(), Usage(1, len(ids), len(new)))
+
+    def _greedy(self, ids: list[int], max_new_tokens: int, stops: list[int], constrain: list[Any] | None) -> list[int]:
+        """Greedy decoding from `ids` until one of `stops`: the new ids."""
+        inputs = torch.tensor([ids], device=self.device)
         with self._lock, torch.inference_mode():
             out = self.model.generate(
                 inputs,
                 attention_mask=torch.ones_like(inputs),
                 max_new_tokens=max_new_tokens,
                 do_sample=False,
-                eos_token_id=self.end_of_turn_id,
-                pad_token_id=self.end_of_turn_id,
+                eos_token_id=stops,
+                pad_token_id=stops[0],
                 logits_processor=constrain,
             )
-        new = out[0, len(ids) :].tolist()
-        text = str(self.tokenizer.decode(new, skip_special_tokens=True)).strip()
-        return Generated(text, Usage(1, len(ids), len(new)))
+        return [int(t) for t in out[0, len(ids) :].tolist()]
 
     # ---- internals ------------------------------------------------------------------------------------------------
 

@@ -31,6 +31,7 @@ from jitrl_bench.checks import Checked, at_least, check_tree, env_var_name, http
 from jitrl_bench.contract import (
     BiasedChooser,
     Choice,
+    Completer,
     ContextWindow,
     Generated,
     Generator,
@@ -39,7 +40,7 @@ from jitrl_bench.contract import (
     ServeSpec,
     Usage,
 )
-from jitrl_bench.errors import UserError
+from jitrl_bench.errors import InfraError, UserError
 from jitrl_bench.policies.choice import (
     check_bias,
     from_processed,
@@ -52,7 +53,7 @@ from jitrl_bench.policies.choice import (
 )
 from jitrl_bench.policies.http import JSONClient, choices, message_text
 from jitrl_bench.policies.server import VLLMServer
-from jitrl_bench.policies.tokens import ApproxWindow, ChatTokens, check_model
+from jitrl_bench.policies.tokens import ApproxWindow, ChatTokens, check_model, cut_at
 from jitrl_bench.policies.verbalized import confidence_schema, parse_confidences
 
 log = logging.getLogger(__name__)
@@ -174,6 +175,9 @@ class OpenAIPolicy:
     def generator(self) -> Generator | None:
         return self
 
+    def completer(self) -> Completer | None:
+        return self
+
     def score(self, prompt: Prompt, candidates: Sequence[str]) -> Scored:
         """score: summed token log-probs per candidate; choice: option log-probs (no bias); verbalized: log of the
         normalised confidences."""
@@ -228,6 +232,26 @@ class OpenAIPolicy:
             payload["response_format"] = {"type": "json_object"}
         body, usage = self._post_json("/chat/completions", payload, Usage(1))
         return Generated(message_text(body, self.base_url).strip(), usage)
+
+    def complete(self, text: str, max_new_tokens: int = 256, stop: Sequence[str] = ()) -> Generated:
+        """Greedy continuation of raw text through /v1/completions (no chat template; the server adds its model's
+        begin-of-text token)."""
+        payload: dict[str, Any] = {
+            "model": self.config.model,
+            "prompt": text,
+            "max_tokens": max_new_tokens,
+            "temperature": 0.0,
+        }
+        if stop:
+            payload["stop"] = list(stop)
+        body, usage = self._post_json("/completions", payload, Usage(1))
+        choices = body.get("choices")
+        reply = (
+            choices[0].get("text") if isinstance(choices, list) and choices and isinstance(choices[0], dict) else None
+        )
+        if not isinstance(reply, str):
+            raise InfraError(f"{self.base_url}/completions replied without choices[0].text")
+        return Generated(cut_at(reply, stop).strip(), usage)
 
     # ---- BiasedChooser ----------------------------------------------------------------------------------------------
 

@@ -96,6 +96,18 @@ class ChatTokens:
             raise UserError(f"option labels {labels} share tokens in {self.name}'s tokenizer; use policy.mode=score")
         return ids
 
+    def raw_ids(self, text: str) -> list[int]:
+        """Ids of raw text with the model's own begin-of-text (no chat template), cut to the last
+        `max_prompt_tokens`; special tokens written in the text are read as such."""
+        with self._lock:
+            ids = self.tokenizer(text, add_special_tokens=True)["input_ids"]
+        return [int(i) for i in ids][-self.max_prompt_tokens :]
+
+    def stop_ids(self) -> list[int]:
+        """End-of-turn and end-of-text: where a raw completion stops."""
+        eos = self.tokenizer.eos_token_id
+        return sorted({self.end_of_turn_id, *([int(eos)] if isinstance(eos, int) else [])})
+
     def decode(self, ids: list[int]) -> str:
         with self._lock:
             return str(self.tokenizer.decode(ids, skip_special_tokens=True))
@@ -168,3 +180,11 @@ def first_line(error: BaseException) -> str:
     """The first line of an exception's message, or its type name when it has none."""
     text = str(error).strip()
     return text.splitlines()[0] if text else type(error).__name__
+
+
+def cut_at(text: str, stop: Sequence[str]) -> str:
+    """The text before the first of the stop strings."""
+    for word in stop:
+        if word and word in text:
+            text = text[: text.index(word)]
+    return text

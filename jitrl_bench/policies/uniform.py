@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from jitrl_bench.checks import Checked, name
-from jitrl_bench.contract import BiasedChooser, Generator, Prompt, Scored, ServeSpec, Usage
+from jitrl_bench.contract import BiasedChooser, Completer, Generator, Prompt, Scored, ServeSpec, Usage
 from jitrl_bench.policies.tokens import ApproxWindow
 
 
@@ -43,6 +43,9 @@ class UniformPolicy:
         return None
 
     def generator(self) -> Generator | None:
+        return None
+
+    def completer(self) -> Completer | None:
         return None
 
     def close(self) -> None:

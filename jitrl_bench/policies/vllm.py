@@ -32,12 +32,22 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from jitrl_bench.checks import Checked, at_least, between, check_tree, one_of
-from jitrl_bench.contract import BiasedChooser, Choice, Generated, Generator, Prompt, Scored, ServeSpec, Usage
+from jitrl_bench.contract import (
+    BiasedChooser,
+    Choice,
+    Completer,
+    Generated,
+    Generator,
+    Prompt,
+    Scored,
+    ServeSpec,
+    Usage,
+)
 from jitrl_bench.errors import UserError
 from jitrl_bench.logs import process_output_to_log
 from jitrl_bench.policies.choice import check_bias, from_processed, from_raw, option_labels, option_prompt
 from jitrl_bench.policies.server import SETUP_HINT, vllm_env
-from jitrl_bench.policies.tokens import ChatTokens, check_model
+from jitrl_bench.policies.tokens import ChatTokens, check_model, cut_at
 
 log = logging.getLogger(__name__)
 
@@ -148,6 +158,9 @@ class VLLMPolicy:
     def generator(self) -> Generator | None:
         return self
 
+    def completer(self) -> Completer | None:
+        return self
+
     def score(self, prompt: Prompt, candidates: Sequence[str]) -> Scored:
         """mode=score: summed token log-probs of each candidate reply (end-of-turn included).
         mode=choice: the options' log-probs after one decoding step, without bias."""
@@ -191,6 +204,20 @@ class VLLMPolicy:
             (out,) = self.llm.generate([TokensPrompt(prompt_token_ids=ids)], params, use_tqdm=False)
             new = list(out.outputs[0].token_ids)
         return Generated(self.tokens.decode(new).strip(), Usage(1, len(ids), len(new)))
+
+    def complete(self, text: str, max_new_tokens: int = 256, stop: Sequence[str] = ()) -> Generated:
+        """Greedy continuation of raw text (no chat template), stopped at end-of-turn, end-of-text or `stop`."""
+        from vllm import SamplingParams
+        from vllm.inputs import TokensPrompt
+
+        ids = self.tokens.raw_ids(text)
+        params = SamplingParams(
+            max_tokens=max_new_tokens, temperature=0.0, stop_token_ids=self.tokens.stop_ids(), stop=list(stop) or None
+        )
+        with self._lock:
+            (out,) = self.llm.generate([TokensPrompt(prompt_token_ids=ids)], params, use_tqdm=False)
+            new = list(out.outputs[0].token_ids)
+        return Generated(cut_at(self.tokens.decode(new), stop).strip(), Usage(1, len(ids), len(new)))
 
     # ---- BiasedChooser ----------------------------------------------------------------------------------------------
 

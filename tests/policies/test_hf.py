@@ -107,6 +107,17 @@ def test_generate(policy: HFPolicy) -> None:
 
 
 @pytest.mark.slow
+def test_raw_completion_has_no_chat_template(policy: HFPolicy) -> None:
+    text = "Task Instruction: name a colour\n\nRound 0\n\nThe sky is"
+    reply = policy.complete(text, 12, stop=("\n",))
+    assert reply.text and "\n" not in reply.text and "<|" not in reply.text
+    ids = policy.tokens.raw_ids(text)
+    assert reply.usage.prompt_tokens == len(ids) < len(policy.prompt_ids(Prompt.chat("", text)))  # no template
+    assert policy.tokens.decode(ids) == text
+    assert policy.completer() is policy
+
+
+@pytest.mark.slow
 def test_smollm2_path_is_converted_once(monkeypatch: pytest.MonkeyPatch) -> None:
     first = smollm2_path()
 

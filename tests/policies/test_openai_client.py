@@ -119,6 +119,16 @@ def test_generate_and_verbalized(vllm_server: VLLMServerInfo, prompt: Prompt) ->
     assert policy.chooser() is None  # so an agent adds the bias itself, and its trace says "client"
 
 
+@pytest.mark.slow
+def test_raw_completion_through_v1_completions(vllm_server: VLLMServerInfo, hf: HFPolicy) -> None:
+    policy = client(vllm_server, mode="score")
+    text = "Task Instruction: name a colour\n\nRound 0\n\nThe sky is"
+    reply = policy.complete(text, 12, stop=("\n",))
+    assert reply.text and "\n" not in reply.text and reply.usage.calls == 1
+    assert reply.usage.prompt_tokens == len(hf.tokens.raw_ids(text))  # the server's own count: one begin-of-text
+    assert reply.text == hf.complete(text, 12, stop=("\n",)).text  # greedy: the same continuation
+
+
 def test_unreachable_server_is_one_user_error(prompt: Prompt) -> None:
     url = f"http://127.0.0.1:{free_port()}/v1"  # nothing listens there
     policy = OpenAIPolicyConfig(base_url=url, tokenizer="smollm2", max_retries=2, backoff_s=0.05).make()

@@ -26,12 +26,17 @@ from tests.conftest_vllm import BIAS, CANDIDATES, OBSERVATION, SYSTEM, option_re
 
 ATOL = 1e-3
 
+RAW = "Task Instruction: name a colour\n\nRound 0\n\nThe sky is"
+"""Raw text for the completion path (no chat template)."""
+
 SCRIPT = r'''
 import json
 import sys
 import time
 
 import numpy as np
+
+RAW = "Task Instruction: name a colour\n\nRound 0\n\nThe sky is"
 
 
 def measure(mode, prompt, candidates, bias):
@@ -90,6 +95,8 @@ def measure(mode, prompt, candidates, bias):
 
     out["proposal"] = policy.generate(prompt, 200, schema(3)).text  # vLLM's structured output keeps it to the schema
     out["generate_usage"] = [generated.usage.calls, generated.usage.prompt_tokens, generated.usage.completion_tokens]
+    completed = policy.complete(RAW, 16, stop=(".",))  # raw text, no chat template (the WebRL agent's path)
+    out["complete"] = [completed.text, completed.usage.prompt_tokens, completed.usage.completion_tokens]
     policy.close()
     return out
 
@@ -231,6 +238,14 @@ def test_generate_and_accounting(engine: dict[str, Any]) -> None:
         assert calls == 1 and prompt_tokens == engine[mode]["prompt_ids"] and 1 <= completion_tokens <= 12
         options, problem = parse_options(engine[mode]["proposal"], 3)  # the paper's proposals, as JSON
         assert options is not None and len(options) == 3, (problem, engine[mode]["proposal"])
+
+
+@pytest.mark.slow
+def test_raw_completion(engine: dict[str, Any], hf: HFPolicy) -> None:
+    for mode in ("raw", "processed"):
+        text, prompt_tokens, completion_tokens = engine[mode]["complete"]
+        assert text and "." not in text and "<|" not in text  # stopped at the stop string, which is not kept
+        assert prompt_tokens == len(hf.tokens.raw_ids(RAW)) and 1 <= completion_tokens <= 16
 
 
 @pytest.mark.slow

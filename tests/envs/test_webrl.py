@@ -1,0 +1,238 @@
+"""The WebRL agent: its observation builder on real pages (MiniWoB++ and the stand-in WebArena GitLab), its reply
+parser on the full grammar and on malformed replies, recorded checkpoint-style replies executed on real pages through
+the env's safe operations (an injection attempt runs nothing), and a CLI run on the embedded model for the format.
+The checkpoints need a GPU: `env=webarena_lite agent=webrl policy=vllm policy.model=THUDM/webrl-llama-3.1-8b`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from jitrl_bench.agents.webrl import ASSISTANT, USER, WebRLAgent, WebRLConfig, webrl_prompt
+from jitrl_bench.agents.webrl_grammar import NOOP, ReplyError, parse_reply, to_env_action
+from jitrl_bench.contract import Generated, Usage
+from tests.envs.web_support import require_browser
+
+pytest.importorskip("browsergym.core", reason="needs the web extra: make setup")
+require_browser()
+
+from jitrl_bench.cli import app  # noqa: E402
+from jitrl_bench.envs.miniwob import MiniWoBConfig  # noqa: E402
+from jitrl_bench.envs.web import WebEnv  # noqa: E402
+from jitrl_bench.rewards.base import EnvRewards  # noqa: E402
+from jitrl_bench.runner import Protocol, RunConfig, Task, play_episode  # noqa: E402
+
+IDS = {"0": "a12", "4": "13", "7": "20"}
+
+
+@pytest.mark.parametrize(
+    ("reply", "action"),
+    [
+        ('do(action="Click", element="0")', "click('a12')"),
+        (
+            '# Element: the search box\ndo(action="Search", argument="blue shirt", element="4")',
+            "fill('13', 'blue shirt')",
+        ),
+        ('do(action="Type", argument="it\'s \\"quoted\\"", element="4")', "fill('13', 'it\\'s \"quoted\"')"),
+        ('do(action="Hover", element="7")', "hover('20')"),
+        ('do(action="Select Dropdown Option", argument="Red", element="7")', "select_option('20', 'Red')"),
+        ('do(action="Scroll Down")', "scroll(0.0, 480.0)"),
+        ('do(action="Scroll Up")', "scroll(0.0, -480.0)"),
+        ('do(action="Press Enter")', "press('13', 'Enter')"),
+        ('do(action="Go Backward")', "go_back()"),
+        ('do(action="Go Forward")', "go_forward()"),
+        ('# Note: done\nexit(message="The answer is 42")', "send_msg_to_user('The answer is 42')"),
+    ],
+)
+def test_the_whole_grammar_maps_onto_safe_operations(reply: str, action: str) -> None:
+    mapped = to_env_action(parse_reply(reply), IDS, last_element="4")
+    assert mapped.text == action
+    assert mapped.then == ("press('13', 'Enter')" if '"Search"' in reply else "")
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        "", "I will click the button.", 'do(action="Right Click", element="0")', 'do(action="Wait")',
+        'do(action="Switch Tab", argument="1")', "go_backward()", 'do("Click", "0")', 'do(action="Click")',
+        'do(action="Click", element=0.5)', 'do(action="Type", element="4")', 'do(action="Click", element="99")',
+        'do(action="Click", element="0", color="red")', 'click("0")', 'do(action="Click", element="0"',
+        'do(action="Click", element="0"); do(action="Click", element="7")',
+    ],
+)  # fmt: skip
+def test_malformed_replies_are_parse_failures(reply: str) -> None:
+    with pytest.raises(ReplyError):
+        to_env_action(parse_reply(reply), IDS)
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        "do(action=\"Click\", element=__import__('os').system('touch {marker}'))",
+        "exit(message=open('{marker}', 'w').write('x'))",
+        "do(action=\"Click\", element=\"0\") or __import__('os').system('touch {marker}')",
+        "exec(\"open('{marker}', 'w')\")",
+    ],
+)
+def test_an_injection_in_a_reply_runs_nothing(reply: str, tmp_path: Path) -> None:
+    marker = tmp_path / "ran"
+    with pytest.raises(ReplyError):
+        parse_reply(reply.format(marker=marker))
+    assert not marker.exists()
+
+
+def test_the_prompt_is_the_trained_completion_format() -> None:
+    prompt = webrl_prompt("Find the price", ['do(action="Click", element="3")'], "<html> page </html>", 15872)
+    assert prompt == (
+        "Task Instruction: Find the price\n\n"
+        f'Round 0\n\n{USER}Find the price\n\n{ASSISTANT}do(action="Click", element="3")\n\n'
+        f"Round 1\n\n{USER}<html> page </html>\n\n{ASSISTANT}"
+    )
+    later = webrl_prompt("t", ["a", "b"], "x" * 100, 60)
+    history = f"Round 0\n\n{USER}t\n\n{ASSISTANT}a\n\nRound 1\n\n{USER}** Simplified html **\n\n{ASSISTANT}b\n\n"
+    assert history in later and "x" * max(60 - len(history), 0) + "\n\n" in later  # the page's tail is cut
+
+
+def test_the_observation_numbers_what_can_be_clicked_and_maps_it_to_the_env_s_ids() -> None:
+    env = MiniWoBConfig(tasks="click-checkboxes").make("click-checkboxes")
+    env.reset(seed=1)
+    view = env.view()
+    assert view.html is not None
+    numbers = re.findall(r' id="(\d+)"', view.html.text)
+    assert numbers == [str(i) for i in range(len(numbers))] and set(view.html.ids) == set(
+        numbers
+    )  # 0, 1, 2... in order
+    assert view.html.text.count('type="checkbox"') == 6 and 'data-status="not-checked"' in view.html.text
+    clickable = {c.action.split("'")[1] for c in view.candidates if c.action.startswith("click(")}
+    assert set(view.html.ids.values()) == clickable  # every number is an element the env can act on
+    env.step(f"click('{view.html.ids['0']}')")
+    assert 'id="0" value="on" type="checkbox" data-bbox' in env.view().html.text  # type: ignore[union-attr]
+    assert 'data-status="checked"' in env.view().html.text  # type: ignore[union-attr]
+    env.close()
+
+
+@pytest.mark.usefixtures("gitlab_account")
+def test_the_observation_of_a_stand_in_webarena_page(standin_sites: dict[str, str], tmp_path: Path) -> None:
+    from jitrl_bench.envs.webarena_verified import VerifiedConfig
+
+    env = VerifiedConfig(tasks=[44], urls={"gitlab": standin_sites["gitlab"]}, har_dir=str(tmp_path)).make("44")
+    env.reset(seed=0)
+    view = env.view()
+    assert view.html is not None and view.html.text.startswith("<html")
+    todo = re.search(r'<a id="(\d+)"[^>]*> To-Do List </a>', view.html.text)
+    assert todo is not None, view.html.text[:2000]
+    assert f"click('{view.html.ids[todo.group(1)]}')" in view.actions  # the same link as the env's candidate
+    env.close()
+
+
+class Recorded:
+    """Checkpoint-style replies, recorded (the model is outside this test's subject: the parser and executor are)."""
+
+    def __init__(self, replies: Sequence[str]) -> None:
+        self.replies = list(replies)
+        self.prompts: list[str] = []
+
+    def complete(self, text: str, max_new_tokens: int = 256, stop: Sequence[str] = ()) -> Generated:
+        self.prompts.append(text)
+        return Generated(self.replies.pop(0), Usage(1, len(text) // 4, 12))
+
+
+def play(env: WebEnv, task: str, replies: Sequence[str]) -> tuple[dict[str, object], Recorded]:
+    recorded = Recorded(replies)
+    agent = WebRLAgent(WebRLConfig(), recorded)
+    protocol = Protocol("miniwob", "recorded", "r", "h")
+    played = play_episode(agent, Task(task, env), 0, RunConfig(max_steps=len(replies)), protocol, EnvRewards())
+    return {"record": played.record, "steps": played.steps}, recorded
+
+
+def test_recorded_replies_win_enter_text_through_the_env(tmp_path: Path) -> None:
+    env = MiniWoBConfig(tasks="enter-text").make("enter-text")
+    env.reset(seed=0)  # the seed play_episode uses for episode 0
+    word = env.view().goal.split('"')[1]  # Enter "Kanesha" into the text field and press Submit.
+    replies = [f'# Element: the text field\ndo(action="Type", argument="{word}", element="0")',
+               '# Element: the Submit button\ndo(action="Click", element="1")']  # fmt: skip
+    result, recorded = play(env, "enter-text", replies)
+    record = result["record"]
+    assert record.success and record.llm_calls == 2  # type: ignore[attr-defined]
+    steps = result["steps"]
+    assert steps[0].action.startswith("fill(") and steps[1].action.startswith("click(")  # type: ignore[index]
+    assert recorded.prompts[1].startswith(f"Task Instruction: {env.view().goal}")
+    assert replies[0] in recorded.prompts[1] and "Round 1" in recorded.prompts[1]
+    env.close()
+
+
+def test_a_typed_injection_is_only_text_and_failures_end_the_episode(tmp_path: Path) -> None:
+    marker = tmp_path / "ran"
+    env = MiniWoBConfig(tasks="enter-text").make("enter-text")
+    payload = f"'); __import__('os').system('touch {marker}') #"
+    replies = [f'do(action="Type", argument="{payload}", element="0")'] + ["I am not sure."] * 5
+    result, _ = play(env, "enter-text", replies)
+    steps = result["steps"]
+    assert not marker.exists()
+    assert steps[1].action == NOOP and steps[1].decision.notes["parse_failure"]  # type: ignore[index]
+    assert steps[-1].decision.notes["early_stop"] == "parse failures"  # type: ignore[index]
+    assert steps[-1].action.startswith("send_msg_to_user(")  # type: ignore[index]
+    assert f'value="{payload}"' in env.view().html.text  # type: ignore[union-attr]  # typed as text, nothing else
+    env.close()
+
+
+def test_webrl_runs_on_the_embedded_model_through_the_cli(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    args = [
+        "run", "env=miniwob", "env.tasks=[click-button]", "agent=webrl", "run.baselines=[static]",
+        "agent.max_new_tokens=24", "run.episodes=1", "run.max_steps=2", "run.progress=false", f"run.dir={run}",
+    ]  # fmt: skip
+    result = CliRunner().invoke(app, args, env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "webrl" in result.output and "static" in result.output
+    lines = (run / "steps" / "click-button" / "webrl" / "0.jsonl").read_text().splitlines()
+    for line in lines:
+        decision = json.loads(line)["decision"]
+        assert decision["usage"]["calls"] == 1 and decision["prompt_sha1"] and decision["notes"]["prompt_chars"] > 0
+        assert "parse_failure" in decision["notes"] or "parsed" in decision["notes"]  # the 135M model: either
+
+
+class ReadsThePage:
+    """A scripted checkpoint: clicks the element whose text is `link` (found by its number in the prompt's HTML),
+    then exits with `answer`. Outside the subject: the observation, prompt, parser, executor and grader are."""
+
+    def __init__(self, link: str, answer: str) -> None:
+        self.link = link
+        self.answer = answer
+        self.prompts: list[str] = []
+
+    def complete(self, text: str, max_new_tokens: int = 256, stop: Sequence[str] = ()) -> Generated:
+        self.prompts.append(text)
+        if len(self.prompts) == 1:
+            page = text.rsplit("<|start_header_id|>user<|end_header_id|>\n", 1)[1]
+            number = re.search(rf'<a id="(\d+)"[^>]*> {re.escape(self.link)} </a>', page)
+            assert number is not None, page[:2000]
+            return Generated(
+                f'# Element: the {self.link} link\ndo(action="Click", element="{number.group(1)}")', Usage(1)
+            )
+        return Generated(f'exit(message="{self.answer}")', Usage(1))
+
+
+@pytest.mark.usefixtures("gitlab_account")
+def test_a_webrl_episode_on_webarena_lite_is_graded_by_lite_s_evaluator(
+    standin_sites: dict[str, str], tmp_path: Path
+) -> None:
+    from jitrl_bench.envs.webarena_original import WebArenaLiteConfig
+
+    env = WebArenaLiteConfig(tasks=[44], urls={"gitlab": standin_sites["gitlab"]}, har_dir=str(tmp_path)).make("44")
+    model = ReadsThePage("To-Do List", "done")
+    agent = WebRLAgent(WebRLConfig(), model)
+    protocol = Protocol("webarena_lite", "scripted", "r", "h")
+    played = play_episode(agent, Task("44", env), 0, RunConfig(max_steps=4), protocol, EnvRewards())
+    assert played.record.score == 1.0 and played.record.steps == 2  # url_match on the todos page, graded after exit
+    assert [s.action.split("(")[0] for s in played.steps] == ["click", "send_msg_to_user"]
+    second = model.prompts[1]
+    assert second.startswith("Task Instruction: Check out my todos\n\nRound 0\n\n") and "Round 1" in second
+    assert "** Simplified html **" not in second and second.count("<html") == 1  # only the current page is shown
+    env.close()
