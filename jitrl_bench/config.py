@@ -82,9 +82,11 @@ def build_spec(cfg: DictConfig) -> RunSpec:
     """Typed objects for every group, each checked (ranges, closed sets) before anything is loaded."""
     run = typed("run", cfg.run, RunConfig)
     check_tree(run, "run")
-    chosen = set(run.baselines)  # an overlay may declare more baselines than run.baselines asks for: these run
-    composed = (cfg.get("baselines") or {}).items()
-    baselines = [instantiate_group(f"baselines.{key}", node) for key, node in composed if key in chosen]
+    # an overlay may declare more baselines than run.baselines asks for: these run, in run.baselines' order
+    composed = dict((cfg.get("baselines") or {}).items())
+    baselines = [
+        instantiate_group(f"baselines.{key}", composed[key]) for key in dict.fromkeys(run.baselines) if key in composed
+    ]
     memory = instantiate_group("memory", cfg.memory)
     if not isinstance(memory, MemoryConfig):
         raise UserError(f"memory._target_ must be {MemoryConfig.__module__}.MemoryConfig")

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -37,10 +39,8 @@ def notes(run: Path, agent: str) -> list[Note]:
     return Notebook(run / "memory" / agent / "notes.jsonl").all()
 
 
-@pytest.fixture(scope="module")
-def all_baselines(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
-    run = tmp_path_factory.mktemp("baselines") / "run"
-    overrides = [
+def overrides(run: Path) -> list[str]:
+    return [
         "env=jericho", f"env.game=[{','.join(TASKS)}]", f"env.rom_dir={GAMES}",
         f"run.baselines=[{','.join(BASELINES)}]",
         "run.episodes=2", "run.max_steps=3", "run.progress=false", f"run.dir={run}",
@@ -48,7 +48,12 @@ def all_baselines(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
         "baselines.awm.max_new_tokens=48",
         "baselines.reasoning_bank.success=improved",
     ]  # fmt: skip
-    result = CliRunner().invoke(app, ["run", *overrides], env={"COLUMNS": "200"})
+
+
+@pytest.fixture(scope="module")
+def all_baselines(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    run = tmp_path_factory.mktemp("baselines") / "run"
+    result = CliRunner().invoke(app, ["run", *overrides(run)], env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
     return run, result.output
 
@@ -242,3 +247,31 @@ def test_a_frozen_memory_from_another_run_is_read_and_never_written(
     assert [n.text for n in notes(run, "reflexion")] == [n.text for n in notes(source, "reflexion")]
     context = steps(run, "zork1", "reflexion", 0)[0]["notes"]["guidance_context"]
     assert all(" ".join(n.text.split()) in context for n in before)  # the source run's reflections, read
+
+
+@pytest.mark.slow
+def test_a_kill_after_a_reflection_was_written_resumes_to_the_same_notes(
+    all_baselines: tuple[Path, str], tmp_path: Path
+) -> None:
+    """The reflection of detective's episode 1 is on disk, the episode's row is not (killed between the two): the
+    resumed run drops that note, plays the episode again and writes the same reflection."""
+    source, _ = all_baselines
+    run = tmp_path / "resumed"
+    shutil.copytree(source, run)
+    lines = (run / "episodes.jsonl").read_text().splitlines()
+    lost = [i for i, line in enumerate(lines) if itemgetter("agent", "task", "episode")(json.loads(line))
+            == ("reflexion", "detective", 1)]  # fmt: skip
+    (index,) = lost
+    original = json.loads(lines[index])
+    (run / "episodes.jsonl").write_text("".join(line + "\n" for i, line in enumerate(lines) if i != index))
+    result = CliRunner().invoke(app, ["run", *overrides(run)])
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in (run / "episodes.jsonl").read_text().splitlines()]
+    (again,) = [r for r in rows if (r["agent"], r["task"], r["episode"]) == ("reflexion", "detective", 1)]
+    assert len(rows) == len(lines) and again["episode_uid"] != original["episode_uid"]  # played once more, once
+    for key in ("score", "steps", "calls_by_purpose", "tokens"):
+        assert again[key] == original[key], key
+    assert {(n.task, n.episode, n.text) for n in notes(run, "reflexion")} == {
+        (n.task, n.episode, n.text) for n in notes(source, "reflexion")
+    }
+    assert len(notes(run, "reflexion")) == len(notes(source, "reflexion"))  # the cut one is gone, not doubled

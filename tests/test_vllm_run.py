@@ -94,11 +94,17 @@ def test_server_lost_mid_run_is_one_error_and_the_run_resumes(vllm_server: VLLMS
     assert len(memory) == sum(r["steps"] for r in rows if r["agent"] == "jitrl")
 
 
+def interactive_ctrl_c() -> None:
+    """Ctrl-C as at a terminal: a shell without job control (a CI runner started in the background) starts its
+    children with SIGINT ignored, and Python then installs no KeyboardInterrupt handler."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_serve_prints_a_working_override_and_stops_on_ctrl_c(vllm_server: VLLMServerInfo) -> None:
     """`jitrl-bench serve`: a second server (the fixture's keeps running), found through what serve prints."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "jitrl_bench", "serve", "policy=openai", "policy.tokenizer=smollm2"],
-        cwd=REPO, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        cwd=REPO, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, preexec_fn=interactive_ctrl_c,
     )  # fmt: skip
     assert proc.stdout is not None
     override = ""

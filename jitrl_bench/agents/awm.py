@@ -81,9 +81,13 @@ class AWM(NotebookLearner):
         latest = workflows[-1]  # each induction rewrites the scope's workflows (the method overwrites its file)
         return Guidance(system="Useful workflows from earlier successes:\n" + latest.text, sources=(latest.uid,))
 
+    def forget(self, ctx: EpisodeContext) -> None:
+        super().forget(ctx)
+        self._scopes.pop(ctx.uid, None)
+
     def learn(self, ctx: EpisodeContext, episode: FinishedEpisode, rewards: list[float]) -> Usage:
         assert self.rule is not None
-        scope = self._scopes.pop(ctx.uid, ctx.task)
+        scope = self._scopes.get(ctx.uid, ctx.task)
         verdict = self.rule(episode, rewards)
         if not verdict.success:
             return verdict.usage

@@ -209,8 +209,10 @@ class NotebookLearner:
         return None
 
     def write(self, ctx: EpisodeContext, episode: FinishedEpisode, rewards: Sequence[float]) -> Usage:
-        self.forget(ctx)
-        return self.learn(ctx, episode, list(rewards))
+        try:
+            return self.learn(ctx, episode, list(rewards))
+        finally:
+            self.forget(ctx)
 
     def learn(self, ctx: EpisodeContext, episode: FinishedEpisode, rewards: list[float]) -> Usage:
         """Write what the finished episode taught; returns what its LLM calls cost."""
