@@ -338,6 +338,9 @@ def run_all(
                     progress.update(bar, description=_describe(task, episode, steps_played, scores))
         except BaseException:
             stop.set()  # Ctrl-C or a crash: episodes in flight stop at their next step and are not committed
+            # Their envs are closed only once no thread is inside one: closing a game's C state (Jericho, TextWorld)
+            # under a step still running in it would crash the process instead of stopping it.
+            executor.shutdown(wait=True, cancel_futures=True)
             raise
         finally:
             for pool in pools.values():
