@@ -49,7 +49,7 @@ class RunMemories:
         source = self.spec.memory.load_from
         if source and self.fresh and len(notebook) == 0:
             folder, committed = source_folder(Path(source), agent)
-            notebook.import_from(source_notes(folder, committed))
+            notebook.extend(source_notes(folder, committed))
         return notebook
 
     def open(self, agent: str, gamma: float) -> tuple[ExperienceMemory, Embedder]:

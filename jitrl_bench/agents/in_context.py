@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from jitrl_bench.agents.base import decide, decision
+from jitrl_bench.agents.base import candidates_of, decide, decision
 from jitrl_bench.agents.guidance import Guidance
 from jitrl_bench.agents.inputs import Inputs
 from jitrl_bench.agents.learning import LearningAgent
@@ -34,6 +34,7 @@ from jitrl_bench.contract import (
     StepView,
     Usage,
 )  # fmt: skip
+from jitrl_bench.envs.text_prompt import clip
 from jitrl_bench.errors import UserError
 from jitrl_bench.jitrl.update import softmax
 from jitrl_bench.records import Decision, EpisodeRecord
@@ -93,7 +94,7 @@ class InContextAgent(LearningAgent[Guidance]):
     def act(self, ctx: EpisodeContext, view: StepView) -> Decision:
         guidance = self.guiding.read(ctx, view)  # what the method learned, for this step's prompt
         inputs = self.inputs(ctx, view, guidance)
-        candidates = list(inputs.proposal.candidates if inputs.proposal is not None else inputs.view.candidates)
+        candidates = candidates_of(inputs)
         zeros = np.zeros(len(candidates))
         acted = decide(self.policy, inputs, zeros, math.inf, self.temperature, ctx.rng)  # the LLM's own choice
         self.guiding.taken(ctx, inputs.view, candidates[acted.index])
@@ -127,11 +128,6 @@ def transcript(episode: FinishedEpisode, rewards: list[float] | tuple[float, ...
 def outcome(episode: FinishedEpisode) -> str:
     of = f"/{episode.max_score:g}" if episode.max_score > 0 else ""
     return f"Outcome: score {episode.score:g}{of}, {'won' if episode.won else 'not won'}."
-
-
-def clip(text: str, chars: int) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= chars else text[: chars - 3] + "..."
 
 
 JUDGE_SYSTEM = (

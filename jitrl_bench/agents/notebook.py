@@ -79,14 +79,20 @@ class Notebook:
         return len(self._notes)
 
     def add(self, note: Note) -> None:
+        self.extend([note])
+
+    def extend(self, notes: Iterable[Note]) -> int:
+        """Append notes in one write (and one fsync); returns how many."""
+        batch = list(notes)
         with self._lock:
-            self._notes.append(note)
-            if self.path is not None:
+            self._notes.extend(batch)
+            if self.path is not None and batch:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 with self.path.open("a", encoding="utf-8") as out:
-                    out.write(json.dumps(asdict(note), ensure_ascii=False) + "\n")
+                    out.write("".join(json.dumps(asdict(n), ensure_ascii=False) + "\n" for n in batch))
                     out.flush()
                     os.fsync(out.fileno())
+        return len(batch)
 
     def notes(self, kind: str, scope: str | None = None) -> list[Note]:
         """The notes of a kind (within a scope), oldest first."""
@@ -96,13 +102,6 @@ class Notebook:
     def all(self) -> list[Note]:
         with self._lock:
             return list(self._notes)
-
-    def import_from(self, notes: Iterable[Note]) -> int:
-        added = 0
-        for note in notes:
-            self.add(note)
-            added += 1
-        return added
 
     def _rewrite(self) -> None:
         assert self.path is not None

@@ -12,10 +12,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from jitrl_bench.agents.guidance import Guidance
-from jitrl_bench.agents.in_context import InContextAgent, InContextConfig, clip
+from jitrl_bench.agents.in_context import InContextAgent, InContextConfig
 from jitrl_bench.agents.recall import EpisodeRecall, RecallSettings, state_text
 from jitrl_bench.checks import Checked, at_least, between
 from jitrl_bench.contract import BuildContext, Candidate, EpisodeContext, FinishedEpisode, StepView, Usage
+from jitrl_bench.envs.text_prompt import clip
 from jitrl_bench.jitrl.retrieval import LexicalConfig
 from jitrl_bench.records import EpisodeRecord
 

@@ -49,8 +49,11 @@
 
   const all = Array.from(document.body ? document.body.querySelectorAll("*") : []);
   const candidates = all.filter((el) => !SKIP.has(el.tagName.toLowerCase()) && isCandidate(el) && onScreen(el));
-  const set = new Set(candidates);
-  const innermost = candidates.filter((el) => !Array.from(el.querySelectorAll("*")).some((d) => set.has(d)));
+  const holdsOne = new Set();  // every ancestor of a candidate: a candidate in it is not innermost
+  for (const el of candidates) {
+    for (let up = el.parentElement; up && !holdsOne.has(up); up = up.parentElement) holdsOne.add(up);
+  }
+  const innermost = candidates.filter((el) => !holdsOne.has(el));
   const labels = new Map(), ids = {};
   innermost.forEach((el, i) => {
     labels.set(el, String(i));
