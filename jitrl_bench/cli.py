@@ -80,7 +80,7 @@ def run(overrides: Overrides = None) -> None:
     """Play one run (agent + baselines on the same tasks, seeds and budget) and print the per-task table."""
     from jitrl_bench.config import load_spec
     from jitrl_bench.experiment import execute
-    from jitrl_bench.results import episodes_frame
+    from jitrl_bench.results.tables import episodes_frame
 
     path = execute(load_spec(list(overrides or [])), console=console)
     console.print(f"run directory: {path}")
@@ -137,16 +137,63 @@ def sweep(overrides: Overrides = None) -> None:
 
 @app.command()
 @user_errors
-def table(run_dirs: Annotated[list[Path], typer.Argument(help="Run or sweep directories")]) -> None:
+def table(
+    run_dirs: Annotated[list[Path], typer.Argument(help="Run or sweep directories")],
+    reference: Annotated[
+        bool, typer.Option("--reference", help="Also print each run beside the matching rows of the paper's numbers")
+    ] = False,
+) -> None:
     """Re-render finished runs: one run → its summary files; several (or a sweep) → one aggregated table."""
-    from jitrl_bench.results import aggregate, rich_table, write_summary
+    from jitrl_bench.results.tables import aggregate, rich_table, write_summary
     from jitrl_bench.sweep import expand_runs
 
     runs = expand_runs(run_dirs)
     if len(runs) == 1:
         write_summary(runs[0], console=console)
-        return
-    console.print(rich_table(aggregate(runs), title=f"{len(runs)} runs"))
+    else:
+        console.print(rich_table(aggregate(runs), title=f"{len(runs)} runs"))
+    if reference:
+        from jitrl_bench.reproduce import reference_table
+
+        for run_dir in runs:
+            frame = reference_table(run_dir)
+            if frame.empty:
+                console.print(f"{run_dir}: no reference row matches this run's benchmark, games and agents")
+            else:
+                console.print(rich_table(frame, title=f"{run_dir.name} beside the paper (paper values: their source)"))
+
+
+@app.command()
+@user_errors
+def report(
+    run_dirs: Annotated[list[Path], typer.Argument(help="Run or sweep directories")],
+    output: Annotated[
+        Path | None,
+        typer.Option("-o", "--output", help="The HTML file (default: RUN/report.html for one run or sweep)"),
+    ] = None,
+    prices: Annotated[
+        Path | None, typer.Option(help="A price table (YAML, like jitrl_bench/configs/prices/default.yaml)")
+    ] = None,
+) -> None:
+    """One self-contained HTML report (tables, learning curves, the decision viewer, cost, the cost/quality frontier,
+    provenance) for one run, several runs or a sweep; it opens from disk, no server."""
+    from jitrl_bench.paths import results_dir
+    from jitrl_bench.results.cost import load_prices
+    from jitrl_bench.results.report import write_report
+    from jitrl_bench.sweep import expand_runs
+
+    runs = expand_runs(run_dirs)
+    if prices is not None:
+        load_prices(prices)  # a bad price file fails here, in one line, before anything is read
+    if output is None:
+        output = (
+            run_dirs[0] / "report.html"
+            if len(run_dirs) == 1
+            else results_dir("reports", f"{time.strftime('%Y%m%d-%H%M%S')}.html")
+        )
+    if output.suffix != ".html":
+        raise UserError(f"-o {output}: the report is one HTML file; name it *.html")
+    console.print(f"report: {write_report(runs, output, prices)}")
 
 
 @app.command()

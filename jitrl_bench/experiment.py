@@ -20,7 +20,8 @@ from jitrl_bench.jitrl.embed import Embedder
 from jitrl_bench.jitrl.memory import ExperienceMemory
 from jitrl_bench.logs import log_to
 from jitrl_bench.paths import results_dir
-from jitrl_bench.results import write_summary
+from jitrl_bench.results.report import write_report
+from jitrl_bench.results.tables import write_summary
 from jitrl_bench.rundir import CONFIG, RunDirectory, existing_run
 from jitrl_bench.runner import Protocol, new_run_id, run_all
 
@@ -83,12 +84,14 @@ def execute(spec: RunSpec, console: Console | None = None) -> Path:
             agents = build_agents(spec, policy, memories, run_id, digest)
             for agent in agents:
                 agent.restore(finished)
-            protocol = Protocol(env=spec.env.name, policy=policy.name, run_id=run_id, config_hash=digest)
+            protocol = Protocol(spec.env.name, policy.name, run_id, digest, policy.hardware)
             rewards = spec.reward.make(policy)
             run_all(run_dir, spec.env.task_names(), spec.env.make, agents, spec.run, protocol, console, rewards)
         finally:
             policy.close()  # e.g. stop the vLLM engine or the server that policy.server=auto started
             write_summary(path, console=console)
+        report = write_report([path], path / "report.html")
+    console.print(f"report: {report}")
     return path
 
 

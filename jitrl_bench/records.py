@@ -46,10 +46,13 @@ class Decision:
 class StepRecord:
     step: int
     observation_sha1: str
+    """A digest of the observation the action led to."""
     action: str
     reward: float
     score: float
     decision: Decision
+    observation: str = ""
+    """The observation the agent acted on (what the report's decision viewer shows)."""
 
 
 @dataclass
@@ -87,6 +90,17 @@ class EpisodeRecord:
     calls_by_purpose: dict[str, int] = field(default_factory=dict)
     """LLM calls by purpose: acting, proposing, summarizing, evaluating."""
     tokens_by_purpose: dict[str, int] = field(default_factory=dict)
+    prompt_tokens_by_purpose: dict[str, int] = field(default_factory=dict)
+    completion_tokens_by_purpose: dict[str, int] = field(default_factory=dict)
+    model_by_purpose: dict[str, str] = field(default_factory=dict)
+    """Which model each purpose's calls went to (the evaluator may be another model): prices apply per model."""
+    embeddings: int = 0
+    """Texts embedded for retrieval (states, notes) during the episode."""
+    hardware: str = ""
+    """Where the policy's model ran: gpu, cpu, api (priced by tokens) or none."""
+    compute_s: float = 0.0
+    """Seconds inside the agent and the reward source (LLM calls, embeddings, retrieval, learning); the env's own time
+    is the rest of wall_s. On a GPU-served local model this is the GPU time the episode held."""
     proposal_fallbacks: int = 0
     """Decisions whose LLM proposal was unusable (the env's candidates were scored instead)."""
     reward_fallback: str = ""

@@ -19,7 +19,7 @@ from jitrl_bench.config import instantiate_group
 from jitrl_bench.contract import EnvConfig
 from jitrl_bench.envs.webarena import Ungradable
 from jitrl_bench.errors import InfraError, UserError
-from jitrl_bench.results import read_config
+from jitrl_bench.results.tables import read_config
 from jitrl_bench.rundir import existing_run
 
 

@@ -24,7 +24,7 @@ from jitrl_bench.config import build_spec, choices, compose_config, typed
 from jitrl_bench.errors import UserError
 from jitrl_bench.experiment import execute
 from jitrl_bench.paths import results_dir
-from jitrl_bench.results import episodes_frame, to_markdown
+from jitrl_bench.results.tables import episodes_frame, to_markdown
 from jitrl_bench.runner import new_run_id
 
 BUDGETS = ("smoke", "paper")
@@ -189,6 +189,54 @@ def rich_reproduction(frame: pd.DataFrame, title: str) -> Table:
     for _, row in frame.iterrows():
         table.add_row(*("" if pd.isna(row[c]) else str(row[c]) for c in shown))
     return table
+
+
+BENCHMARKS = {"jericho": "Jericho", "webarena_lite": "WebArena-Lite", "webarena": "WebArena",
+              "webarena_verified": "WebArena"}  # fmt: skip
+"""Our env names → the reference rows' benchmark."""
+METHODS = {"jitrl": ("JitRL", "JitRL (logit update)"), "jitrl_paper": ("JitRL", "JitRL (logit update)"),
+           "static": ("static LLM",), "prompt_update": ("Prompt Update",), "webrl": ("WebRL",)}  # fmt: skip
+"""Our agents → the reference rows' methods they correspond to."""
+WHOLE_BENCHMARK = ("165 tasks", "overall")
+
+
+def reference_table(run_dir: Path) -> pd.DataFrame:
+    """A finished run beside the reference rows that match it: same benchmark, the method its agent implements, and
+    the game (Jericho) or the whole benchmark (web: our value over every task the run played). Nothing matched: empty.
+    Our value uses the reference row's metric; the protocol columns say how far the run is from the paper's."""
+    episodes = episodes_frame(run_dir)
+    if episodes.empty:
+        return pd.DataFrame()
+    ok = episodes[episodes.status == "ok"]
+    rows = []
+    for reference in reference_rows():
+        try:
+            float(reference["value"])
+        except ValueError:  # per-site lists ("63.2/46.7/...") have no single value to set beside ours
+            continue
+        if reference["metric"] not in METRICS and reference["metric"] != "score":
+            continue
+        env = str(episodes.env.iloc[0])
+        if BENCHMARKS.get(env) != reference["benchmark"]:
+            continue
+        setting = reference["setting"]
+        for agent, mine in ok.groupby("agent", sort=False):
+            if reference["method"] not in METHODS.get(str(agent), ()):
+                continue
+            game = setting.split(" ")[0]
+            if env == "jericho":
+                mine = mine[mine.task == game]
+            elif setting not in WHOLE_BENCHMARK:
+                continue
+            if mine.empty:
+                continue
+            metric = "final_score" if reference["metric"] == "score" else reference["metric"]
+            rows.append({"benchmark": reference["benchmark"], "setting": setting, "metric": reference["metric"],
+                         "paper method": reference["method"], "paper": float(reference["value"]),
+                         "ours: agent": agent, "ours": our_value(mine, metric), "tasks": mine.task.nunique(),
+                         "episodes": len(mine), "steps": int(mine.max_steps.iloc[0]), "model": str(mine.policy.iloc[0]),
+                         "paper source": reference["source"]})  # fmt: skip
+    return pd.DataFrame(rows)
 
 
 def listing() -> str:

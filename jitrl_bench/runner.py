@@ -29,6 +29,7 @@ from jitrl_bench.contract import (
     Turn,
 )  # fmt: skip
 from jitrl_bench.errors import InfraError, UserError
+from jitrl_bench.jitrl.embed import embedded_in_this_thread
 from jitrl_bench.records import EpisodeRecord, StepRecord, sha1
 from jitrl_bench.rewards.base import EnvRewards, Rewards, RewardSource
 from jitrl_bench.rundir import RunDirectory
@@ -95,6 +96,8 @@ class Protocol:
     policy: str
     run_id: str
     config_hash: str
+    hardware: str = ""
+    """Where the policy's model ran (gpu, cpu, api, none): how cost accounting prices the episode."""
 
 
 class Interrupted(Exception):
@@ -133,10 +136,14 @@ def play_episode(
     steps: list[StepRecord] = []
     traces: list[StepTrace] = []
     ledger = Ledger()
+    embedded = embedded_in_this_thread()
+    computing = 0.0  # seconds inside the agent and the reward source
     for t in range(run.max_steps):
         if stop is not None and stop.is_set():
             raise Interrupted(f"{task.name} episode {episode} ({agent.name})")
+        tic = time.perf_counter()
         decision = agent.act(ctx, view)
+        computing += time.perf_counter() - tic
         ledger.merge(decision.usage_by_purpose or {ACTING: decision.usage})
         chosen = view.candidates[decision.index] if decision.index < len(view.candidates) else None
         label = chosen.label if chosen is not None and chosen.action == decision.action else decision.action
@@ -144,7 +151,7 @@ def play_episode(
         observation, reward, terminated, _, _ = task.env.step(decision.action)
         view = checked(task.env.view())
         traces.append(StepTrace(before, decision.action, float(reward)))
-        steps.append(StepRecord(t, sha1(observation), decision.action, float(reward), view.score, decision))
+        steps.append(StepRecord(t, sha1(observation), decision.action, float(reward), view.score, decision, before))
         ctx.history.append(Turn(decision.action, label, observation))
         if terminated:
             break
@@ -158,9 +165,12 @@ def play_episode(
     finished = FinishedEpisode(
         task.name, goal, tuple(traces), view.observation, view.won, view.score, view.max_score
     )  # fmt: skip
+    tic = time.perf_counter()
     rewards = reward_source.rewards(finished)  # the episode is over: an evaluator reads it whole
     ledger.charge(EVALUATING, rewards.usage)
     ledger.charge(LEARNING, agent.finish(ctx, finished, rewards.values))
+    computing += time.perf_counter() - tic
+    by_purpose = sorted(ledger.by_purpose.items())
     for step, r in zip(steps, rewards.values, strict=True):
         step.reward = r
     usage = ledger.total
@@ -189,8 +199,16 @@ def play_episode(
         llm_calls=usage.calls,
         prompt_tokens=usage.prompt_tokens,
         completion_tokens=usage.completion_tokens,
-        calls_by_purpose={purpose: u.calls for purpose, u in sorted(ledger.by_purpose.items())},
-        tokens_by_purpose={purpose: u.tokens for purpose, u in sorted(ledger.by_purpose.items())},
+        calls_by_purpose={purpose: u.calls for purpose, u in by_purpose},
+        tokens_by_purpose={purpose: u.tokens for purpose, u in by_purpose},
+        prompt_tokens_by_purpose={purpose: u.prompt_tokens for purpose, u in by_purpose},
+        completion_tokens_by_purpose={purpose: u.completion_tokens for purpose, u in by_purpose},
+        model_by_purpose={
+            p: rewards.model if p == EVALUATING and rewards.model else protocol.policy for p, _ in by_purpose
+        },
+        embeddings=embedded_in_this_thread() - embedded,
+        compute_s=round(computing, 3),
+        hardware=protocol.hardware,
         proposal_fallbacks=sum(bool(step.decision.proposal_fallback) for step in steps),
         reward_fallback=rewards.fallback,
     )

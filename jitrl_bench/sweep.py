@@ -14,10 +14,11 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 
-from jitrl_bench.config import baseline_overrides, build_spec, compose_config
+from jitrl_bench.config import baselines_of, build_spec, compose_config
 from jitrl_bench.errors import UserError
 from jitrl_bench.paths import CONFIG_DIR, results_dir
-from jitrl_bench.results import aggregate, rich_table, to_markdown
+from jitrl_bench.results.report import write_report
+from jitrl_bench.results.tables import aggregate, rich_table, to_markdown
 from jitrl_bench.rundir import make_writable_dir
 
 
@@ -40,9 +41,8 @@ def run_sweep(overrides: list[str], console: Console) -> Path:
     combos = combinations(overrides)
     baselines = set()
     for combo in combos:
-        composed = compose_config(combo)
-        build_spec(composed)  # fail fast, before any job, on any bad combination
-        baselines.add(tuple(baseline_overrides(composed)))
+        build_spec(compose_config(combo))  # fail fast, before any job, on any bad combination
+        baselines.add(tuple(baselines_of(combo)))
     if len(baselines) > 1:
         raise UserError("run.baselines (and agent) must give the same baselines in every run of a sweep")
     sweep_dir = _sweep_dir(overrides)
@@ -72,6 +72,7 @@ def run_sweep(overrides: list[str], console: Console) -> Path:
     frame.to_csv(sweep_dir / "summary.csv", index=False)
     (sweep_dir / "summary.md").write_text(to_markdown(frame) + "\n")
     console.print(rich_table(frame, title=f"sweep {sweep_dir.name}: {len(runs)} runs"))
+    console.print(f"report: {write_report(runs, sweep_dir / 'report.html')}")
     return sweep_dir
 
 

@@ -91,6 +91,7 @@ def test_sweep_prints_one_table_of_all_runs(tmp_path: Path) -> None:
     assert {"agent.beta", "agent.k"} <= set(table.columns)
     jitrl = table[table.agent == "jitrl"]
     assert sorted(zip(jitrl["agent.beta"], jitrl["agent.k"], strict=True)) == [(0.5, 5), (0.5, 10), (2.0, 5), (2.0, 10)]
+    assert (table.agent == "static").sum() == 4  # every job runs the baselines beside the agent
     assert (table.episodes == 2).all()
     code, output = cli("table", str(sweep_dir))
     assert code == 0 and "4 runs" in output

@@ -16,7 +16,7 @@ from jitrl_bench.contract import BuildContext
 from jitrl_bench.envs.textworld import TextWorldConfig
 from jitrl_bench.jitrl.memory import ExperienceMemory, MemoryConfig
 from jitrl_bench.policies.uniform import UniformPolicy
-from jitrl_bench.results import write_summary
+from jitrl_bench.results.tables import write_summary
 from jitrl_bench.rundir import RunDirectory
 from jitrl_bench.runner import Protocol, RunConfig, run_all
 

@@ -8,6 +8,7 @@ import importlib.util
 import itertools
 import os
 import re
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +38,23 @@ def minilm_path() -> Path:
     return Path(spec.submodule_search_locations[0]) / "model"
 
 
+class _Counter(threading.local):
+    texts = 0
+
+
+_counted = _Counter()
+
+
+def embedded_in_this_thread() -> int:
+    """Texts this thread has embedded so far: an episode runs in one thread, so the runner reads the difference across
+    it (cost accounting: embeddings per episode, whatever the agent)."""
+    return _counted.texts
+
+
+def _count(texts: int) -> None:
+    _counted.texts += texts
+
+
 class SentenceTransformerEmbedder:
     def __init__(self, model: str = MINILM, device: str = "cpu") -> None:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -52,6 +70,7 @@ class SentenceTransformerEmbedder:
         self.dim = int(get_dim() or 0)
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
+        _count(len(texts))
         vectors = self._model.encode(
             list(texts), normalize_embeddings=True, convert_to_numpy=True, batch_size=64, show_progress_bar=False
         )
@@ -66,6 +85,7 @@ class HashingEmbedder:
         self.dim = dim
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
+        _count(len(texts))
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         for row, text in enumerate(texts):
             words = text.lower().split()

@@ -87,6 +87,7 @@ class HFPolicy:
         self.name = self.tokens.name
         self.config = config
         self.device = torch.device(config.device)
+        self.hardware = "cpu" if self.device.type == "cpu" else "gpu"
         transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]  # the run has its own display
         try:
             self.model = AutoModelForCausalLM.from_pretrained(self.tokens.source, dtype=DTYPES[config.dtype])

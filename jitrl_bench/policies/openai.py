@@ -143,10 +143,12 @@ class OpenAIPolicy:
         self.name = config.model
         self.base_url = config.base_url.rstrip("/")
         self.server: VLLMServer | None = None
+        self.hardware = "api"
         if config.server == "auto":
             self.server = VLLMServer(config.tokenizer or config.model, served_model_name=config.model).start()
             atexit.register(self.server.stop)
             self.base_url = self.server.base_url
+            self.hardware = "cpu" if self.server.is_cpu_build else "gpu"
         self.parse_failures = 0  # verbalized replies that were not valid JSON (scored uniform)
         self._http = JSONClient(
             self.base_url,

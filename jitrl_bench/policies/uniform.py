@@ -34,6 +34,7 @@ class UniformPolicyConfig(Checked):
 class UniformPolicy:
     def __init__(self, name: str = "uniform") -> None:
         self.name = name
+        self.hardware = "none"
         self.window = ApproxWindow()
 
     def score(self, prompt: Prompt, candidates: Sequence[str]) -> Scored:

@@ -128,6 +128,7 @@ class VLLMPolicy:
 
         os.environ["VLLM_USE_V2_MODEL_RUNNER"] = "1" if config.model_runner == "v2" else "0"
         os.environ.update(vllm_env(current_platform.is_cpu(), config.kv_cache_gb))
+        self.hardware = "cpu" if current_platform.is_cpu() else "gpu"
 
         processor = ChoiceLogitsProcessorV2 if config.model_runner == "v2" else ChoiceLogitsProcessor
         if processor.__mro__[1] is object:

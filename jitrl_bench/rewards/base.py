@@ -21,6 +21,8 @@ class Rewards:
     """What to keep in the run directory (rewards/<task>/<agent>/<episode>.json); empty: nothing to keep."""
     fallback: str = ""
     """Non-empty when the source could not score the episode and the env's rewards stand in: why."""
+    model: str = ""
+    """The model whose calls `usage` counts (empty: no LLM was called)."""
 
 
 class RewardSource(Protocol):

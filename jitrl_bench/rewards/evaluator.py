@@ -69,7 +69,7 @@ class LLMRewardsConfig(Checked):
         generator = policy.generator()
         if generator is None:
             raise UserError(f"reward=llm needs a policy that writes text; {policy.name} does not: set reward.policy")
-        return LLMRewards(self, generator, policy.window.max_prompt_tokens)
+        return LLMRewards(self, generator, policy.window.max_prompt_tokens, policy.name)
 
 
 def schema(steps: int, scale: float) -> dict[str, Any]:
@@ -88,8 +88,9 @@ def schema(steps: int, scale: float) -> dict[str, Any]:
 
 
 class LLMRewards:
-    def __init__(self, cfg: LLMRewardsConfig, generator: Generator, window: int) -> None:
+    def __init__(self, cfg: LLMRewardsConfig, generator: Generator, window: int, model: str) -> None:
         self.cfg = cfg
+        self.model = model
         self.generator = generator
         self.window = window
 
@@ -118,9 +119,9 @@ class LLMRewards:
         }
         if scores is None:  # the env's rewards stand in (failure rule applied), as in the reference
             fallback = f"evaluator reply unusable after one repair: {problem}"
-            return Rewards(env, usage, {**record, "fallback": fallback, "rewards": env}, fallback)
+            return Rewards(env, usage, {**record, "fallback": fallback, "rewards": env}, fallback, self.model)
         values = [s if s != 0 or not cfg.env_when_zero else e for s, e in zip(scores, env, strict=True)]
-        return Rewards(values, usage, {**record, "scores": scores, "rewards": values})
+        return Rewards(values, usage, {**record, "scores": scores, "rewards": values}, model=self.model)
 
     def prompt(self, episode: FinishedEpisode) -> Prompt:
         """The outcome first, then every step (its state cut to fit the evaluator's window), then the last state."""

@@ -191,6 +191,47 @@ def test_smollm2_jitrl_run_end_to_end(tmp_path: Path) -> None:
     assert first["jitrl"]["decision"]["prompt_sha1"] == first["static"]["decision"]["prompt_sha1"]  # one prompt
     memory = (run_dir / "memory" / "jitrl" / "entries.jsonl").read_text().splitlines()
     assert len(memory) == sum(r["steps"] for r in rows if r["agent"] == "jitrl")
+    check_the_web_report(run_dir, rows, tmp_path)
+
+
+def check_the_web_report(run_dir: Path, rows: list[dict[str, Any]], tmp_path: Path) -> None:
+    """Cost sums equal the per-call records; `report --prices` prices this model; Chromium shows a web step."""
+    import pandas as pd
+    from typer.testing import CliRunner
+
+    from jitrl_bench.cli import app
+    from tests.report_page import open_report, report_data, varied_image
+
+    cost = pd.read_csv(run_dir / "cost.csv").set_index("agent")
+    for agent in ("jitrl", "static"):
+        decisions = [
+            json.loads(line)["decision"]
+            for r in rows
+            if r["agent"] == agent
+            for line in (run_dir / "steps" / "click-button" / agent / f"{r['episode']}.jsonl").read_text().splitlines()
+        ]
+        assert cost.loc[agent, "calls_acting"] == sum(d["usage"]["calls"] for d in decisions) > 0
+        assert cost.loc[agent, "prompt_acting"] == sum(d["usage"]["prompt_tokens"] for d in decisions) > 0
+        assert cost.loc[agent, "llm_calls"] == sum(r["llm_calls"] for r in rows if r["agent"] == agent)
+        assert cost.loc[agent, "priced_by"] == "not priced (SmolLM2-135M-Instruct on cpu)"
+    prices = tmp_path / "prices.yaml"
+    prices.write_text("models: {SmolLM2-135M-Instruct: {input: 2.0, output: 8.0}}\n")
+    result = CliRunner().invoke(app, ["report", str(run_dir), "--prices", str(prices), "-o", str(tmp_path / "p.html")])
+    assert result.exit_code == 0, result.output
+    priced = {row["agent"]: row for row in report_data(tmp_path / "p.html")["cost"]}
+    for agent in ("jitrl", "static"):
+        expected = (cost.loc[agent, "prompt_tokens"] * 2.0 + cost.loc[agent, "completion_tokens"] * 8.0) / 1e6
+        assert priced[agent]["priced_by"] == "tokens" and abs(priced[agent]["usd"] - expected) < 1e-12
+    step = json.loads((run_dir / "steps" / "click-button" / "static" / "1.jsonl").read_text().splitlines()[0])
+    with open_report(run_dir / "report.html", "#d=run%7Cclick-button%7Cstatic%7C1%7C0") as report:
+        assert report.page.inner_text("#v-action") == step["action"]
+        assert report.cells("#v-candidates", 2) == step["decision"]["candidates"]
+        shown = report.numbers("#v-candidates", 4)
+        assert all(a is not None and abs(a - b) < 6e-4 for a, b in zip(shown, step["decision"]["z"], strict=True))
+        outcome = next(r for r in rows if r["agent"] == "static" and r["episode"] == 1)
+        badge = "success" if outcome["success"] else "no success"
+        assert report.page.inner_text("#v-outcome .badge") == badge
+        assert varied_image(report.screenshot("#viewer")) and report.errors == []
 
 
 @pytest.mark.slow

@@ -56,6 +56,18 @@ def test_run_then_regrade_agrees(gitlab: str, tmp_path: Path) -> None:
     assert code == 0 and "0 grades differ" in out, out
     regraded = pd.read_csv(run_dir / "regrade.csv")
     assert len(regraded) == len(graded) > 0 and regraded.agree.all()
+    from tests.report_page import open_report
+
+    for row in graded:  # the report's viewer shows each web episode's final answer and its grade
+        with open_report(run_dir / "report.html", f"#d=run%7C44%7C{row['agent']}%7C{row['episode']}%7C0") as report:
+            answer = report.page.locator("#v-answer")
+            if row["artifacts"]["answer"] is None:
+                assert answer.count() == 0
+            else:
+                assert answer.inner_text() == row["artifacts"]["answer"]
+            outcome = report.page.inner_text("#v-outcome")
+            assert f"{row['score']:g} / {row['max_score']:g}" in outcome
+            assert ("no success" not in outcome) == row["success"] and report.errors == []
 
 
 def test_regrade_finds_what_the_run_did_not_grade(gitlab: str, tmp_path: Path) -> None:

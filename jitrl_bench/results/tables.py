@@ -84,15 +84,22 @@ def _fallbacks(played: pd.DataFrame) -> int:
 
 
 def write_summary(run_dir: Path, console: Console | None = None) -> pd.DataFrame:
-    """summary.csv, summary.md and curve.png of one run; prints the table."""
+    """summary.csv, cost.csv, summary.md (results, then cost) and curve.png of one run; prints the tables."""
+    from jitrl_bench.results.cost import SHOWN, cost_table, load_prices
+
     episodes = episodes_frame(run_dir)
     summary = summarize(episodes)
+    cost = cost_table(episodes, load_prices(run_dir=run_dir))
     summary.to_csv(run_dir / "summary.csv", index=False)
-    (run_dir / "summary.md").write_text(to_markdown(summary) + "\n")
+    cost.to_csv(run_dir / "cost.csv", index=False)
+    shown = cost[[c for c in ["task", *SHOWN] if c in cost.columns]]
+    (run_dir / "summary.md").write_text(f"{to_markdown(summary)}\n\n## Cost\n\n{to_markdown(shown)}\n")
     if not episodes.empty and (episodes.status == "ok").any():
         plot_curves(episodes[episodes.status == "ok"], run_dir / "curve.png")
     if console is not None and not summary.empty:
         console.print(rich_table(summary, title=str(run_dir)))
+        if int(cost.llm_calls.sum()) > 0:
+            console.print(rich_table(shown, title="cost"))
     return summary
 
 
@@ -121,21 +128,31 @@ def plot_curves(episodes: pd.DataFrame, path: Path) -> None:
 
 def aggregate(run_dirs: list[Path]) -> pd.DataFrame:
     """Summaries of several runs side by side, with the config values that differ between runs as columns."""
-    frames, configs = [], []
+    frames = []
+    configs = flat_configs([read_config(r) if (r / "config.yaml").exists() else {} for r in run_dirs])
     for run_dir in run_dirs:
         summary = summarize(episodes_frame(run_dir))
-        flat = _flatten(read_config(run_dir)) if (run_dir / "config.yaml").exists() else {}
         summary.insert(0, "run", run_dir.name)
         frames.append(summary)
-        configs.append(flat)
     if not frames:
         return pd.DataFrame()
-    varying = [k for k in dict.fromkeys(k for c in configs for k in c) if len({str(c.get(k)) for c in configs}) > 1]
-    varying = [k for k in varying if not k.startswith(("_meta", "run.dir"))]
+    varying = varying_keys(configs)
     for frame, flat in zip(frames, configs, strict=True):
         for pos, key in enumerate(varying):
             frame.insert(1 + pos, key, flat.get(key))
     return pd.concat(frames, ignore_index=True)
+
+
+def flat_configs(configs: list[Any]) -> list[dict[str, Any]]:
+    """Each run's config as dotted keys (agent.beta: 0.5); a list value as its text (env.game: [zork1, detective])."""
+    return [{k: str(v) if isinstance(v, list) else v for k, v in _flatten(c).items()} for c in configs]
+
+
+def varying_keys(configs: list[dict[str, Any]]) -> list[str]:
+    """The config keys whose values differ between runs (what a sweep swept), bookkeeping and prices left out."""
+    keys = dict.fromkeys(k for c in configs for k in c)
+    varying = [k for k in keys if len({str(c.get(k)) for c in configs}) > 1]
+    return [k for k in varying if not k.startswith(("_meta", "run.dir", "prices."))]
 
 
 def read_config(run_dir: Path) -> Any:
@@ -156,9 +173,12 @@ def to_markdown(frame: pd.DataFrame) -> str:
 
 
 HEADERS = {"mean_score": "mean", "final5_score": "final5", "max_score": "max", "norm_score": "norm",
-           "success_rate": "success", "episodes": "eps", "calls_per_step": "calls/step"}  # fmt: skip
+           "success_rate": "success", "episodes": "eps", "calls_per_step": "calls/step", "llm_calls": "calls",
+           "prompt_tokens": "prompt tok", "completion_tokens": "compl. tok", "embeddings": "embeds",
+           "wall_s": "wall s", "compute_s": "compute s", "priced_by": "priced by"}  # fmt: skip
 METRICS = {"episodes", "mean_score", "final5_score", "norm_score", "success_rate", "auc", "calls", "tokens",
-           "calls_per_step"}  # fmt: skip
+           "calls_per_step", "llm_calls", "prompt_tokens", "completion_tokens", "embeddings", "wall_s", "compute_s",
+           "usd", "paper", "ours"}  # fmt: skip
 
 
 def rich_table(frame: pd.DataFrame, title: str = "") -> Table:

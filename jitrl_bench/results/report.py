@@ -1,0 +1,258 @@
+"""`jitrl-bench report`: one self-contained HTML file for one run, several runs or a sweep.
+
+Everything the page shows is gathered here into one JSON document and inlined beside the page's script and style
+(results/assets/): no server, no network, it opens from disk. The page builds its DOM from that data with
+`textContent` only, so model output (observations, answers) is shown as text, never interpreted as markup.
+"""
+
+from __future__ import annotations
+
+import base64
+import importlib.resources
+import json
+import math
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from jitrl_bench.results.cost import PricesConfig, cost_table, literature_table, load_prices
+from jitrl_bench.results.frontier import frontier_points, heatmap_grid, plot_frontier, plot_heatmap, sweep_axes
+from jitrl_bench.results.tables import episodes_frame, flat_configs, read_config, summarize, varying_keys
+
+OBSERVATION_CHARS = 6000
+"""What the viewer shows of an observation (web pages can be long); the step files keep it whole."""
+STATE_CHARS = 1500
+MAX_DECISIONS = 20000
+"""Steps inlined at most (about 2-4 KB each); beyond it the last episodes are left out and the page says so."""
+
+
+def write_report(run_dirs: list[Path], out: Path, prices_file: Path | None = None) -> Path:
+    """Gather the runs' data, draw the frontier (and the β × k heatmap of a sweep), write `out`."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    prefix = "" if out.stem == "report" else f"{out.stem}-"  # results/reports/<time>.html: <time>-frontier.png
+    data = gather(run_dirs, prices_file, out.parent, prefix)
+    template = _asset("report.html")
+    page = (
+        template.replace("/*STYLE*/", _asset("report.css"))
+        .replace("/*SCRIPT*/", _asset("report.js"))
+        .replace("/*DATA*/", _inline_json(data))
+    )
+    tmp = out.with_suffix(".tmp")
+    tmp.write_text(page, encoding="utf-8")
+    tmp.replace(out)
+    return out
+
+
+def gather(run_dirs: list[Path], prices_file: Path | None, image_dir: Path, prefix: str = "") -> dict[str, Any]:
+    configs = [read_config(r) if (r / "config.yaml").exists() else {} for r in run_dirs]
+    flats = flat_configs(configs)
+    varying = varying_keys(flats)
+    names = _run_names(run_dirs)
+    summaries, costs, episodes, decisions, memories, runs = [], [], [], {}, {}, []
+    uids: dict[str, list[Any]] = {}
+    prices = load_prices(prices_file, run_dirs[0]) if run_dirs else load_prices(prices_file)
+    budget, left_out = MAX_DECISIONS, 0
+    for run_dir, name, config, flat in zip(run_dirs, names, configs, flats, strict=True):
+        frame = episodes_frame(run_dir)
+        run_prices = prices if prices_file or len(run_dirs) == 1 else load_prices(None, run_dir)
+        summary = _with_run(summarize(frame), name, flat, varying)
+        cost = _with_run(cost_table(frame, run_prices), name, flat, varying)
+        summaries.append(summary)
+        costs.append(cost)
+        ok = frame[frame.status != "error"] if not frame.empty else frame
+        for row in ok.to_dict("records"):
+            episodes.append(_episode(row, name))
+            uids[str(row["episode_uid"])] = [name, row["task"], row["agent"], int(row["episode"])]
+        for (task, agent, episode), steps in _step_files(run_dir, ok):
+            if budget <= 0:
+                left_out += 1
+                continue
+            decisions[f"{name}|{task}|{agent}|{episode}"] = [_decision(s) for s in steps]
+            budget -= len(steps)
+        memories[name] = _memory_states(run_dir, decisions, name)
+        runs.append(_provenance(run_dir, name, config, frame))
+    summary = pd.concat(summaries, ignore_index=True) if summaries else pd.DataFrame()
+    cost = pd.concat(costs, ignore_index=True) if costs else pd.DataFrame()
+    images = _images(summary, cost, varying, configs, image_dir, prefix)
+    return {
+        "title": run_dirs[0].name if len(run_dirs) == 1 else f"{len(run_dirs)} runs",
+        "generated": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "varying": varying,
+        "summary": _records(summary),
+        "episodes": episodes,
+        "decisions": decisions,
+        "decisions_left_out": left_out,
+        "memory": memories,
+        "uids": uids,
+        "cost": _records(cost),
+        "literature": _records(literature_table(prices, cost)),
+        "runs": runs,
+        "images": images,
+    }
+
+
+def _run_names(run_dirs: list[Path]) -> list[str]:
+    """Short, unique names: the folder's name, with its parent's where two runs share one (sweep job numbers)."""
+    names = [r.name for r in run_dirs]
+    if len(set(names)) < len(names):
+        names = [f"{r.parent.name}/{r.name}" for r in run_dirs]
+    return names
+
+
+def _with_run(frame: pd.DataFrame, name: str, flat: dict[str, Any], varying: list[str]) -> pd.DataFrame:
+    frame = frame.copy()
+    frame.insert(0, "run", name)
+    for pos, key in enumerate(varying):
+        frame.insert(1 + pos, key, flat.get(key))
+    return frame
+
+
+def _episode(row: dict[str, Any], run: str) -> dict[str, Any]:
+    artifacts = row.get("artifacts") or {}
+    return {
+        "run": run,
+        "task": row["task"],
+        "agent": row["agent"],
+        "episode": int(row["episode"]),
+        "seed": int(row["seed"]),
+        "score": float(row["score"]),
+        "max_score": float(row["max_score"]),
+        "norm_score": float(row["norm_score"]),
+        "success": bool(row["success"]),
+        "steps": int(row["steps"]),
+        "status": row["status"],
+        "answer": artifacts.get("answer"),
+        "final_url": artifacts.get("final_url", ""),
+        "uid": row["episode_uid"],
+    }
+
+
+def _step_files(run_dir: Path, episodes: pd.DataFrame) -> Iterator[tuple[tuple[str, str, int], list[dict[str, Any]]]]:
+    from jitrl_bench.rundir import safe_name
+
+    for row in episodes.sort_values(["task", "agent", "episode"]).to_dict("records") if not episodes.empty else []:
+        path = run_dir / "steps" / safe_name(row["task"]) / safe_name(row["agent"]) / f"{row['episode']}.jsonl"
+        if path.is_file():
+            steps = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+            yield (row["task"], row["agent"], int(row["episode"])), steps
+
+
+def _decision(step: dict[str, Any]) -> dict[str, Any]:
+    d = step["decision"]
+    return {
+        "step": step["step"],
+        "observation": str(step.get("observation", ""))[:OBSERVATION_CHARS],
+        "action": step["action"],
+        "reward": step["reward"],
+        "score": step["score"],
+        "index": d["index"],
+        "candidates": d["candidates"],
+        "z": d["z"],
+        "advantage": d.get("advantage", []),
+        "z_prime": d.get("z_prime", []),
+        "probs": d.get("probs", []),
+        "neighbours": d.get("neighbours", []),
+        "notes": d.get("notes", {}),
+        "bias_applied": d.get("bias_applied", ""),
+        "proposal_fallback": d.get("proposal_fallback", ""),
+        "usage": d.get("usage", {}),
+    }
+
+
+def _memory_states(run_dir: Path, decisions: dict[str, list[dict[str, Any]]], run: str) -> dict[str, Any]:
+    """Per agent, the memory entries the inlined decisions retrieved: their state text, episode and step."""
+    wanted: dict[str, set[int]] = {}
+    for key, steps in decisions.items():
+        if key.startswith(f"{run}|"):
+            agent = key.split("|")[2]
+            wanted.setdefault(agent, set()).update(int(n["id"]) for s in steps for n in s["neighbours"] if "id" in n)
+    out: dict[str, Any] = {}
+    for agent, ids in wanted.items():
+        path = run_dir / "memory" / agent / "entries.jsonl"
+        if not path.is_file() or not ids:
+            continue
+        entries: dict[str, Any] = {}
+        with path.open(encoding="utf-8") as f:
+            for line in f:
+                try:
+                    entry = json.loads(line)
+                except json.JSONDecodeError:  # a line cut by a kill: memory's reader skips it too
+                    continue
+                if entry.get("id") in ids:
+                    entries[str(entry["id"])] = {"state": str(entry.get("state", ""))[:STATE_CHARS],
+                                                 "episode": entry.get("episode", ""), "step": entry.get("step"),
+                                                 "task": entry.get("task", "")}  # fmt: skip
+        out[agent] = entries
+    return out
+
+
+def _provenance(run_dir: Path, name: str, config: Any, frame: pd.DataFrame) -> dict[str, Any]:
+    meta = config.get("_meta", {}) if isinstance(config, dict) else {}
+    errors = frame[frame.status == "error"] if not frame.empty else frame
+    memory = config.get("memory", {}) if isinstance(config, dict) else {}
+    config_text = (run_dir / "config.yaml").read_text(encoding="utf-8") if (run_dir / "config.yaml").exists() else ""
+    return {
+        "name": name,
+        "path": run_dir.name,
+        "run_id": meta.get("run_id", ""),
+        "config_hash": meta.get("config_hash", ""),
+        "versions": meta.get("versions", {}),
+        "load_from": (memory or {}).get("load_from") or "",
+        "errors": [
+            {"task": r["task"], "agent": r["agent"], "episode": int(r["episode"]), "error": r["error"]}
+            for r in errors.to_dict("records")
+        ],
+        "config": config_text,
+    }
+
+
+def _images(
+    summary: pd.DataFrame, cost: pd.DataFrame, varying: list[str], configs: list[Any], image_dir: Path, prefix: str
+) -> dict[str, str]:
+    """frontier.png (and heatmap.png for a β × k sweep) beside the report, and inline as base64."""
+    images: dict[str, str] = {}
+    points, axis = frontier_points(summary, cost)
+    if points:
+        plot_frontier(points, axis, image_dir / f"{prefix}frontier.png")
+        images["frontier"] = _b64(image_dir / f"{prefix}frontier.png")
+    grid = sweep_axes(varying)
+    if grid is not None and not summary.empty:
+        main = str((configs[0].get("agent") or {}).get("name", "")) if configs and isinstance(configs[0], dict) else ""
+        agent = main if main in set(summary.agent) else str(summary.agent.iloc[0])
+        score, count = heatmap_grid(summary, agent, *grid)
+        plot_heatmap(score, count, agent, image_dir / f"{prefix}heatmap.png")
+        images["heatmap"] = _b64(image_dir / f"{prefix}heatmap.png")
+    return images
+
+
+def _b64(path: Path) -> str:
+    return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode()
+
+
+def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """Rows as JSON-safe dicts (NaN → null)."""
+    return [{str(k): _plain(v) for k, v in row.items()} for row in frame.to_dict("records")]
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def _inline_json(data: dict[str, Any]) -> str:
+    """JSON safe inside <script>: every `<` escaped, so no text in it can close the element."""
+    return json.dumps(data, ensure_ascii=False, allow_nan=False, default=str).replace("<", "\\u003c")
+
+
+def _asset(name: str) -> str:
+    return importlib.resources.files("jitrl_bench").joinpath(f"results/assets/{name}").read_text(encoding="utf-8")
+
+
+__all__ = ["PricesConfig", "write_report"]
