@@ -314,21 +314,41 @@ def bench_memory(
 @bench_app.command("policy")
 @user_errors
 def bench_policy(
-    ks: Annotated[str, typer.Option("--k", help="Comma list of candidate counts K")] = "5,10,30",
+    ks: Annotated[str, typer.Option("--k", help="Comma list of candidate counts K")] = "5,10,30,100",
     concurrency: Annotated[str, typer.Option(help="Comma list of episodes in flight (vLLM server)")] = "1,4,8",
-    repeats: Annotated[int, typer.Option(help="Timed calls per row (median reported)")] = 5,
+    repeats: Annotated[int, typer.Option(help="Timed calls per row (median reported)")] = 3,
     dtype: Annotated[str, typer.Option(help="transformers dtype: float32 | bfloat16")] = "float32",
-    vllm: Annotated[bool, typer.Option(help="Also start a vLLM server and time it")] = True,
+    full: Annotated[bool, typer.Option("--full", help="Also start a vLLM server and time it (minutes more)")] = False,
     out: Annotated[Path, typer.Option(help="CSV to write")] = Path("results/bench/policy.csv"),
 ) -> None:
-    """Per-decision latency and candidates/s: transformers shared-prefix vs padded, vLLM server score and choice."""
+    """Candidate scoring against the floor (one pass over the prompt and all candidate tokens): one-pass,
+    shared-prefix and padded at each K; --full adds the vLLM server in score and choice mode."""
     from jitrl_bench.bench.policy import bench_policy as run_bench
 
     if dtype not in ("float32", "bfloat16"):
         raise UserError(f"--dtype {dtype!r}: use float32 or bfloat16")
     if repeats < 1:
         raise UserError(f"--repeats {repeats}: give at least 1")
-    run_bench(out, _ints(ks, "--k"), _ints(concurrency, "--concurrency"), repeats, dtype, vllm, console)
+    run_bench(out, _ints(ks, "--k"), _ints(concurrency, "--concurrency"), repeats, dtype, full, console)
+
+
+@bench_app.command("run")
+@user_errors
+def bench_run(
+    overrides: Overrides = None,
+    episodes: Annotated[int, typer.Option(help="Episodes per agent in each variant")] = 6,
+    steps: Annotated[int, typer.Option(help="Steps per episode")] = 15,
+    out: Annotated[Path, typer.Option(help="CSV to write")] = Path("results/bench/run.csv"),
+) -> None:
+    """Steps per second of the demo configuration (the scorer before one-pass, one-pass, 4 episodes in flight), split
+    into LLM, embedding, retrieval, env, agent and runner time."""
+    from jitrl_bench.bench.run import bench_run as run_bench
+    from jitrl_bench.config import load_spec
+
+    if episodes < 1 or steps < 1:
+        raise UserError(f"--episodes {episodes} --steps {steps}: give at least 1 of each")
+    load_spec(["experiment=demo", *(overrides or [])])  # bad overrides: one line, before any model loads
+    run_bench(out, episodes, steps, list(overrides or []), console)
 
 
 def _ints(text: str, option: str, low: int = 1) -> list[int]:

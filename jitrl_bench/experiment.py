@@ -16,7 +16,7 @@ from jitrl_bench.agents.notebook import NOTES, Notebook, source_notes
 from jitrl_bench.config import RunSpec, config_hash, installed_versions, resolved_yaml
 from jitrl_bench.contract import Agent, BuildContext, Policy
 from jitrl_bench.errors import UserError
-from jitrl_bench.jitrl.embed import Embedder
+from jitrl_bench.jitrl.embed import CachedEmbedder, Embedder
 from jitrl_bench.jitrl.memory import ExperienceMemory
 from jitrl_bench.logs import log_to
 from jitrl_bench.paths import results_dir
@@ -42,7 +42,7 @@ class RunMemories:
 
     def embedder(self) -> Embedder:
         if self._embedder is None:
-            self._embedder = self.spec.memory.embedder.make()
+            self._embedder = CachedEmbedder(self.spec.memory.embedder.make())
         return self._embedder
 
     def notebook(self, agent: str) -> Notebook:

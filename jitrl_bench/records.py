@@ -96,6 +96,8 @@ class EpisodeRecord:
     """Which model each purpose's calls went to (the evaluator may be another model): prices apply per model."""
     embeddings: int = 0
     """Texts embedded for retrieval (states, notes) during the episode."""
+    seconds: dict[str, float] = field(default_factory=dict)
+    """Where the episode's time went: llm (model calls), embedding, retrieval, env (reset, steps, grading)."""
     hardware: str = ""
     """Where the policy's model ran: gpu, cpu, api (priced by tokens) or none."""
     compute_s: float = 0.0

@@ -33,6 +33,7 @@ from jitrl_bench.jitrl.embed import embedded_in_this_thread
 from jitrl_bench.records import EpisodeRecord, StepRecord, sha1
 from jitrl_bench.rewards.base import EnvRewards, Rewards, RewardSource
 from jitrl_bench.rundir import RunDirectory
+from jitrl_bench.timing import ENV, seconds_in_this_thread, since, spent
 
 
 @dataclass
@@ -129,9 +130,10 @@ def play_episode(
     uid = uuid.uuid4().hex
     seed = run.seed + episode
     ctx = agent.start(task.name, episode, uid, run.seed)
-    start = time.perf_counter()
-    task.env.reset(seed=seed)
-    view = checked(task.env.view())
+    start, clock = time.perf_counter(), seconds_in_this_thread()
+    with spent(ENV):
+        task.env.reset(seed=seed)
+        view = checked(task.env.view())
     goal = view.goal
     steps: list[StepRecord] = []
     traces: list[StepTrace] = []
@@ -148,8 +150,9 @@ def play_episode(
         chosen = view.candidates[decision.index] if decision.index < len(view.candidates) else None
         label = chosen.label if chosen is not None and chosen.action == decision.action else decision.action
         before = view.observation
-        observation, reward, terminated, _, _ = task.env.step(decision.action)
-        view = checked(task.env.view())
+        with spent(ENV):
+            observation, reward, terminated, _, _ = task.env.step(decision.action)
+            view = checked(task.env.view())
         traces.append(StepTrace(before, decision.action, float(reward)))
         steps.append(StepRecord(t, sha1(observation), decision.action, float(reward), view.score, decision, before))
         ctx.history.append(Turn(decision.action, label, observation))
@@ -158,7 +161,8 @@ def play_episode(
     else:
         if steps:  # out of steps: an env that grades after the episode grades it now
             score_before = view.score
-            view = checked(task.env.end_episode())
+            with spent(ENV):
+                view = checked(task.env.end_episode())
             last = traces[-1]
             traces[-1] = StepTrace(last.observation, last.action, last.env_reward + view.score - score_before)
             steps[-1].score = view.score
@@ -208,6 +212,7 @@ def play_episode(
         },
         embeddings=embedded_in_this_thread() - embedded,
         compute_s=round(computing, 3),
+        seconds=since(clock),
         hardware=protocol.hardware,
         proposal_fallbacks=sum(bool(step.decision.proposal_fallback) for step in steps),
         reward_fallback=rewards.fallback,

@@ -99,7 +99,8 @@ def test_report_holds_cost_provenance_and_a_frontier(text_run: Path) -> None:
     assert run["config"] == config and run["config_hash"] in config and run["versions"]["jitrl-bench"]
     cost = {row["agent"]: row for row in data["cost"]}
     jitrl = [e for e in episodes if e["agent"] == "jitrl"]
-    assert cost["jitrl"]["embeddings"] == sum(e["embeddings"] for e in jitrl) == sum(e["steps"] for e in jitrl)
+    # a state seen before is not embedded again (text games revisit states; both agents see the first one)
+    assert 0 < cost["jitrl"]["embeddings"] == sum(e["embeddings"] for e in jitrl) <= sum(e["steps"] for e in jitrl)
     assert cost["static"]["embeddings"] == 0  # the frozen policy reads no memory
     assert cost["jitrl"]["priced_by"] == "no LLM calls" and cost["jitrl"]["usd"] == 0
     assert math.isclose(cost["jitrl"]["wall_s"], sum(e["wall_s"] for e in jitrl), abs_tol=0.02)
@@ -122,7 +123,7 @@ def test_prices_apply_per_model_and_gpu_time_when_no_token_price() -> None:
          "prompt_tokens_by_purpose": {"acting": 1000, "evaluating": 2000},
          "completion_tokens_by_purpose": {"acting": 100, "evaluating": 200},
          "model_by_purpose": {"acting": "acting-model", "evaluating": "openai/judge"}},
-        {**base, "policy": "local", "hardware": "gpu", "calls_by_purpose": {"acting": 2},
+        {**base, "policy": "local", "hardware": "gpu", "calls_by_purpose": {"acting": 2}, "seconds": {"llm": 1.5},
          "prompt_tokens_by_purpose": {"acting": 1000}, "completion_tokens_by_purpose": {"acting": 100},
          "model_by_purpose": {"acting": "local"}},
         {**base, "policy": "local", "hardware": "cpu", "calls_by_purpose": {"acting": 2},
@@ -132,9 +133,9 @@ def test_prices_apply_per_model_and_gpu_time_when_no_token_price() -> None:
     costed = episode_costs(rows, prices)
     acting, evaluating = (1000 * 1.0 + 100 * 4.0) / 1e6, (2000 * 10.0 + 200 * 20.0) / 1e6
     assert math.isclose(costed.usd[0], acting + evaluating) and costed.priced_by[0] == "tokens"
-    assert math.isclose(costed.usd[1], 2.0 / 3600 * 3.6) and costed.priced_by[1] == "gpu time"
+    assert math.isclose(costed.usd[1], 1.5 / 3600 * 3.6) and costed.priced_by[1] == "gpu time"  # the model's own time
     assert math.isnan(costed.usd[2]) and costed.priced_by[2] == "not priced (local on cpu)"
-    assert list(costed.gpu_s) == [0.0, 2.0, 0.0]
+    assert list(costed.gpu_s) == [0.0, 1.5, 0.0]
     table = cost_table(rows.assign(agent=["api", "gpu", "cpu"]), prices).set_index("agent")
     assert table.loc["api", "calls_evaluating"] == 1 and table.loc["api", "prompt_evaluating"] == 2000
     assert math.isnan(table.loc["cpu", "usd"])

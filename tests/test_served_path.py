@@ -76,7 +76,7 @@ def test_bench_policy_stopped_by_sigterm_leaves_no_server(tmp_path: Path) -> Non
     """`timeout 590 jitrl-bench bench policy` once left its vLLM server running (770 MB) after the bench was gone."""
     require_vllm_venv()
     before = vllm_servers()
-    command = [sys.executable, "-m", "jitrl_bench", "bench", "policy", "--k", "2", "--repeats", "1",
+    command = [sys.executable, "-m", "jitrl_bench", "bench", "policy", "--full", "--k", "2", "--repeats", "1",
                "--concurrency", "1", "--out", str(tmp_path / "policy.csv")]  # fmt: skip
     proc = start(command)
     assert proc.stdout is not None

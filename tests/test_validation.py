@@ -118,6 +118,13 @@ KNOBS = [
     # policy
     ("policy=nosuch", r"unknown policy 'nosuch': choose one of hf, openai, smollm2, uniform, vllm"),
     ("policy.dtype=float8", r"policy\.dtype=float8: choose one of float32, bfloat16"),
+    ("policy.scorer=fast", r"policy\.scorer=fast: choose one of one_pass, shared_prefix, padded"),
+    ("policy.pass_tokens=4", r"policy\.pass_tokens=4: must be >= 16"),
+    ("policy.prefix_cache=-1", r"policy\.prefix_cache=-1: must be >= 0"),
+    ("prices.gpu_hour=-2", r"prices\.gpu_hour=-2(\.0)?: use USD per GPU-hour, 0 or more"),
+    ("prices.literature.0.usd=-5", r"prices\.literature\[0\]\.usd=-5(\.0)?: use a dollar amount, 0 or more"),
+    ("prices.literature.1.method=''", r"prices\.literature\[1\]\.method='': every copied cost needs a method"),
+    ("prices.models.gpt-5.output=-1", r"prices\.models\.gpt-5\.output=-1(\.0)?: use a price in USD per million"),
     ("policy.device=tpu", r"policy\.device=tpu: use cpu, cuda"),
     ("policy.max_prompt_tokens=0", r"policy\.max_prompt_tokens=0: must be >= 16"),
     ("policy=hf policy.model=/no/such/model", r"policy\.model=/no/such/model: policy model folder not found"),

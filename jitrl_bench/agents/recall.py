@@ -17,6 +17,7 @@ from jitrl_bench.jitrl.memory import Experience, ExperienceMemory, Neighbour
 from jitrl_bench.jitrl.retrieval import LexicalConfig, retrieve
 from jitrl_bench.jitrl.returns import rewards_to_go
 from jitrl_bench.records import EpisodeRecord
+from jitrl_bench.timing import RETRIEVAL, spent
 
 
 def state_text(state: dict[str, str]) -> str:
@@ -81,7 +82,8 @@ class EpisodeRecall:
         fields = dict(view.state)
         embedding = self.embedder.encode([state_text(fields)])[0]
         where = {"task": ctx.task, **fields}
-        return embedding, retrieve(self.memory, embedding, where, len(ctx.history), k, threshold, lexical)
+        with spent(RETRIEVAL):
+            return embedding, retrieve(self.memory, embedding, where, len(ctx.history), k, threshold, lexical)
 
     def read(self, ctx: EpisodeContext, view: StepView) -> Recollection:
         settings = self.settings

@@ -9,6 +9,7 @@ import itertools
 import os
 import re
 import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,7 @@ import numpy as np
 
 from jitrl_bench.checks import BadValue, Checked
 from jitrl_bench.errors import UserError
+from jitrl_bench.timing import EMBEDDING, charged
 
 MINILM = "all-MiniLM-L6-v2"
 
@@ -69,12 +71,47 @@ class SentenceTransformerEmbedder:
         get_dim = getattr(self._model, "get_embedding_dimension", None) or self._model.get_sentence_embedding_dimension
         self.dim = int(get_dim() or 0)
 
+    @charged(EMBEDDING)
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         _count(len(texts))
         vectors = self._model.encode(
             list(texts), normalize_embeddings=True, convert_to_numpy=True, batch_size=64, show_progress_bar=False
         )
         return np.asarray(vectors, dtype=np.float32).reshape(len(texts), self.dim)
+
+
+class CachedEmbedder:
+    """An embedder that remembers each text's vector for the run: text games revisit the same states constantly, and
+    every agent at the same step embeds the same state. Only texts not seen before reach the model (and are counted)."""
+
+    def __init__(self, inner: Embedder, capacity: int = 100_000) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self.dim = inner.dim
+        self.capacity = capacity
+        self._vectors: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        with self._lock:
+            missing = list(dict.fromkeys(t for t in texts if t not in self._vectors))
+        if missing:  # outside the lock: a model call; two threads embedding the same new text is harmless
+            fresh = self.inner.encode(missing)
+            with self._lock:
+                for text, vector in zip(missing, fresh, strict=True):
+                    self._vectors[text] = vector
+                while len(self._vectors) > self.capacity:
+                    self._vectors.popitem(last=False)
+        with self._lock:
+            rows = []
+            for text in texts:
+                vector = self._vectors.get(text)
+                if vector is None:  # evicted between the two locks (a cache smaller than one call): embed it again
+                    vector = self.inner.encode([text])[0]
+                else:
+                    self._vectors.move_to_end(text)
+                rows.append(vector)
+        return np.stack(rows).astype(np.float32, copy=True) if rows else np.zeros((0, self.dim), dtype=np.float32)
 
 
 class HashingEmbedder:
@@ -84,6 +121,7 @@ class HashingEmbedder:
         self.name = f"hashing-{dim}"
         self.dim = dim
 
+    @charged(EMBEDDING)
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         _count(len(texts))
         out = np.zeros((len(texts), self.dim), dtype=np.float32)

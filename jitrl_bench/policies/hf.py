@@ -1,12 +1,14 @@
-"""A frozen transformers causal LM as the policy: scores K candidate actions with one shared prompt prefill.
+"""A frozen transformers causal LM as the policy: scores K candidate actions at the floor of one forward pass.
 
-All candidates are replies to the same prompt, so the prompt is run once and its KV cache is reused for a single batched
-pass over the K candidates. That is about 10x cheaper than K full sequences on CPU and gives the same numbers.
+All candidates are replies to the same prompt. The prompt is run once (only the part an earlier prompt did not share:
+`kv.PrefixCache`), then all K candidates are read in one more pass, side by side with a block attention mask
+(`kv.packed_candidates`): the cost is one pass over the prompt and the candidates' own tokens, whatever K, and the
+numbers are those of K separate sequences. `scorer=shared_prefix` (K copies of the prompt's cache, one batched pass)
+and `scorer=padded` (K full sequences) are kept as references for tests and `jitrl-bench bench policy`.
 """
 
 from __future__ import annotations
 
-import copy
 import re
 import threading
 from collections.abc import Mapping, Sequence
@@ -16,18 +18,32 @@ from typing import Any
 import numpy as np
 import torch
 from transformers import AutoModelForCausalLM, DynamicCache
-from transformers.cache_utils import DynamicLayer
 from transformers.utils import logging as transformers_logging
 
 from jitrl_bench.checks import BadValue, Checked, at_least, check_tree, one_of
 from jitrl_bench.contract import BiasedChooser, Completer, Generated, Generator, Prompt, Scored, ServeSpec, Usage
 from jitrl_bench.errors import UserError
+from jitrl_bench.policies.batching import Batcher
+from jitrl_bench.policies.flat import Request, flat_layout
+from jitrl_bench.policies.kv import (
+    Prefill,
+    PrefixCache,
+    appended,
+    chunks,
+    dynamic,
+    expanded,
+    joined,
+    packed_candidates,
+    prefix,
+)
 from jitrl_bench.policies.structured import JsonConstraints
 from jitrl_bench.policies.tokens import ChatTokens, check_model, cut_at, first_line
+from jitrl_bench.timing import LLM, charged
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 DEVICE = r"^(cpu|mps|cuda(:[0-9]+)?)$"
 REPLY_ROOM = 64  # tokens kept free after the prompt for the reply (candidate or generated text)
+SCORERS = ("one_pass", "shared_prefix", "padded")
 
 
 @dataclass
@@ -46,9 +62,23 @@ class HFPolicyConfig(Checked):
     max_prompt_tokens: int = 1024
     """The prompt budget (at most the model's context less room for the reply). Prompt layouts fit their text to
     it; a prompt still longer is cut from the left."""
+    scorer: str = "one_pass"
+    """one_pass (the prompt, then all candidates in one pass); shared_prefix (K copies of the prompt's cache in one
+    batch); padded (K full sequences, the naive reference). Same numbers; one_pass is the fastest."""
+    prefix_cache: int = 8
+    """Prompts whose caches are kept to start the next prompt from their longest shared prefix; 0 reuses only an
+    identical last prompt."""
+    pass_tokens: int = 2048
+    """Tokens read in one pass at most (the mask grows with their square): a request's candidates beyond it take
+    several passes; a batch of requests stops before it."""
+    batch: bool = True
+    """With episodes in flight (run.concurrency > 1), read the decisions waiting at the same time in one pass."""
 
     def check(self) -> None:
         one_of("dtype", self.dtype, DTYPES)
+        one_of("scorer", self.scorer, SCORERS)
+        at_least("prefix_cache", self.prefix_cache, 0)
+        at_least("pass_tokens", self.pass_tokens, 16)
         if not re.match(DEVICE, self.device):
             raise BadValue("device", self.device, "use cpu, cuda, cuda:N or mps")
         if self.threads is not None:
@@ -61,15 +91,6 @@ class HFPolicyConfig(Checked):
 
     def serve_spec(self) -> ServeSpec | None:
         return ServeSpec(self.model, self.dtype)
-
-
-@dataclass
-class _Prefill:
-    """The prompt's forward pass, kept so the same prompt scored twice in a row is not run twice."""
-
-    ids: tuple[int, ...]
-    last_logprobs: torch.Tensor  # (vocab,) float32: log p(first candidate token | prompt)
-    cache: DynamicCache
 
 
 class HFPolicy:
@@ -99,8 +120,11 @@ class HFPolicy:
             self.tokens.max_prompt_tokens = min(self.tokens.max_prompt_tokens, max(context - REPLY_ROOM, 16))
         self.end_of_turn_id = self.tokens.end_of_turn_id
         self.json = JsonConstraints(self.tokenizer, self.end_of_turn_id)
-        self._last: _Prefill | None = None
+        self._prefills = PrefixCache(max(config.prefix_cache, 1), 16 if config.prefix_cache else 1 << 30)
         self._lock = threading.Lock()  # one forward pass at a time; the prefill cache is shared state
+        self.batcher: Batcher[Request, np.ndarray] = Batcher(
+            self._score_batch, self._lock, lambda r: r.tokens, config.pass_tokens if config.batch else 0
+        )
 
     # ---- capabilities ---------------------------------------------------------------------------------------------
 
@@ -118,7 +142,7 @@ class HFPolicy:
         return self
 
     def close(self) -> None:
-        self._last = None
+        self._prefills.clear()
 
     # ---- token ids ------------------------------------------------------------------------------------------------
 
@@ -132,13 +156,107 @@ class HFPolicy:
 
     # ---- Policy ---------------------------------------------------------------------------------------------------
 
+    @charged(LLM)
     def score(self, prompt: Prompt, candidates: Sequence[str]) -> Scored:
-        """Summed log-probs of each candidate reply: one prompt prefill, then one batched pass over all candidates."""
+        """Summed log-probs of each candidate reply, with the configured scorer (see the module's docstring)."""
         if not candidates:
             return Scored(np.zeros(0, dtype=np.float64), Usage())
         ids = self.prompt_ids(prompt)
         cands = [self.candidate_ids(c) for c in candidates]
         usage = Usage(1, len(ids) + sum(map(len, cands)), 0)
+        if self.config.scorer == "padded":
+            return Scored(self.score_naive(prompt, candidates), usage)
+        if self.config.scorer == "shared_prefix":
+            return Scored(self.score_shared_prefix(prompt, candidates), usage)
+        return Scored(self.batcher.submit(Request(ids, cands)), usage)
+
+    def _score_batch(self, requests: list[Request]) -> list[np.ndarray]:
+        """One pass for every request of a batch (they came from episodes in flight at once), or, for a single request
+        whose candidates alone exceed `pass_tokens`, its prompt and then its candidates in chunks."""
+        with torch.inference_mode():
+            if len(requests) == 1 and sum(map(len, requests[0].candidates)) > self.config.pass_tokens:
+                return [self._score_chunked(requests[0].ids, requests[0].candidates)]
+            # Agents at the same step of the same episode send the same prompt: read it once, with all their candidates.
+            merged: dict[tuple[int, ...], list[list[int]]] = {}
+            for request in requests:
+                merged.setdefault(tuple(request.ids), []).extend(request.candidates)
+            unique = [Request(list(ids), cands) for ids, cands in merged.items()]
+            scored = dict(zip(merged, self._score_flat(unique), strict=True))
+            results, taken = [], dict.fromkeys(merged, 0)
+            for request in requests:
+                key, n = tuple(request.ids), len(request.candidates)
+                results.append(scored[key][taken[key] : taken[key] + n])
+                taken[key] += n
+            return results
+
+    def _score_flat(self, requests: list[Request]) -> list[np.ndarray]:
+        starts = [self._prefills.lookup(tuple(r.ids)) for r in requests]
+        shared = [
+            0 if found is None or not dynamic(found.cache) else n if n == len(r.ids) else min(n, len(r.ids) - 1)
+            for r, (found, n) in zip(requests, starts, strict=True)
+        ]
+        layout = flat_layout(requests, shared, self.model.dtype, self.device)
+        past = [(found.cache, n) for (found, _), n in zip(starts, shared, strict=True) if found is not None and n]
+        logprobs = torch.zeros(0)
+        new: Any = None
+        if layout.inputs.shape[1]:
+            out = self.model(
+                input_ids=layout.inputs,
+                attention_mask=layout.mask,
+                position_ids=layout.positions,
+                past_key_values=joined(past, self.model.config),
+                use_cache=True,
+                logits_to_keep=layout.keep,
+            )
+            logprobs, new = torch.log_softmax(out.logits[0].float(), dim=-1), out.past_key_values
+        results, past_len = [], sum(shared)
+        for r, request in enumerate(requests):
+            found = starts[r][0]
+            if layout.last[r] >= 0:
+                first_row = logprobs[layout.last[r]]
+            else:  # the whole prompt was cached: its next-token log-probs were kept with it
+                assert found is not None
+                first_row = found.last_logprobs
+            first = torch.tensor([c[0] for c in request.candidates], device=self.device)
+            total = first_row[first].double()
+            if len(layout.rows[r]):
+                picked = logprobs[layout.rows[r]].gather(-1, layout.targets[r].unsqueeze(-1)).squeeze(-1).double()
+                total.index_add_(0, layout.segments[r], picked)
+            begin, end = layout.suffixes[r]
+            if end > begin:  # this prompt ran: keep its cache for the prompts that will share its prefix
+                head = prefix(found.cache, shared[r], self.model.config) if found is not None and shared[r] else None
+                cache = appended(head, new, past_len + begin, past_len + end, self.model.config)
+                self._prefills.add(Prefill(tuple(request.ids), first_row, cache, shared[r]))
+            results.append(total.cpu().numpy().astype(np.float64))
+        return results
+
+    def _score_chunked(self, ids: list[int], cands: list[list[int]]) -> np.ndarray:
+        with torch.inference_mode():
+            prefill = self._prefill(ids)
+            first = torch.tensor([c[0] for c in cands], device=self.device)
+            total = prefill.last_logprobs[first].double()
+            for group in chunks(cands, self.config.pass_tokens):
+                packed = packed_candidates(len(ids), [cands[i] for i in group], self.model.dtype, self.device)
+                if packed is None:
+                    continue
+                out = self.model(
+                    input_ids=packed.inputs,
+                    attention_mask=packed.mask,
+                    position_ids=packed.positions,
+                    past_key_values=prefix(prefill.cache, len(ids), self.model.config),
+                    use_cache=True,
+                )
+                logprobs = torch.log_softmax(out.logits[0].float(), dim=-1)
+                picked = logprobs.gather(-1, packed.targets.unsqueeze(-1)).squeeze(-1).double()
+                rows = torch.tensor(group, device=self.device)[packed.segment]
+                total.index_add_(0, rows, picked)
+        return total.cpu().numpy().astype(np.float64)
+
+    @charged(LLM)
+    def score_shared_prefix(self, prompt: Prompt, candidates: Sequence[str]) -> np.ndarray:
+        """Reference scorer: one prompt prefill, then one batched pass over K copies of its cache."""
+        ids = self.prompt_ids(prompt)
+        cands = [self.candidate_ids(c) for c in candidates]
         with self._lock, torch.inference_mode():
             prefill = self._prefill(ids)
             first = torch.tensor([c[0] for c in cands], device=self.device)
@@ -148,7 +266,7 @@ class HFPolicy:
                 inputs, mask = self._pad([c[:-1] for c in cands])
                 targets, _ = self._pad([c[1:] for c in cands])
                 k, n = inputs.shape
-                cache = _expand(prefill.cache, k, self.model.config)
+                cache = expanded(prefill.cache, k, self.model.config)
                 attention = torch.cat([torch.ones(k, len(ids), dtype=mask.dtype, device=self.device), mask], dim=1)
                 positions = torch.arange(len(ids), len(ids) + n, device=self.device).expand(k, n)
                 out = self.model(
@@ -159,8 +277,9 @@ class HFPolicy:
                     use_cache=True,
                 )
                 total += _token_logprobs(out.logits, targets, mask).sum(dim=1)
-        return Scored(total.cpu().numpy().astype(np.float64), usage)
+        return total.cpu().numpy().astype(np.float64)
 
+    @charged(LLM)
     def score_naive(self, prompt: Prompt, candidates: Sequence[str]) -> np.ndarray:
         """Reference scorer: K full prompt+candidate sequences in one padded batch, no cache sharing."""
         if not candidates:
@@ -176,6 +295,7 @@ class HFPolicy:
             total = _token_logprobs(out.logits[:, :-1], targets, target_mask).sum(dim=1)
         return total.cpu().numpy().astype(np.float64)
 
+    @charged(LLM)
     def generate(self, prompt: Prompt, max_new_tokens: int = 64, schema: Mapping[str, Any] | None = None) -> Generated:
         """Greedy reply, stopped at end-of-turn, with special tokens removed; with a `schema`, every token is kept to
         that JSON by lm-format-enforcer (`policies/structured.py`)."""
@@ -185,6 +305,7 @@ class HFPolicy:
         text = str(self.tokenizer.decode(new, skip_special_tokens=True)).strip()
         return Generated(text, Usage(1, len(ids), len(new)))
 
+    @charged(LLM)
     def complete(self, text: str, max_new_tokens: int = 256, stop: Sequence[str] = ()) -> Generated:
         ids = self.tokens.raw_ids(text)
         new = self._greedy(ids, max_new_tokens, self.tokens.stop_ids(), None)
@@ -207,19 +328,23 @@ class HFPolicy:
 
     # ---- internals ------------------------------------------------------------------------------------------------
 
-    def _prefill(self, ids: list[int]) -> _Prefill:
+    def _prefill(self, ids: list[int]) -> Prefill:
+        """The prompt's cache and next-token log-probs, running only what no recent prompt shared."""
         key = tuple(ids)
-        if self._last is not None and self._last.ids == key:
-            return self._last
+        found, shared = self._prefills.lookup(key)
+        if found is not None and shared == len(key):
+            return found
+        shared = min(shared, len(ids) - 1)  # at least one token runs: its logits are the first candidate token's
+        past = prefix(found.cache, shared, self.model.config) if found is not None else None
         out = self.model(
-            input_ids=torch.tensor([ids], device=self.device),
-            past_key_values=DynamicCache(config=self.model.config),
+            input_ids=torch.tensor([ids[shared:]], device=self.device),
+            past_key_values=past if past is not None else DynamicCache(config=self.model.config),
             use_cache=True,
             logits_to_keep=1,
         )
-        last = torch.log_softmax(out.logits[0, -1].float(), dim=-1)
-        self._last = _Prefill(key, last, out.past_key_values)
-        return self._last
+        entry = Prefill(key, torch.log_softmax(out.logits[0, -1].float(), dim=-1), out.past_key_values, shared)
+        self._prefills.add(entry)
+        return entry
 
     def _pad(self, rows: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
         """Right-pad id lists into (ids, mask) tensors of shape (len(rows), longest)."""
@@ -230,21 +355,6 @@ class HFPolicy:
             ids[i, : len(row)] = torch.tensor(row, dtype=torch.long)
             mask[i, : len(row)] = 1
         return ids.to(self.device), mask.to(self.device)
-
-
-def _expand(cache: DynamicCache, k: int, config: Any) -> DynamicCache:
-    """A new cache holding the prompt's keys/values for a batch of k; the original stays untouched for reuse."""
-    layers: list[Any] = list(cache.layers)
-    if not all(isinstance(layer, DynamicLayer) for layer in layers):  # e.g. linear-attention layers: copy the lot
-        copied = copy.deepcopy(cache)
-        copied.batch_repeat_interleave(k)
-        return copied
-    # Expanded views cost no memory; the first update concatenates, which copies them.
-    data = [
-        (None, None) if layer.keys is None else (layer.keys.expand(k, -1, -1, -1), layer.values.expand(k, -1, -1, -1))
-        for layer in layers
-    ]
-    return DynamicCache(data, config=config)
 
 
 def _token_logprobs(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

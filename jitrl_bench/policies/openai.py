@@ -55,6 +55,7 @@ from jitrl_bench.policies.http import JSONClient, choices, message_text
 from jitrl_bench.policies.server import VLLMServer
 from jitrl_bench.policies.tokens import ApproxWindow, ChatTokens, check_model, cut_at
 from jitrl_bench.policies.verbalized import confidence_schema, parse_confidences
+from jitrl_bench.timing import LLM, charged
 
 log = logging.getLogger(__name__)
 
@@ -180,6 +181,7 @@ class OpenAIPolicy:
     def completer(self) -> Completer | None:
         return self
 
+    @charged(LLM)
     def score(self, prompt: Prompt, candidates: Sequence[str]) -> Scored:
         """score: summed token log-probs per candidate; choice: option log-probs (no bias); verbalized: log of the
         normalised confidences."""
@@ -219,6 +221,7 @@ class OpenAIPolicy:
             scores[i] = float(sum(values[len(ids) : len(ids) + len(cand)]))
         return Scored(scores, usage)
 
+    @charged(LLM)
     def generate(self, prompt: Prompt, max_new_tokens: int = 64, schema: Mapping[str, Any] | None = None) -> Generated:
         """Greedy reply through /v1/chat/completions (the server applies its chat template); with a `schema`, asked
         as structured output (`response_format`, per policy.response_format)."""
@@ -235,6 +238,7 @@ class OpenAIPolicy:
         body, usage = self._post_json("/chat/completions", payload, Usage(1))
         return Generated(message_text(body, self.base_url).strip(), usage)
 
+    @charged(LLM)
     def complete(self, text: str, max_new_tokens: int = 256, stop: Sequence[str] = ()) -> Generated:
         """Greedy continuation of raw text through /v1/completions (no chat template; the server adds its model's
         begin-of-text token)."""
@@ -257,6 +261,7 @@ class OpenAIPolicy:
 
     # ---- BiasedChooser ----------------------------------------------------------------------------------------------
 
+    @charged(LLM)
     def choose(
         self, prompt: Prompt, candidates: Sequence[str], bias: np.ndarray, temperature: float, seed: int
     ) -> Choice:

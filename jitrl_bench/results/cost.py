@@ -117,10 +117,17 @@ def episode_costs(episodes: pd.DataFrame, prices: PricesConfig) -> pd.DataFrame:
     priced = [_episode_usd(row, prices) for row in frame.to_dict("records")]
     frame["usd"] = [usd for usd, _ in priced]
     frame["priced_by"] = [basis for _, basis in priced]
-    frame["gpu_s"] = [
-        float(r.get("compute_s", 0.0)) if r.get("hardware") == "gpu" else 0.0 for r in frame.to_dict("records")
-    ]
+    frame["gpu_s"] = [_gpu_seconds(r) for r in frame.to_dict("records")]
     return frame
+
+
+def _gpu_seconds(row: dict[str, Any]) -> float:
+    """The seconds the episode's model calls held a GPU this run served itself (all compute time for older runs
+    that did not record the model's own time)."""
+    if row.get("hardware") != "gpu":
+        return 0.0
+    seconds = row.get("seconds")
+    return float(seconds.get("llm", 0.0)) if isinstance(seconds, dict) and seconds else float(row.get("compute_s", 0.0))
 
 
 def _episode_usd(row: dict[str, Any], prices: PricesConfig) -> tuple[float, str]:
@@ -140,7 +147,7 @@ def _episode_usd(row: dict[str, Any], prices: PricesConfig) -> tuple[float, str]
         )
         return usd, "tokens"
     if row.get("hardware") == "gpu":
-        return float(row.get("compute_s", 0.0)) / 3600.0 * prices.gpu_hour, "gpu time"
+        return _gpu_seconds(row) / 3600.0 * prices.gpu_hour, "gpu time"
     unpriced = sorted({models.get(p, str(row["policy"])) for p, rate in rates.items() if rate is None})
     where = row.get("hardware") or "unknown hardware"
     return math.nan, f"not priced ({', '.join(unpriced)} on {where})"

@@ -88,7 +88,7 @@ def schema(steps: int, scale: float) -> dict[str, Any]:
 
 
 class LLMRewards:
-    def __init__(self, cfg: LLMRewardsConfig, generator: Generator, window: int, model: str) -> None:
+    def __init__(self, cfg: LLMRewardsConfig, generator: Generator, window: int, model: str = "") -> None:
         self.cfg = cfg
         self.model = model
         self.generator = generator

@@ -144,3 +144,66 @@ def test_missing_model_folder_is_a_user_error() -> None:
 def test_bad_dtype_is_a_user_error() -> None:
     with pytest.raises(UserError, match="dtype"):
         HFPolicyConfig(model="smollm2", dtype="float8").make()
+
+
+def many_candidates(k: int) -> list[str]:
+    verbs = ["go", "take", "open", "examine", "eat", "push"]
+    things = ["north", "the red key from the table", "door", "stove", "bread", "loaf of bread on the wooden table"]
+    return [f"{verbs[i % len(verbs)]} {things[(i // len(verbs) + i) % len(things)]}"[: 4 + i % 40] for i in range(k)]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("pass_tokens", [2048, 16])
+def test_one_pass_equals_the_other_scorers(prompt: Prompt, pass_tokens: int) -> None:
+    """One pass (block attention mask, positions restarting per candidate), chunked or not, gives the log-probs of
+    K separate sequences: the same as the shared-prefix scorer and the padded reference to 1e-4 in float32."""
+    policy = HFPolicyConfig(model="smollm2", dtype="float32", pass_tokens=pass_tokens).make()
+    candidates = ["go", *many_candidates(40)]  # "go" is a one-token reply plus end-of-turn; others up to ~12 tokens
+    one_pass = policy.score(prompt, candidates).z
+    np.testing.assert_allclose(one_pass, policy.score_shared_prefix(prompt, candidates), rtol=0, atol=1e-4)
+    np.testing.assert_allclose(one_pass[:12], policy.score_naive(prompt, candidates[:12]), rtol=0, atol=1e-4)
+    assert len(set(np.round(one_pass, 3))) > 30  # distinct numbers: a mask mixing candidates would blur them
+
+
+@pytest.mark.slow
+def test_prefix_cache_runs_only_the_new_suffix_and_changes_nothing(policy: HFPolicy, prompt: Prompt) -> None:
+    before = policy.score(prompt, CANDIDATES).z
+    longer = Prompt.chat(SYSTEM, OBSERVATION + "\nThe floorboards creak again.")
+    after = policy.score(longer, CANDIDATES).z
+    prefill = policy._prefill(policy.prompt_ids(longer))
+    assert prefill.reused > 0.8 * len(policy.prompt_ids(prompt))  # the system text and the observation came cached
+    fresh = HFPolicyConfig(model="smollm2", dtype="float32", prefix_cache=0).make()
+    np.testing.assert_allclose(after, fresh.score(longer, CANDIDATES).z, rtol=0, atol=1e-4)
+    np.testing.assert_allclose(policy.score(prompt, CANDIDATES).z, before, rtol=0, atol=1e-5)  # its cache untouched
+
+
+@pytest.mark.slow
+def test_decisions_of_episodes_in_flight_are_batched_and_unchanged(prompt: Prompt) -> None:
+    """Requests waiting together (episodes in flight) are read in one pass: new, partly cached and cached prompts, long
+    and one-token candidates; each request's numbers equal those it gets alone."""
+    import threading
+    import time
+
+    policy = HFPolicyConfig(model="smollm2", dtype="float32").make()
+    alone = HFPolicyConfig(model="smollm2", dtype="float32", prefix_cache=0).make()
+    prompts = [prompt, Prompt.chat(SYSTEM, OBSERVATION + " A bell rings."), Prompt.chat(SYSTEM, "A maze."), prompt]
+    candidates = [CANDIDATES, many_candidates(12), ["go", "look"], CANDIDATES[:3]]
+    expected = [alone.score(p, c).z for p, c in zip(prompts, candidates, strict=True)]
+    policy.score(prompt, CANDIDATES[:2])  # a cached prompt: the batch mixes cached, partly cached and new ones
+    results: list[np.ndarray] = [np.zeros(0)] * len(prompts)
+
+    def decide(i: int) -> None:
+        results[i] = policy.score(prompts[i], candidates[i]).z
+
+    threads = [threading.Thread(target=decide, args=(i,)) for i in range(len(prompts))]
+    with policy.batcher.engine:  # the model is busy: the four decisions queue up, as episodes in flight do
+        for thread in threads:
+            thread.start()
+        deadline = time.time() + 30
+        while policy.batcher.waiting < len(prompts) and time.time() < deadline:
+            time.sleep(0.01)
+    for thread in threads:
+        thread.join()
+    assert policy.batcher.largest == len(prompts)  # one pass served all four
+    for got, want in zip(results, expected, strict=True):
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-4)
