@@ -43,8 +43,11 @@ format: setup
 	$(BIN)/ruff format jitrl_bench tests scripts
 	$(BIN)/ruff check --fix jitrl_bench tests scripts
 
+# Speed and memory goals (about 6 minutes): memory overhead, candidate scoring against the floor, a step's time split.
 bench: setup
 	$(BIN)/jitrl-bench bench memory --sizes 1000,10000,100000
+	$(BIN)/jitrl-bench bench policy
+	$(BIN)/jitrl-bench bench run
 
 clean:
 	rm -rf $(VENV) .venv-vllm .pytest_cache .mypy_cache .ruff_cache

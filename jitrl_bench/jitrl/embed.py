@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from jitrl_bench.batching import Batcher
 from jitrl_bench.checks import BadValue, Checked
 from jitrl_bench.errors import UserError
 from jitrl_bench.timing import EMBEDDING, charged
@@ -48,8 +49,8 @@ _counted = _Counter()
 
 
 def embedded_in_this_thread() -> int:
-    """Texts this thread has embedded so far: an episode runs in one thread, so the runner reads the difference across
-    it (cost accounting: embeddings per episode, whatever the agent)."""
+    """Texts this thread has had embedded so far (through the run's `CachedEmbedder`): an episode runs in one thread,
+    so the runner reads the difference across it (cost accounting: embeddings per episode, whatever the agent)."""
     return _counted.texts
 
 
@@ -73,7 +74,6 @@ class SentenceTransformerEmbedder:
 
     @charged(EMBEDDING)
     def encode(self, texts: Sequence[str]) -> np.ndarray:
-        _count(len(texts))
         vectors = self._model.encode(
             list(texts), normalize_embeddings=True, convert_to_numpy=True, batch_size=64, show_progress_bar=False
         )
@@ -82,7 +82,9 @@ class SentenceTransformerEmbedder:
 
 class CachedEmbedder:
     """An embedder that remembers each text's vector for the run: text games revisit the same states constantly, and
-    every agent at the same step embeds the same state. Only texts not seen before reach the model (and are counted)."""
+    every agent at the same step embeds the same state. Texts not seen before reach the model; those that several
+    threads (episodes in flight) ask for at the same time reach it in one call. Each thread counts the texts it asked
+    to embed (`embedded_in_this_thread`)."""
 
     def __init__(self, inner: Embedder, capacity: int = 100_000) -> None:
         self.inner = inner
@@ -91,12 +93,15 @@ class CachedEmbedder:
         self.capacity = capacity
         self._vectors: OrderedDict[str, np.ndarray] = OrderedDict()
         self._lock = threading.Lock()
+        self.batcher: Batcher[list[str], np.ndarray] = Batcher(self._encode_many, threading.Lock(), len, 256)
 
+    @charged(EMBEDDING)
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         with self._lock:
             missing = list(dict.fromkeys(t for t in texts if t not in self._vectors))
         if missing:  # outside the lock: a model call; two threads embedding the same new text is harmless
-            fresh = self.inner.encode(missing)
+            fresh = self.batcher.submit(missing)
+            _count(len(missing))
             with self._lock:
                 for text, vector in zip(missing, fresh, strict=True):
                     self._vectors[text] = vector
@@ -113,6 +118,15 @@ class CachedEmbedder:
                 rows.append(vector)
         return np.stack(rows).astype(np.float32, copy=True) if rows else np.zeros((0, self.dim), dtype=np.float32)
 
+    def _encode_many(self, requests: list[list[str]]) -> list[np.ndarray]:
+        """The texts of every waiting request in one model call, split back per request."""
+        vectors = self.inner.encode([text for request in requests for text in request])
+        out, start = [], 0
+        for request in requests:
+            out.append(vectors[start : start + len(request)])
+            start += len(request)
+        return out
+
 
 class HashingEmbedder:
     """Bag of hashed word unigrams and bigrams: fast and dependency-free, far weaker than MiniLM. Explicit opt-in."""
@@ -123,7 +137,6 @@ class HashingEmbedder:
 
     @charged(EMBEDDING)
     def encode(self, texts: Sequence[str]) -> np.ndarray:
-        _count(len(texts))
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         for row, text in enumerate(texts):
             words = text.lower().split()

@@ -1,10 +1,12 @@
 """A frozen transformers causal LM as the policy: scores K candidate actions at the floor of one forward pass.
 
-All candidates are replies to the same prompt. The prompt is run once (only the part an earlier prompt did not share:
-`kv.PrefixCache`), then all K candidates are read in one more pass, side by side with a block attention mask
-(`kv.packed_candidates`): the cost is one pass over the prompt and the candidates' own tokens, whatever K, and the
-numbers are those of K separate sequences. `scorer=shared_prefix` (K copies of the prompt's cache, one batched pass)
-and `scorer=padded` (K full sequences) are kept as references for tests and `jitrl-bench bench policy`.
+All candidates are replies to the same prompt. One forward pass reads the part of the prompt no recent prompt shared
+(`kv.PrefixCache` holds the rest) and all K candidates side by side, under a block attention mask (`flat.py`): the cost
+is one pass over the new prompt tokens and the candidates' own tokens, whatever K, and the numbers are those of K
+separate sequences. Decisions of episodes in flight that wait together are read in the same pass (`batching.py`).
+A request whose candidates alone exceed `pass_tokens` runs its prompt, then its candidates in chunks
+(`kv.packed_candidates`). `scorer=shared_prefix` (K copies of the prompt's cache, one batched pass) and
+`scorer=padded` (K full sequences) are kept as references for tests and `jitrl-bench bench policy`.
 """
 
 from __future__ import annotations
@@ -20,10 +22,10 @@ import torch
 from transformers import AutoModelForCausalLM, DynamicCache
 from transformers.utils import logging as transformers_logging
 
+from jitrl_bench.batching import Batcher
 from jitrl_bench.checks import BadValue, Checked, at_least, check_tree, one_of
 from jitrl_bench.contract import BiasedChooser, Completer, Generated, Generator, Prompt, Scored, ServeSpec, Usage
 from jitrl_bench.errors import UserError
-from jitrl_bench.policies.batching import Batcher
 from jitrl_bench.policies.flat import Request, flat_layout
 from jitrl_bench.policies.kv import (
     Prefill,
@@ -63,8 +65,8 @@ class HFPolicyConfig(Checked):
     """The prompt budget (at most the model's context less room for the reply). Prompt layouts fit their text to
     it; a prompt still longer is cut from the left."""
     scorer: str = "one_pass"
-    """one_pass (the prompt, then all candidates in one pass); shared_prefix (K copies of the prompt's cache in one
-    batch); padded (K full sequences, the naive reference). Same numbers; one_pass is the fastest."""
+    """one_pass (the prompt's new tokens and all candidates in one pass); shared_prefix (K copies of the prompt's cache
+    in one batch); padded (K full sequences, the naive reference). Same numbers; one_pass is the fastest."""
     prefix_cache: int = 8
     """Prompts whose caches are kept to start the next prompt from their longest shared prefix; 0 reuses only an
     identical last prompt."""

@@ -1,9 +1,10 @@
-"""Key/value caches and the one-pass layout the transformers scorer reads candidates with.
+"""Key/value caches, and the chunked candidate layout of the transformers scorer.
 
 Scoring K candidate replies to one prompt costs, at the floor, one forward pass over the prompt and the candidates' own
-tokens. `packed_candidates` lays the candidates side by side after the prompt's cache in one sequence: a block
-attention mask lets each candidate token see the whole prompt and the earlier tokens of its own candidate only, and
-position ids restart after the prompt for every candidate, so each candidate is read exactly as if it were alone.
+tokens. `packed_candidates` lays candidates side by side after a prompt's cache in one sequence (the scorer's path for
+more candidate tokens than one pass takes; `flat.py` is the general one-pass layout): a block attention mask lets each
+candidate token see the whole prompt and the earlier tokens of its own candidate only, and position ids restart after
+the prompt for every candidate, so each candidate is read exactly as if it were alone.
 
 `PrefixCache` keeps the last few prompts' caches: consecutive prompts of an episode (and the agents' prompts at the same
 step) share long prefixes (system text, goal, history), so only the new suffix is run.
