@@ -208,6 +208,7 @@ def reference_table(run_dir: Path) -> pd.DataFrame:
     if episodes.empty:
         return pd.DataFrame()
     ok = episodes[episodes.status == "ok"]
+    env = str(episodes.env.iloc[0])
     rows = []
     for reference in reference_rows():
         try:
@@ -216,7 +217,6 @@ def reference_table(run_dir: Path) -> pd.DataFrame:
             continue
         if reference["metric"] not in METRICS and reference["metric"] != "score":
             continue
-        env = str(episodes.env.iloc[0])
         if BENCHMARKS.get(env) != reference["benchmark"]:
             continue
         setting = reference["setting"]

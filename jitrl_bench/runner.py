@@ -33,7 +33,7 @@ from jitrl_bench.jitrl.embed import embedded_in_this_thread
 from jitrl_bench.records import EpisodeRecord, StepRecord, sha1
 from jitrl_bench.rewards.base import EnvRewards, Rewards, RewardSource
 from jitrl_bench.rundir import RunDirectory
-from jitrl_bench.timing import ENV, seconds_in_this_thread, since, spent
+from jitrl_bench.timing import COMPUTE, ENV, seconds_in_this_thread, since, spent
 
 
 @dataclass
@@ -139,13 +139,11 @@ def play_episode(
     traces: list[StepTrace] = []
     ledger = Ledger()
     embedded = embedded_in_this_thread()
-    computing = 0.0  # seconds inside the agent and the reward source
     for t in range(run.max_steps):
         if stop is not None and stop.is_set():
             raise Interrupted(f"{task.name} episode {episode} ({agent.name})")
-        tic = time.perf_counter()
-        decision = agent.act(ctx, view)
-        computing += time.perf_counter() - tic
+        with spent(COMPUTE):
+            decision = agent.act(ctx, view)
         ledger.merge(decision.usage_by_purpose or {ACTING: decision.usage})
         chosen = view.candidates[decision.index] if decision.index < len(view.candidates) else None
         label = chosen.label if chosen is not None and chosen.action == decision.action else decision.action
@@ -169,11 +167,11 @@ def play_episode(
     finished = FinishedEpisode(
         task.name, goal, tuple(traces), view.observation, view.won, view.score, view.max_score
     )  # fmt: skip
-    tic = time.perf_counter()
-    rewards = reward_source.rewards(finished)  # the episode is over: an evaluator reads it whole
-    ledger.charge(EVALUATING, rewards.usage)
-    ledger.charge(LEARNING, agent.finish(ctx, finished, rewards.values))
-    computing += time.perf_counter() - tic
+    with spent(COMPUTE):
+        rewards = reward_source.rewards(finished)  # the episode is over: an evaluator reads it whole
+        ledger.charge(EVALUATING, rewards.usage)
+        ledger.charge(LEARNING, agent.finish(ctx, finished, rewards.values))
+    seconds = since(clock)
     by_purpose = sorted(ledger.by_purpose.items())
     for step, r in zip(steps, rewards.values, strict=True):
         step.reward = r
@@ -211,8 +209,8 @@ def play_episode(
             p: rewards.model if p == EVALUATING and rewards.model else protocol.policy for p, _ in by_purpose
         },
         embeddings=embedded_in_this_thread() - embedded,
-        compute_s=round(computing, 3),
-        seconds=since(clock),
+        compute_s=seconds.pop(COMPUTE, 0.0),
+        seconds=seconds,
         hardware=protocol.hardware,
         proposal_fallbacks=sum(bool(step.decision.proposal_fallback) for step in steps),
         reward_fallback=rewards.fallback,

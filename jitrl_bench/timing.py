@@ -12,6 +12,8 @@ from contextlib import contextmanager
 from typing import ParamSpec, TypeVar
 
 LLM, EMBEDDING, RETRIEVAL, ENV = "llm", "embedding", "retrieval", "env"
+COMPUTE = "compute"
+"""Everything the agent and the reward source do (LLM calls, embeddings and retrieval included)."""
 P = ParamSpec("P")
 R = TypeVar("R")
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from transformers import AutoModelForCausalLM, DynamicCache
+from transformers import AutoModelForCausalLM
 from transformers.utils import logging as transformers_logging
 
 from jitrl_bench.batching import Batcher
@@ -219,7 +219,7 @@ class HFPolicy:
             else:  # the whole prompt was cached: its next-token log-probs were kept with it
                 assert found is not None
                 first_row = found.last_logprobs
-            first = torch.tensor([c[0] for c in request.candidates], device=self.device)
+            first = torch.tensor([c[0] for c in request.candidates], dtype=torch.long, device=self.device)
             total = first_row[first].double()
             if len(layout.rows[r]):
                 picked = logprobs[layout.rows[r]].gather(-1, layout.targets[r].unsqueeze(-1)).squeeze(-1).double()
@@ -331,22 +331,14 @@ class HFPolicy:
     # ---- internals ------------------------------------------------------------------------------------------------
 
     def _prefill(self, ids: list[int]) -> Prefill:
-        """The prompt's cache and next-token log-probs, running only what no recent prompt shared."""
-        key = tuple(ids)
-        found, shared = self._prefills.lookup(key)
-        if found is not None and shared == len(key):
-            return found
-        shared = min(shared, len(ids) - 1)  # at least one token runs: its logits are the first candidate token's
-        past = prefix(found.cache, shared, self.model.config) if found is not None else None
-        out = self.model(
-            input_ids=torch.tensor([ids[shared:]], device=self.device),
-            past_key_values=past if past is not None else DynamicCache(config=self.model.config),
-            use_cache=True,
-            logits_to_keep=1,
-        )
-        entry = Prefill(key, torch.log_softmax(out.logits[0, -1].float(), dim=-1), out.past_key_values, shared)
-        self._prefills.add(entry)
-        return entry
+        """The prompt's cache and next-token log-probs, running only what no recent prompt shared (the one-pass
+        layout with no candidate leaves the prompt's cache behind)."""
+        found, shared = self._prefills.lookup(tuple(ids))
+        if found is None or shared < len(ids):
+            self._score_flat([Request(ids, [])])
+            found, shared = self._prefills.lookup(tuple(ids))
+        assert found is not None and shared == len(ids)
+        return found
 
     def _pad(self, rows: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
         """Right-pad id lists into (ids, mask) tensors of shape (len(rows), longest)."""

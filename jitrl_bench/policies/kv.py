@@ -12,6 +12,7 @@ step) share long prefixes (system text, goal, history), so only the new suffix i
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -83,7 +84,13 @@ def prefix(cache: DynamicCache, length: int, config: Any) -> DynamicCache:
     return _rebuild(cache, config, lambda t: t[:, :, :length], 1, crop=length)
 
 
-def _rebuild(cache: DynamicCache, config: Any, view: Any, batch: int, crop: int | None = None) -> DynamicCache:
+def _rebuild(
+    cache: DynamicCache,
+    config: Any,
+    view: Callable[[torch.Tensor], torch.Tensor],
+    batch: int,
+    crop: int | None = None,
+) -> DynamicCache:
     layers: list[Any] = list(cache.layers)
     if not all(isinstance(layer, DynamicLayer) for layer in layers):  # e.g. linear-attention layers: copy the lot
         import copy

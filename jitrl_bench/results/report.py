@@ -21,7 +21,7 @@ import pandas as pd
 
 from jitrl_bench.results.cost import PricesConfig, cost_table, literature_table, load_prices
 from jitrl_bench.results.frontier import frontier_points, heatmap_grid, plot_frontier, plot_heatmap, sweep_axes
-from jitrl_bench.results.tables import episodes_frame, flat_configs, read_config, summarize, varying_keys
+from jitrl_bench.results.tables import episodes_frame, flat_configs, labelled, run_configs, summarize, varying_keys
 
 OBSERVATION_CHARS = 6000
 """What the viewer shows of an observation (web pages can be long); the step files keep it whole."""
@@ -48,19 +48,18 @@ def write_report(run_dirs: list[Path], out: Path, prices_file: Path | None = Non
 
 
 def gather(run_dirs: list[Path], prices_file: Path | None, image_dir: Path, prefix: str = "") -> dict[str, Any]:
-    configs = [read_config(r) if (r / "config.yaml").exists() else {} for r in run_dirs]
+    configs = run_configs(run_dirs)
     flats = flat_configs(configs)
     varying = varying_keys(flats)
     names = _run_names(run_dirs)
     summaries, costs, episodes, decisions, memories, runs = [], [], [], {}, {}, []
     uids: dict[str, list[Any]] = {}
-    prices = load_prices(prices_file, run_dirs[0]) if run_dirs else load_prices(prices_file)
+    prices = load_prices(prices_file, run_dirs[0] if run_dirs else None)  # the literature rows: the first run's
     budget, left_out = MAX_DECISIONS, 0
     for run_dir, name, config, flat in zip(run_dirs, names, configs, flats, strict=True):
         frame = episodes_frame(run_dir)
-        run_prices = prices if prices_file or len(run_dirs) == 1 else load_prices(None, run_dir)
-        summary = _with_run(summarize(frame), name, flat, varying)
-        cost = _with_run(cost_table(frame, run_prices), name, flat, varying)
+        summary = labelled(summarize(frame), name, flat, varying)
+        cost = labelled(cost_table(frame, load_prices(prices_file, run_dir)), name, flat, varying)
         summaries.append(summary)
         costs.append(cost)
         ok = frame[frame.status != "error"] if not frame.empty else frame
@@ -101,14 +100,6 @@ def _run_names(run_dirs: list[Path]) -> list[str]:
     if len(set(names)) < len(names):
         names = [f"{r.parent.name}/{r.name}" for r in run_dirs]
     return names
-
-
-def _with_run(frame: pd.DataFrame, name: str, flat: dict[str, Any], varying: list[str]) -> pd.DataFrame:
-    frame = frame.copy()
-    frame.insert(0, "run", name)
-    for pos, key in enumerate(varying):
-        frame.insert(1 + pos, key, flat.get(key))
-    return frame
 
 
 def _episode(row: dict[str, Any], run: str) -> dict[str, Any]:

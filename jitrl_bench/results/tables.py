@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from jitrl_bench.errors import UserError
+from jitrl_bench.results.cost import SHOWN, cost_table, load_prices
 from jitrl_bench.rundir import existing_run
 
 PROTOCOL = ["env", "policy", "max_steps", "seeds"]
@@ -85,8 +86,6 @@ def _fallbacks(played: pd.DataFrame) -> int:
 
 def write_summary(run_dir: Path, console: Console | None = None) -> pd.DataFrame:
     """summary.csv, cost.csv, summary.md (results, then cost) and curve.png of one run; prints the tables."""
-    from jitrl_bench.results.cost import SHOWN, cost_table, load_prices
-
     episodes = episodes_frame(run_dir)
     summary = summarize(episodes)
     cost = cost_table(episodes, load_prices(run_dir=run_dir))
@@ -128,19 +127,27 @@ def plot_curves(episodes: pd.DataFrame, path: Path) -> None:
 
 def aggregate(run_dirs: list[Path]) -> pd.DataFrame:
     """Summaries of several runs side by side, with the config values that differ between runs as columns."""
-    frames = []
-    configs = flat_configs([read_config(r) if (r / "config.yaml").exists() else {} for r in run_dirs])
-    for run_dir in run_dirs:
-        summary = summarize(episodes_frame(run_dir))
-        summary.insert(0, "run", run_dir.name)
-        frames.append(summary)
-    if not frames:
-        return pd.DataFrame()
+    configs = flat_configs(run_configs(run_dirs))
     varying = varying_keys(configs)
-    for frame, flat in zip(frames, configs, strict=True):
-        for pos, key in enumerate(varying):
-            frame.insert(1 + pos, key, flat.get(key))
-    return pd.concat(frames, ignore_index=True)
+    frames = [
+        labelled(summarize(episodes_frame(run_dir)), run_dir.name, flat, varying)
+        for run_dir, flat in zip(run_dirs, configs, strict=True)
+    ]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def labelled(frame: pd.DataFrame, run: str, flat: dict[str, Any], varying: list[str]) -> pd.DataFrame:
+    """The frame with the run's name and its values of the varying config keys as its first columns."""
+    frame = frame.copy()
+    frame.insert(0, "run", run)
+    for pos, key in enumerate(varying):
+        frame.insert(1 + pos, key, flat.get(key))
+    return frame
+
+
+def run_configs(run_dirs: list[Path]) -> list[Any]:
+    """Each run's config.yaml as plain data ({} for a run without one)."""
+    return [read_config(r) if (r / "config.yaml").exists() else {} for r in run_dirs]
 
 
 def flat_configs(configs: list[Any]) -> list[dict[str, Any]]:
