@@ -129,7 +129,7 @@ def show_config(overrides: Overrides = None) -> None:
 @user_errors
 def sweep(overrides: Overrides = None) -> None:
     """Hydra multirun over comma lists (agent.beta=0.1,0.5 agent.k=5,10), then one aggregated table.
-    Pick a launcher with hydra/launcher=basic|joblib."""
+    Pick a launcher with hydra/launcher=basic|joblib|submitit_local|submitit_slurm (SLURM: one job per run)."""
     from jitrl_bench.sweep import run_sweep
 
     run_sweep(list(overrides or []), console=console)
@@ -161,6 +161,23 @@ def table(
                 console.print(f"{run_dir}: no reference row matches this run's benchmark, games and agents")
             else:
                 console.print(rich_table(frame, title=f"{run_dir.name} beside the paper (paper values: their source)"))
+
+
+@app.command()
+@user_errors
+def merge(
+    shard_dirs: Annotated[list[Path], typer.Argument(help="The run directories of a run's shards (run.shard=i/n)")],
+    out: Annotated[Path, typer.Option("-o", "--out", help="The merged run directory (new or empty)")],
+) -> None:
+    """Join the shards of one run into one run directory (same config hash, no stream twice), then its tables."""
+    from jitrl_bench.results.report import write_report
+    from jitrl_bench.results.tables import write_summary
+    from jitrl_bench.run.merge import merge as join
+
+    merged = join(shard_dirs, out, console)
+    write_summary(merged, console=console)
+    console.print(f"report: {write_report([merged], merged / 'report.html')}")
+    console.print(f"run directory: {merged}")
 
 
 @app.command()
@@ -349,6 +366,24 @@ def bench_run(
         raise UserError(f"--episodes {episodes} --steps {steps}: give at least 1 of each")
     load_spec(["experiment=demo", *(overrides or [])])  # bad overrides: one line, before any model loads
     run_bench(out, episodes, steps, list(overrides or []), console)
+
+
+@bench_app.command("scale")
+@user_errors
+def bench_scale(
+    overrides: Overrides = None,
+    episodes: Annotated[int, typer.Option(help="Episodes per task and agent")] = 6,
+    steps: Annotated[int, typer.Option(help="Steps per episode")] = 15,
+    workers: Annotated[str, typer.Option(help="Comma list of Ray worker counts")] = "1,2,4",
+    out: Annotated[Path, typer.Option(help="CSV to write")] = Path("results/bench/scale.csv"),
+) -> None:
+    """Episodes per minute of one run (uniform policy, 4 TextWorld games, JitRL + static) played locally and on a
+    private Ray instance with 1, 2 and 4 workers; every variant must commit the same episodes."""
+    from jitrl_bench.bench.scale import bench_scale as run_bench
+
+    if episodes < 1 or steps < 1:
+        raise UserError(f"--episodes {episodes} --steps {steps}: give at least 1 of each")
+    run_bench(out, episodes, steps, _ints(workers, "--workers"), list(overrides or []), console)
 
 
 def _ints(text: str, option: str, low: int = 1) -> list[int]:

@@ -29,7 +29,7 @@ from jitrl_bench.jitrl.memory import MemoryConfig
 from jitrl_bench.paths import CONFIG_DIR
 from jitrl_bench.results.cost import PricesConfig
 from jitrl_bench.rewards.base import RewardConfig
-from jitrl_bench.runner import RunConfig
+from jitrl_bench.run.settings import RunConfig
 
 GROUPS = ("env", "policy", "agent", "memory", "reward", "prices", "experiment")
 SECRET_KEY = re.compile(r"(api_?key|token|secret|password)$", re.IGNORECASE)
@@ -129,13 +129,13 @@ def resolved_yaml(cfg: DictConfig) -> str:
 
 
 def config_hash(cfg: DictConfig) -> str:
-    """Identity of a run's science: everything but where it is written and how it is displayed (prices included:
-    re-pricing a run never stops it resuming)."""
+    """Identity of a run's science: everything but where it is written, where it is played and how it is displayed
+    (re-pricing a run never stops it resuming; nor does moving it to Ray, or splitting it in shards)."""
     data = OmegaConf.to_container(cfg, resolve=True)
     assert isinstance(data, dict)
     data.pop("prices", None)
     run = dict(data.get("run", {}))
-    for key in ("dir", "progress"):
+    for key in ("dir", "progress", "executor", "shard", "ray"):
         run.pop(key, None)
     data["run"] = run
     return hashlib.sha1(OmegaConf.to_yaml(OmegaConf.create(_redact(data))).encode()).hexdigest()[:12]

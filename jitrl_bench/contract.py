@@ -440,6 +440,12 @@ class Agent(Protocol):
     learns: bool
     """Does an episode depend on the earlier ones (memory)? The runner then plays a task's episodes in order."""
 
+    @property
+    def within_task(self) -> bool:
+        """Nothing learned on one task is read on another (true of an agent that learns nothing): the scheduler may
+        then play each task's episodes anywhere, apart from the other tasks' (`run/streams.py`)."""
+        ...
+
     def start(self, task: str, episode: int, uid: str, seed: int) -> EpisodeContext: ...
 
     def act(self, ctx: EpisodeContext, view: StepView) -> Decision: ...
@@ -463,6 +469,11 @@ class Learner(Protocol[Read]):
     learner (`memory.frozen`, a memory loaded from another run) is read and never written."""
 
     frozen: bool
+
+    @property
+    def within_task(self) -> bool:
+        """What is written on one task is read only on that task (memory partitioned by task, notes per task)."""
+        ...
 
     def read(self, ctx: EpisodeContext, view: StepView) -> Read: ...
 

@@ -6,64 +6,23 @@ policy, the embedder, the envs), so a bad folder or a config clash costs no mode
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 from omegaconf import OmegaConf
 from rich.console import Console
 
-from jitrl_bench.agents.notebook import NOTES, Notebook, source_notes
 from jitrl_bench.config import RunSpec, config_hash, installed_versions, resolved_yaml
 from jitrl_bench.contract import Agent, BuildContext, Policy
 from jitrl_bench.errors import UserError
-from jitrl_bench.jitrl.embed import CachedEmbedder, Embedder
-from jitrl_bench.jitrl.memory import ExperienceMemory
 from jitrl_bench.logs import log_to
 from jitrl_bench.paths import results_dir
+from jitrl_bench.records import EpisodeRecord
 from jitrl_bench.results.report import write_report
 from jitrl_bench.results.tables import write_summary
-from jitrl_bench.rundir import CONFIG, RunDirectory, existing_run
-from jitrl_bench.runner import Protocol, new_run_id, run_all
-
-
-class RunMemories:
-    """Opens each learning agent's memory under <run>/memory/<agent>/; loads the embedder once, on first use."""
-
-    def __init__(self, spec: RunSpec, run_dir: RunDirectory, committed: set[str], fresh: bool) -> None:
-        self.spec = spec
-        self.run_dir = run_dir
-        self.committed = committed
-        self.fresh = fresh
-        self._embedder: Embedder | None = None
-
-    @property
-    def frozen(self) -> bool:
-        return self.spec.memory.frozen
-
-    def embedder(self) -> Embedder:
-        if self._embedder is None:
-            self._embedder = CachedEmbedder(self.spec.memory.embedder.make())
-        return self._embedder
-
-    def notebook(self, agent: str) -> Notebook:
-        notebook = Notebook(self.run_dir.path / "memory" / agent / NOTES, self.committed.__contains__)
-        source = self.spec.memory.load_from
-        if source and self.fresh and len(notebook) == 0:
-            folder, committed = source_folder(Path(source), agent)
-            notebook.extend(source_notes(folder, committed))
-        return notebook
-
-    def open(self, agent: str, gamma: float) -> tuple[ExperienceMemory, Embedder]:
-        embedder = self.embedder()
-        folder = self.run_dir.path / "memory" / agent
-        committed, zero_fill = self.committed.__contains__, self.spec.reward.zero_fill
-        memory = self.spec.memory.open(folder, embedder.dim, gamma, embedder.name, committed, zero_fill)
-        if memory.report.dropped:
-            Console(stderr=True).print(f"memory {folder}: dropped {len(memory.report.dropped)} cut record(s)")
-        source = self.spec.memory.load_from
-        if source and self.fresh and len(memory) == 0:
-            memory.import_from(source_memory(Path(source), agent, embedder, gamma))
-        return memory, embedder
+from jitrl_bench.run.episode import Protocol, new_run_id
+from jitrl_bench.run.local import run_all
+from jitrl_bench.run.memories import RunMemories
+from jitrl_bench.run.rundir import CONFIG, RunDirectory
 
 
 def execute(spec: RunSpec, console: Console | None = None) -> Path:
@@ -77,22 +36,36 @@ def execute(spec: RunSpec, console: Console | None = None) -> Path:
     if finished:
         console.print(f"resuming {path}: {sum(r.episode >= 0 for r in finished)} episodes already finished")
     with log_to(path / "run.log"):
-        spec.env.use_run_dir(path)
-        policy = spec.policy.make()
+        memories = RunMemories(spec, run_dir, {r.episode_uid for r in finished}, fresh=not finished, run_id=run_id)
         try:
-            memories = RunMemories(spec, run_dir, {r.episode_uid for r in finished}, fresh=not finished)
-            agents = build_agents(spec, policy, memories, run_id, digest)
-            for agent in agents:
-                agent.restore(finished)
-            protocol = Protocol(spec.env.name, policy.name, run_id, digest, policy.hardware)
-            rewards = spec.reward.make(policy)
-            run_all(run_dir, spec.env.task_names(), spec.env.make, agents, spec.run, protocol, console, rewards)
+            if spec.run.executor == "ray":  # the workers load the policy and the envs; this process only writes
+                from jitrl_bench.run.ray import run_on_ray
+
+                run_on_ray(spec, memories, finished, run_id, digest, console)
+            else:
+                run_here(spec, memories, finished, run_id, digest, console)
         finally:
-            policy.close()  # e.g. stop the vLLM engine or the server that policy.server=auto started
             write_summary(path, console=console)
         report = write_report([path], path / "report.html")
     console.print(f"report: {report}")
     return path
+
+
+def run_here(spec: RunSpec, memories: RunMemories, finished: list[EpisodeRecord], run_id: str, digest: str,
+             console: Console) -> None:  # fmt: skip
+    """The local executor: the policy, agents and envs in this process (`run/local.py` schedules the episodes)."""
+    spec.env.use_run_dir(memories.run_dir.path)
+    policy = spec.policy.make()
+    try:
+        agents = build_agents(spec, policy, memories, run_id, digest)
+        for agent in agents:
+            agent.restore(finished)
+        protocol = Protocol(spec.env.name, policy.name, run_id, digest, policy.hardware)
+        rewards = spec.reward.make(policy)
+        tasks = spec.env.task_names()
+        run_all(memories.run_dir, tasks, spec.env.make, agents, spec.run, protocol, console, rewards)
+    finally:
+        policy.close()  # e.g. stop the vLLM engine or the server that policy.server=auto started
 
 
 def build_agents(spec: RunSpec, policy: Policy, memories: RunMemories, run_id: str, digest: str) -> list[Agent]:
@@ -127,20 +100,3 @@ def claim(run_dir: RunDirectory, spec: RunSpec, digest: str) -> str:
     tmp.write_text(OmegaConf.to_yaml(meta) + resolved_yaml(spec.raw))
     tmp.replace(config_path)
     return run_id
-
-
-def source_folder(source: Path, agent: str) -> tuple[Path, Callable[[str], bool] | None]:
-    """`memory.load_from` names a run directory (its committed episodes only) or a bare memory folder."""
-    if not (source / "episodes.jsonl").exists():
-        return source, None
-    committed = {r.episode_uid for r in existing_run(source).finished()}
-    return source / "memory" / agent, committed.__contains__
-
-
-def source_memory(source: Path, agent: str, embedder: Embedder, gamma: float) -> ExperienceMemory:
-    folder, committed = source_folder(source, agent)
-    if not (folder / "entries.jsonl").exists():
-        raise UserError(f"memory.load_from={source}: no memory for agent {agent!r} there ({folder}/entries.jsonl)")
-    return ExperienceMemory(
-        folder, embedder.dim, gamma=gamma, embedder=embedder.name, committed=committed, read_only=True
-    )

@@ -20,7 +20,7 @@ from jitrl_bench.contract import EnvConfig
 from jitrl_bench.envs.webarena import Ungradable
 from jitrl_bench.errors import InfraError, UserError
 from jitrl_bench.results.tables import read_config
-from jitrl_bench.rundir import existing_run
+from jitrl_bench.run.rundir import existing_run
 
 
 def _local_har(run_dir: Path, artifacts: dict[str, Any]) -> dict[str, Any]:

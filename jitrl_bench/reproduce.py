@@ -25,7 +25,7 @@ from jitrl_bench.errors import UserError
 from jitrl_bench.experiment import execute
 from jitrl_bench.paths import results_dir
 from jitrl_bench.results.tables import episodes_frame, to_markdown
-from jitrl_bench.runner import new_run_id
+from jitrl_bench.run.episode import new_run_id
 
 BUDGETS = ("smoke", "paper")
 METRICS = ("mean_score", "final_score", "last10_score", "success_rate_pct")

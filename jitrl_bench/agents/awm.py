@@ -66,7 +66,7 @@ def scope_of(scope: str, task: str, url: str) -> str:
 
 class AWM(NotebookLearner):
     def __init__(self, cfg: AWMConfig, notebook: Notebook, frozen: bool, generator: Generator) -> None:
-        super().__init__(cfg.name, notebook, frozen)
+        super().__init__(cfg.name, notebook, frozen, within_task=cfg.scope == "task")
         self.cfg = cfg
         self.generator = generator
         self.rule = SuccessRule(cfg.success, generator, cfg.max_new_tokens)

@@ -30,7 +30,7 @@ class FullHistoryConfig(InContextConfig, Checked):
 
 class FullHistory(NotebookLearner):
     def __init__(self, cfg: FullHistoryConfig, notebook: Notebook, frozen: bool, window: ContextWindow) -> None:
-        super().__init__(cfg.name, notebook, frozen)
+        super().__init__(cfg.name, notebook, frozen, within_task=True)  # its own task's episodes
         self.cfg = cfg
         self.window = window
 

@@ -23,7 +23,10 @@ class Guidance:
     context: str = ""
     """Placed before the step's text in the user turn."""
     sources: tuple[str, ...] = ()
-    """What it was made from (note or memory ids), for the trace."""
+    """The notes it was made from (their episode uids), for the trace."""
+    neighbours: tuple[dict[str, object], ...] = ()
+    """The memory entries it was made from, as a decision traces neighbours (`recall.traced`): their ids are the
+    run's memory ids, which a Ray run's driver rewrites in one place."""
 
     @property
     def empty(self) -> bool:

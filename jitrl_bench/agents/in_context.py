@@ -105,7 +105,8 @@ class InContextAgent(LearningAgent[Guidance]):
             notes["guidance_context"] = guidance.context
         probs = softmax(acted.z_prime, self.temperature)
         return decision(inputs, candidates, acted.index, acted.z.tolist(), acted.z_prime, probs, zeros,
-                        acting=acted.usage, bias_applied=acted.bias_applied, notes=notes)  # fmt: skip
+                        acting=acted.usage, bias_applied=acted.bias_applied, notes=notes,
+                        neighbours=list(guidance.neighbours))  # fmt: skip
 
 
 def require_generator(policy: Policy, agent: str) -> Generator:
@@ -180,10 +181,12 @@ class NotebookLearner:
     """What the per-episode methods share: the guidance is chosen at an episode's first step and kept for all of
     it (as the methods place it once per episode); notes are written after the episode; a frozen one only reads."""
 
-    def __init__(self, name: str, notebook: Notebook, frozen: bool) -> None:
+    def __init__(self, name: str, notebook: Notebook, frozen: bool, within_task: bool = False) -> None:
         self.name = name
         self.notebook = notebook
         self.frozen = frozen
+        self.within_task = within_task
+        """Notes are read only by the task that wrote them (False, the safe default, when they may be shared)."""
         self.rule: SuccessRule | None = None
         self._guidance: dict[str, Guidance] = {}
         self._lock = threading.Lock()

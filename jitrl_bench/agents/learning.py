@@ -23,6 +23,10 @@ class LearningAgent(Generic[R]):
         self.learner = learner
         self.inputs = inputs
 
+    @property
+    def within_task(self) -> bool:
+        return self.learner.within_task
+
     def start(self, task: str, episode: int, uid: str, seed: int) -> EpisodeContext:
         return new_context(task, episode, uid, seed)
 

@@ -13,7 +13,7 @@ import numpy as np
 
 from jitrl_bench.agents.guidance import Guidance
 from jitrl_bench.agents.in_context import InContextAgent, InContextConfig
-from jitrl_bench.agents.recall import EpisodeRecall, RecallSettings, state_text
+from jitrl_bench.agents.recall import EpisodeRecall, RecallSettings, state_text, traced
 from jitrl_bench.checks import Checked, at_least, between
 from jitrl_bench.contract import BuildContext, Candidate, EpisodeContext, FinishedEpisode, StepView, Usage
 from jitrl_bench.envs.text_prompt import clip
@@ -55,6 +55,7 @@ class PromptUpdate:
         self.recall = recall
         self.shown = shown
         self.frozen = recall.frozen
+        self.within_task = recall.within_task
         self._embeddings: dict[tuple[str, int], np.ndarray] = {}
 
     def read(self, ctx: EpisodeContext, view: StepView) -> Guidance:
@@ -67,7 +68,7 @@ class PromptUpdate:
         for nb in shown:
             state = clip(state_text(self.recall.memory.fields(nb.id)), 200)
             lines.append(f"- {state} -> {nb.action_key} (return {nb.ret:.2f}, similarity {nb.similarity:.2f})")
-        return Guidance(context="\n".join(lines), sources=tuple(str(nb.id) for nb in shown))
+        return Guidance(context="\n".join(lines), neighbours=tuple(traced(shown)))
 
     def taken(self, ctx: EpisodeContext, view: StepView, chosen: Candidate) -> None:
         embedding = self._embeddings.pop((ctx.uid, len(ctx.history)))

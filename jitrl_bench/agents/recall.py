@@ -70,6 +70,7 @@ class EpisodeRecall:
         self.run_id = ctx.run_id
         self.config_hash = ctx.config_hash
         self.frozen = ctx.memories.frozen
+        self.within_task = "task" in memory.partition_by
         self.episodes_done: dict[str, int] = {}
         """Episodes already in memory per task (the paper's w schedule reads it)."""
         self._steps: dict[str, list[Recalled]] = {}

@@ -49,7 +49,7 @@ class ReflexionConfig(InContextConfig, SuccessConfig, Checked):
 
 class Reflexion(NotebookLearner):
     def __init__(self, cfg: ReflexionConfig, notebook: Notebook, frozen: bool, generator: Generator) -> None:
-        super().__init__(cfg.name, notebook, frozen)
+        super().__init__(cfg.name, notebook, frozen, within_task=True)  # reflections are per task
         self.cfg = cfg
         self.generator = generator
         self.rule = SuccessRule(cfg.success, generator, cfg.max_new_tokens)

@@ -38,6 +38,7 @@ class StaticConfig(Checked):
 
 class StaticAgent:
     learns = False
+    within_task = True
 
     def __init__(self, name: str, policy: Policy, temperature: float, inputs: Inputs) -> None:
         self.name = name

@@ -86,6 +86,7 @@ class Episode:
 
 class WebRLAgent:
     learns = False
+    within_task = True
 
     def __init__(self, cfg: WebRLConfig, completer: Completer) -> None:
         self.name = cfg.name

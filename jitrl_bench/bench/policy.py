@@ -134,8 +134,10 @@ def episodes_per_minute(base_url: str, model: str, concurrency: int, episodes: i
     from jitrl_bench.contract import Agent, BuildContext
     from jitrl_bench.envs.textworld import TextWorldConfig
     from jitrl_bench.policies.openai import OpenAIPolicyConfig
-    from jitrl_bench.rundir import RunDirectory
-    from jitrl_bench.runner import Protocol, RunConfig, run_all
+    from jitrl_bench.run.episode import Protocol
+    from jitrl_bench.run.local import run_all
+    from jitrl_bench.run.rundir import RunDirectory
+    from jitrl_bench.run.settings import RunConfig
 
     policy = OpenAIPolicyConfig(base_url=base_url, model=model, tokenizer="smollm2", max_concurrency=concurrency).make()
     env = TextWorldConfig(seeds=[7])

@@ -88,6 +88,7 @@ class ExperienceMemory:
         committed: Callable[[str], bool] | None = None,
         read_only: bool = False,
         zero_fill: bool = False,
+        own_run: str | None = None,
     ) -> None:
         self.path = Path(path) if path is not None else None
         self.read_only = read_only
@@ -100,6 +101,8 @@ class ExperienceMemory:
         self.index_config = index or IndexConfig()
         self.report = LoadReport()
         self._committed = committed
+        self._own_run = own_run
+        """With `committed`: entries another run wrote (imported by `memory.load_from`, committed there) are kept."""
         self._lock = threading.Lock()
         self._indexes: dict[tuple[str, ...], VectorIndex] = {}
         # Columns kept in RAM (what retrieval, advantages and traces read); texts stay on disk except `fields`.
@@ -203,10 +206,13 @@ class ExperienceMemory:
         records = list(other.records())
         if not records:
             return 0
-        vectors = other.embeddings_of([r["id"] for r in records])
-        known = {f.name for f in dataclasses.fields(Experience)}
-        self.add([Experience(**{k: v for k, v in r.items() if k in known}) for r in records], vectors)
+        self.add(experiences(records), other.embeddings_of([r["id"] for r in records]))
         return len(records)
+
+    @property
+    def next_id(self) -> int:
+        """The id the next entry will get."""
+        return self._next_id
 
     # ------------------------------------------------------------------ internals
 
@@ -279,7 +285,8 @@ class ExperienceMemory:
                 self.report.dropped.append(f"{path}: unreadable record near byte {start_line}: {line[:80]!r}")
             else:
                 self._next_id = max(self._next_id, int(record["id"]) + 1)
-                if self._committed is None or self._committed(str(record["episode"])):
+                imported = self._own_run is not None and record.get("run_id", "") != self._own_run
+                if self._committed is None or imported or self._committed(str(record["episode"])):
                     ids.append(int(record["id"]))
                     records.append(record)
                 else:
@@ -307,6 +314,12 @@ class ExperienceMemory:
 
     def _partition_key(self, values: dict[str, str]) -> tuple[str, ...]:
         return tuple(str(values.get(name, "")) for name in self.partition_by)
+
+
+def experiences(records: Iterable[dict[str, Any]]) -> list[Experience]:
+    """Records as read from entries.jsonl, back to what `add` takes (ids dropped: the store gives its own)."""
+    known = {f.name for f in dataclasses.fields(Experience)}
+    return [Experience(**{k: v for k, v in r.items() if k in known}) for r in records]
 
 
 def read_meta(path: Path) -> dict[str, Any]:
@@ -364,6 +377,7 @@ class MemoryConfig(Checked):
         embedder: str,
         committed: Callable[[str], bool] | None = None,
         zero_fill: bool = False,
+        own_run: str | None = None,
     ) -> ExperienceMemory:
         return ExperienceMemory(
             path,
@@ -374,4 +388,5 @@ class MemoryConfig(Checked):
             index=self.index,
             committed=committed,
             zero_fill=zero_fill,
+            own_run=own_run,
         )

@@ -123,7 +123,7 @@ def _episode(row: dict[str, Any], run: str) -> dict[str, Any]:
 
 
 def _step_files(run_dir: Path, episodes: pd.DataFrame) -> Iterator[tuple[tuple[str, str, int], list[dict[str, Any]]]]:
-    from jitrl_bench.rundir import safe_name
+    from jitrl_bench.run.rundir import safe_name
 
     for row in episodes.sort_values(["task", "agent", "episode"]).to_dict("records") if not episodes.empty else []:
         path = run_dir / "steps" / safe_name(row["task"]) / safe_name(row["agent"]) / f"{row['episode']}.jsonl"

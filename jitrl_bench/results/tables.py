@@ -17,7 +17,7 @@ from rich.table import Table
 
 from jitrl_bench.errors import UserError
 from jitrl_bench.results.cost import SHOWN, cost_table, load_prices
-from jitrl_bench.rundir import existing_run
+from jitrl_bench.run.rundir import existing_run
 
 PROTOCOL = ["env", "policy", "max_steps", "seeds"]
 SUMMARY = ["task", "agent", "episodes", "mean_score", "final5_score", "max_score", "norm_score", "success_rate", "auc"]

@@ -14,8 +14,9 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 from jitrl_bench.cli import app
-from jitrl_bench.rundir import RunDirectory
-from jitrl_bench.runner import Protocol, RunConfig, run_all
+from jitrl_bench.run.episode import Protocol, RunConfig
+from jitrl_bench.run.local import run_all
+from jitrl_bench.run.rundir import RunDirectory
 from tests.envs.web_support import ScriptedAgent, require_browser
 
 pytest.importorskip("webarena_verified", reason="needs the web extra: make setup")

@@ -22,8 +22,9 @@ from typer.testing import CliRunner
 from jitrl_bench.cli import app
 from jitrl_bench.config import load_spec
 from jitrl_bench.errors import InfraError, UserError
-from jitrl_bench.rundir import RunDirectory
-from jitrl_bench.runner import Protocol, RunConfig, run_all
+from jitrl_bench.run.episode import Protocol, RunConfig
+from jitrl_bench.run.local import run_all
+from jitrl_bench.run.rundir import RunDirectory
 
 pytest.importorskip("browsergym.core", reason="needs the web extra: make setup")
 

@@ -26,7 +26,7 @@ from jitrl_bench.cli import app  # noqa: E402
 from jitrl_bench.envs.miniwob import MiniWoBConfig  # noqa: E402
 from jitrl_bench.envs.web import WebEnv  # noqa: E402
 from jitrl_bench.rewards.base import EnvRewards  # noqa: E402
-from jitrl_bench.runner import Protocol, RunConfig, Task, play_episode  # noqa: E402
+from jitrl_bench.run.episode import Protocol, RunConfig, Task, play_episode  # noqa: E402
 
 IDS = {"0": "a12", "4": "13", "7": "20"}
 

@@ -60,11 +60,18 @@ class RunDirectory:
         return rows
 
     def write_steps(self, record: EpisodeRecord, steps: list[StepRecord]) -> None:
+        self.write_step_rows(record, [asdict(s) for s in steps])
+
+    def write_step_rows(self, record: EpisodeRecord, rows: list[dict[str, Any]]) -> None:
+        """The episode's steps file, whole or not at all (written aside, then renamed)."""
         folder = self.path / "steps" / safe_name(record.task) / safe_name(record.agent)
         folder.mkdir(parents=True, exist_ok=True)
         tmp = folder / f".{record.episode}.jsonl.tmp"
-        tmp.write_text("".join(json.dumps(asdict(s), ensure_ascii=False) + "\n" for s in steps))
+        tmp.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
         os.replace(tmp, folder / f"{record.episode}.jsonl")
+
+    def steps_path(self, record: EpisodeRecord) -> Path:
+        return self.path / "steps" / safe_name(record.task) / safe_name(record.agent) / f"{record.episode}.jsonl"
 
     def write_rewards(self, record: EpisodeRecord, kept: dict[str, Any]) -> None:
         """What the episode's reward source kept (an LLM evaluator's replies and scores), beside its steps."""

@@ -1,0 +1,361 @@
+"""The Ray scheduler (`run.executor=ray`): memory streams (`streams.py`) played by Ray actors across a cluster, each
+finished episode committed here, by the driver, the run directory's only writer.
+
+A worker builds the run's env, policy and reward source from the config text once, then plays the streams it is
+given one episode at a time, each against a replica of its agent's memory (`replica.py`). What crosses between the
+driver and a worker is the config's YAML, JSON records and raw float32 rows; Ray's own transport carries them.
+
+Exactly once: an episode is in the run when its line is in episodes.jsonl, which only the driver writes, after the
+episode's memory and steps. A worker that dies mid-episode (killed, node lost) is replaced, its stream reopened from
+the committed memory, and the episode played again from its seed: it is committed once. A driver killed mid-run
+loses the episodes in flight; the same command resumes after the last committed one.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import socket
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+from rich.console import Console
+
+from jitrl_bench.config import RunSpec, build_spec
+from jitrl_bench.contract import Agent, BuildContext, EpisodeEnv
+from jitrl_bench.errors import InfraError, UserError
+from jitrl_bench.jitrl.embed import CachedEmbedder, Embedder
+from jitrl_bench.records import EpisodeRecord
+from jitrl_bench.run.episode import Protocol, Task, error_record, play_episode
+from jitrl_bench.run.local import describe, progress_bar
+from jitrl_bench.run.memories import RunMemories
+from jitrl_bench.run.replica import Learned, StreamMemories, Uses
+from jitrl_bench.run.rundir import first_line
+from jitrl_bench.run.streams import AgentShape, Stream, Unit, plan
+from jitrl_bench.run.writer import RunWriter, Shipped
+
+OK, INFRA, TASK = "ok", "infrastructure", "task"
+"""What a worker's `play` returns first: an episode, an infrastructure failure to retry, or a task that cannot run."""
+
+
+@dataclass(frozen=True)
+class Described:
+    """What the first worker reports of the run's agents, so the driver never loads a model."""
+
+    agents: dict[str, tuple[bool, Uses]]
+    """name → (within_task, what it keeps)."""
+    policy: str
+    hardware: str
+    dim: int
+    embedder: str
+
+    def to_json(self) -> str:
+        agents = {name: {"within_task": w, **asdict(uses)} for name, (w, uses) in self.agents.items()}
+        return json.dumps({"agents": agents, "policy": self.policy, "hardware": self.hardware, "dim": self.dim,
+                           "embedder": self.embedder})  # fmt: skip
+
+    @classmethod
+    def parse(cls, text: str) -> Described:
+        data = json.loads(text)
+        agents = {
+            n: (bool(a["within_task"]), Uses(bool(a["memory"]), bool(a["notes"]))) for n, a in data["agents"].items()
+        }
+        return cls(agents, str(data["policy"]), str(data["hardware"]), int(data["dim"]), str(data["embedder"]))
+
+
+class StreamWorker:
+    """One Ray actor. Its methods run one at a time, in the order the driver called them."""
+
+    def __init__(self, config_yaml: str, run_dir: str) -> None:
+        logging.getLogger().setLevel(logging.WARNING)
+        config = OmegaConf.create(config_yaml)
+        assert isinstance(config, DictConfig)
+        self.spec: RunSpec = build_spec(config)
+        self.scratch = Path(tempfile.mkdtemp(prefix="jitrl-worker-"))
+        artifacts = Path(run_dir)  # web artifacts (HAR files) beside the run when this node shares its filesystem
+        self.spec.env.use_run_dir(artifacts if os.access(artifacts, os.W_OK) else self.scratch)
+        self.policy = self.spec.policy.make()
+        self.rewards = self.spec.reward.make(self.policy)
+        self.configs = {c.name: c for c in (self.spec.agent, *self.spec.baselines)}
+        self._embedder: Embedder | None = None
+        self._env: tuple[str, EpisodeEnv] | None = None
+        self._streams: dict[str, tuple[Agent, StreamMemories]] = {}
+        self._protocol: Protocol | None = None
+
+    def pid(self) -> int:
+        return os.getpid()
+
+    def embedder(self) -> Embedder:
+        if self._embedder is None:
+            self._embedder = CachedEmbedder(self.spec.memory.embedder.make())
+        return self._embedder
+
+    def describe(self) -> str:
+        agents: dict[str, tuple[bool, Uses]] = {}
+        for name in self.configs:
+            memories = self._memories(self.scratch / "describe" / name, Learned())
+            agent = self._build(name, memories)
+            agents[name] = (agent.within_task, memories.uses)
+        dim, embedder = (self._embedder.dim, self._embedder.name) if self._embedder is not None else (0, "")
+        return Described(agents, self.policy.name, self.policy.hardware, dim, embedder).to_json()
+
+    def open(self, key: str, agent: str, protocol: str, seed: str, vectors: bytes, finished: str) -> None:
+        """Start playing a stream: its agent over a replica of the memory it can read, told what it already did."""
+        self._protocol = Protocol(**json.loads(protocol))
+        memories = self._memories(self.scratch / "streams" / str(len(self._streams)), Learned.parse(seed, vectors))
+        built = self._build(agent, memories)
+        built.restore([EpisodeRecord.from_json(line) for line in finished.splitlines() if line.strip()])
+        self._streams[key] = (built, memories)
+
+    def play(self, key: str, task: str, episode: int) -> tuple[str, str, bytes]:
+        assert self._protocol is not None, "open a stream first"
+        agent, memories = self._streams[key]
+        try:
+            env = self._env_for(task)
+        except UserError as e:
+            return TASK, str(e), b""
+        try:
+            played = play_episode(agent, Task(task, env), episode, self.spec.run, self._protocol, self.rewards)
+        except InfraError as e:
+            return INFRA, str(e), b""
+        text, vectors = Shipped.of(played, memories.take()).pack()
+        return OK, text, vectors
+
+    def close_stream(self, key: str) -> None:
+        _, memories = self._streams.pop(key)
+        shutil.rmtree(memories.folder, ignore_errors=True)
+
+    def close(self) -> None:
+        if self._env is not None:
+            self._env[1].close()
+        self.policy.close()
+        shutil.rmtree(self.scratch, ignore_errors=True)
+
+    def _memories(self, folder: Path, seed: Learned) -> StreamMemories:
+        return StreamMemories(folder, self.spec.memory, self.spec.reward.zero_fill, self.embedder, seed)
+
+    def _build(self, agent: str, memories: StreamMemories) -> Agent:
+        run_id = self._protocol.run_id if self._protocol else ""
+        digest = self._protocol.config_hash if self._protocol else ""
+        built: Agent = self.configs[agent].build(BuildContext(self.policy, self.spec.run.temperature, memories,
+                                                              run_id, digest))  # fmt: skip
+        return built
+
+    def _env_for(self, task: str) -> EpisodeEnv:
+        """One env at a time: a worker plays one stream, and a stream one task after another."""
+        if self._env is not None and self._env[0] == task:
+            return self._env[1]
+        if self._env is not None:
+            self._env[1].close()
+            self._env = None
+        self._env = (task, self.spec.env.make(task))
+        return self._env[1]
+
+
+def run_on_ray(spec: RunSpec, memories: RunMemories, finished: list[EpisodeRecord], run_id: str, digest: str,
+               console: Console) -> None:  # fmt: skip
+    """Play every stream not yet committed on the cluster `run.ray` names; commit here, in arrival order."""
+    settings = spec.run.ray
+    private = settings.address is None
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    if not private and "RAY_AUTH_MODE" not in os.environ and token_available():
+        os.environ["RAY_AUTH_MODE"] = "token"  # a cluster this machine started uses its token; a client must say so
+    import ray  # after the settings above: Ray reads them when it is imported
+    from ray.exceptions import RayActorError
+
+    logging.getLogger("ray").setLevel(logging.ERROR)  # Ray's notices go to its session logs, not the user's terminal
+    cpus = max(1, round(settings.workers * settings.cpus_per_worker)) if private else None
+    host = (settings.address or "").rpartition(":")[0]
+    loopback = "127.0.0.1" if private or host in ("127.0.0.1", "localhost") else None  # a head on this machine only
+    if host:
+        reachable(settings.address or "")  # Ray itself retries an absent head for minutes
+    try:
+        ray.init(address=settings.address or "local", num_cpus=cpus, include_dashboard=False, log_to_driver=False,
+                 logging_level=logging.ERROR, configure_logging=False, _node_ip_address=loopback)  # fmt: skip
+    except ConnectionError as e:
+        raise UserError(
+            f"run.ray.address={settings.address}: no Ray cluster answers there ({first_line(e)}); start one with "
+            "`ray start --head`, or set run.ray.address=null for a Ray instance of this run's own"
+        ) from None
+    config_yaml = OmegaConf.to_yaml(spec.raw)
+    actor = ray.remote(num_cpus=settings.cpus_per_worker, num_gpus=settings.gpus_per_worker)(StreamWorker)
+
+    def new_worker() -> Any:
+        return actor.remote(config_yaml, str(memories.run_dir.path))
+
+    workers = [new_worker() for _ in range(settings.workers)]
+    try:
+        described = Described.parse(ray.get(workers[0].describe.remote()))
+        shapes = [AgentShape(name, within) for name, (within, _) in described.agents.items()]
+        streams = plan(spec.env.task_names(), shapes)
+        shard = spec.run.shard_of
+        if shard is not None:
+            streams = shard.take(streams)
+        protocol = Protocol(spec.env.name, described.policy, run_id, digest, described.hardware)
+        uses = {name: uses for name, (_, uses) in described.agents.items()}
+        writer = RunWriter(memories, uses, described.dim, described.embedder)
+        _drive(ray, RayActorError, workers, new_worker, streams, writer, finished, protocol, spec, console)
+    finally:
+        for worker in workers:
+            ray.kill(worker)
+        if private:
+            ray.shutdown()
+
+
+def _drive(ray: Any, died: type[Exception], workers: list[Any], new_worker: Any, streams: list[Stream],
+           writer: RunWriter, finished: list[EpisodeRecord], protocol: Protocol, spec: RunSpec,
+           console: Console) -> None:  # fmt: skip
+    """Hand streams to idle workers, collect episodes as they finish, commit them in the sequential run's order."""
+    run = spec.run
+    committed = {(r.task, r.episode, r.agent) for r in finished}
+    history = list(finished)
+    agents = list(dict.fromkeys(s.agent for s in streams))
+    ours = {u: s for s in streams for u in s.units(run.episodes)}
+    tasks = spec.env.task_names()
+    order = [(t, e, a) for t in tasks for e in range(run.episodes) for a in agents if (t, e, a) in ours]
+    arrived = InOrder([u for u in order if u not in committed])
+    plays = {s.key: [u for u in s.units(run.episodes) if u not in committed] for s in streams}
+    queue = [s for s in streams if plays[s.key]]
+    idle = list(workers)
+    busy: dict[Any, tuple[Any, Stream, Unit]] = {}
+    failures: dict[Unit, int] = {}
+    scores: dict[str, list[float]] = {}
+    steps_played = 0
+
+    def open_on(worker: Any, stream: Stream) -> None:
+        seed = writer.seed(stream)
+        rows = "\n".join(r.to_json() for r in history if r.agent == stream.agent and r.task in stream.tasks)
+        worker.open.remote(stream.key, stream.agent, json.dumps(asdict(protocol)), seed.header(), seed.vectors, rows)
+
+    def submit(worker: Any, stream: Stream) -> None:
+        unit = plays[stream.key][0]
+        busy[worker.play.remote(stream.key, unit[0], unit[1])] = (worker, stream, unit)
+
+    def error(unit: Unit, text: str, episode: int) -> Outcome:
+        return Outcome(error_record(unit[0], unit[2], run, protocol, text, episode))
+
+    with progress_bar(run.progress, console) as progress:
+        bar = progress.add_task("episodes", total=len(order), completed=sum(u in committed for u in order))
+        while queue or busy:
+            while idle and queue:
+                worker, stream = idle.pop(0), queue.pop(0)
+                open_on(worker, stream)
+                submit(worker, stream)
+            if not busy:
+                break
+            [ref], _ = ray.wait(list(busy), num_returns=1)
+            worker, stream, unit = busy.pop(ref)
+            task, episode, agent = unit
+            try:
+                kind, text, vectors = ray.get(ref)
+            except died as e:  # the worker's process is gone: a fresh one replays the stream from what is committed
+                failures[unit] = failures.get(unit, 0) + 1
+                console.print(f"[yellow]worker lost[/yellow] {task} ep {episode} {agent}: {type(e).__name__}")
+                workers.remove(worker)
+                workers.append(replacement := new_worker())
+                idle.append(replacement)
+                plays[stream.key] = [u for u in stream.units(run.episodes) if u not in committed]
+                arrived.drop(plays[stream.key])
+                if failures[unit] > run.ray.retries:
+                    arrived.put(unit, error(unit, f"its worker was lost {failures[unit]} times", episode))
+                    plays[stream.key].remove(unit)
+                if plays[stream.key]:
+                    queue.insert(0, stream)
+                continue
+            if kind == TASK:  # the task cannot run (a bad game file): one error row, on with the other tasks
+                console.print(f"[red]error[/red] {task}: {text}")
+                lost = [u for u in plays[stream.key] if u[0] == task]
+                recorded = (task, -1, agent) in committed  # a resumed run has its error row already
+                for u in lost:
+                    arrived.put(u, error(u, text, -1) if u == lost[0] and not recorded else Outcome())
+                plays[stream.key] = [u for u in plays[stream.key] if u[0] != task]
+            elif kind == INFRA:
+                failures[unit] = failures.get(unit, 0) + 1
+                console.print(f"[yellow]infrastructure[/yellow] {task} ep {episode} {agent}: {text}")
+                if failures[unit] > run.infra_retries:
+                    arrived.put(unit, error(unit, text, episode))
+                    plays[stream.key].pop(0)
+            else:
+                arrived.put(unit, Outcome(shipped=Shipped.unpack(text, vectors)))
+                plays[stream.key].pop(0)
+            for done, outcome in arrived.release():
+                record = outcome.commit(writer, ours[done])
+                committed.add(done)
+                progress.advance(bar)
+                if record is None:
+                    continue
+                history.append(record)
+                if record.status == "ok":
+                    scores.setdefault(record.agent, []).append(record.score)
+                steps_played += record.steps
+                progress.update(bar, description=describe(record.task, record.episode, steps_played, scores))
+            if plays[stream.key]:
+                submit(worker, stream)
+            else:
+                worker.close_stream.remote(stream.key)
+                idle.append(worker)
+    for worker in workers:
+        ray.get(worker.close.remote())
+
+
+def token_available() -> bool:
+    """A Ray auth token where Ray looks for one (`ray start` writes ~/.ray/auth_token)."""
+    path = os.environ.get("RAY_AUTH_TOKEN_PATH") or str(Path.home() / ".ray" / "auth_token")
+    return bool(os.environ.get("RAY_AUTH_TOKEN")) or Path(path).is_file()
+
+
+def reachable(address: str) -> None:
+    host, _, port = address.rpartition(":")
+    try:
+        socket.create_connection((host, int(port)), timeout=5).close()
+    except (OSError, ValueError) as e:
+        raise UserError(
+            f"run.ray.address={address}: no Ray head answers there ({e}); start one with `ray start --head`, or set "
+            "run.ray.address=null for a Ray instance of this run's own"
+        ) from None
+
+
+@dataclass
+class Outcome:
+    """How a unit ends: a played episode, an error row, or nothing (the rest of a task that could not run)."""
+
+    record: EpisodeRecord | None = None
+    shipped: Shipped | None = None
+
+    def commit(self, writer: RunWriter, stream: Stream) -> EpisodeRecord | None:
+        if self.shipped is not None:
+            return writer.commit(stream.key, self.shipped)
+        if self.record is not None:
+            writer.run_dir.commit(self.record)
+        return self.record
+
+
+class InOrder:
+    """Outcomes that arrive in any order, released in the order a sequential run commits them (so the memory ids,
+    the log and the tables are the sequential run's). A stream's later episodes wait here for earlier ones."""
+
+    def __init__(self, order: list[Unit]) -> None:
+        self.order = order
+        self.cursor = 0
+        self.ready: dict[Unit, Outcome] = {}
+
+    def put(self, unit: Unit, outcome: Outcome) -> None:
+        self.ready[unit] = outcome
+
+    def drop(self, units: list[Unit]) -> None:
+        """Forget what arrived but is not committed (its stream will play it again)."""
+        for unit in units:
+            self.ready.pop(unit, None)
+
+    def release(self) -> list[tuple[Unit, Outcome]]:
+        out = []
+        while self.cursor < len(self.order) and self.order[self.cursor] in self.ready:
+            unit = self.order[self.cursor]
+            out.append((unit, self.ready.pop(unit)))
+            self.cursor += 1
+        return out

@@ -1,0 +1,191 @@
+"""Beyond one process: `run.executor=ray` on a real Ray cluster started here (127.0.0.1), `run.shard` + `merge`.
+
+Every run is compared with the same run played locally, from the files each leaves: the episodes and their scores,
+every step's action, reward, z' and the neighbours it read (memory ids included), and the memory itself (entries and
+embedding rows, byte for byte). A killed worker or driver must change none of it, and no episode may appear twice.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from jitrl_bench.cli import app
+from tests.processes import REPO, rows_of
+
+pytestmark = pytest.mark.slow
+
+ARGS = ["policy=uniform", "env.seeds=[7,11]", "run.episodes=4", "run.max_steps=10", "run.progress=false"]
+RAY = str(Path(sys.executable).parent / "ray")
+
+
+def jitrl_bench(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "jitrl_bench", *args]
+    return subprocess.run(command, cwd=REPO, text=True, capture_output=True, timeout=timeout)
+
+
+def start(*args: str) -> subprocess.Popen[str]:
+    command = [sys.executable, "-m", "jitrl_bench", *args]
+    return subprocess.Popen(command, cwd=REPO, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+
+def workers() -> list[int]:
+    """Live Ray actor processes playing streams (Ray names them after the actor class)."""
+    found = subprocess.run(["pgrep", "-f", "ray::StreamWorker"], capture_output=True, text=True).stdout.split()
+    return [int(pid) for pid in found]
+
+
+def no_workers_left() -> None:
+    """The run's actors end with it (a killed driver's too: Ray reaps the actors a dead job owned)."""
+    deadline = time.time() + 60
+    while workers() and time.time() < deadline:
+        time.sleep(0.2)
+    assert workers() == []
+
+
+def wait_for_rows(run_dir: Path, n: int, proc: subprocess.Popen[str], limit: float = 240) -> None:
+    deadline = time.time() + limit
+    while len(rows_of(run_dir)) < n:
+        assert proc.poll() is None, f"the run ended before {n} episodes were committed: {proc.communicate()[0]}"
+        assert time.time() < deadline, f"fewer than {n} episodes after {limit} s"
+        time.sleep(0.05)
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Any:
+    """A Ray head node on 127.0.0.1 with 4 CPUs (2 workers × 1 CPU, room for a replacement)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+    subprocess.run([RAY, "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}", "--num-cpus=4",
+                    "--include-dashboard=false", "--disable-usage-stats"],
+                   check=True, capture_output=True, env=env, timeout=120)  # fmt: skip
+    yield f"127.0.0.1:{port}"
+    subprocess.run([RAY, "stop", "--force"], capture_output=True, env=env, timeout=120)
+
+
+@pytest.fixture(scope="module")
+def local_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    run_dir = tmp_path_factory.mktemp("local") / "run"
+    done = jitrl_bench("run", *ARGS, f"run.dir={run_dir}")
+    assert done.returncode == 0, done.stderr
+    return run_dir
+
+
+def played(run_dir: Path) -> dict[str, Any]:
+    """What a run did, without what may differ between equal runs (episode uids, run ids, times)."""
+    rows = rows_of(run_dir)
+    number = {r["episode_uid"]: (r["task"], r["episode"]) for r in rows}
+    episodes = sorted((r["task"], r["episode"], r["agent"], r["score"], r["steps"], r["return"], r["success"])
+                      for r in rows)  # fmt: skip
+    memory = [
+        {**{k: v for k, v in e.items() if k not in ("episode", "run_id")}, "from": number[e["episode"]]}
+        for e in map(json.loads, (run_dir / "memory" / "jitrl" / "entries.jsonl").read_text().splitlines())
+    ]
+    steps = {}
+    for path in sorted((run_dir / "steps").rglob("*.jsonl")):
+        decisions = [json.loads(line) for line in path.read_text().splitlines()]
+        steps[str(path.relative_to(run_dir))] = [
+            (s["action"], s["reward"], s["decision"]["z_prime"], s["decision"]["neighbours"]) for s in decisions
+        ]
+    return {
+        "episodes": episodes,
+        "memory": memory,
+        "embeddings": (run_dir / "memory" / "jitrl" / "embeddings.f32").read_bytes(),
+        "steps": steps,
+        "summary": (run_dir / "summary.csv").read_text(),
+    }
+
+
+def assert_same_run(run_dir: Path, reference: Path) -> None:
+    ours, theirs = played(run_dir), played(reference)
+    assert len(ours["episodes"]) == 2 * 4 * 2
+    assert any(neighbours for rows in theirs["steps"].values() for *_, neighbours in rows)  # memory was read
+    for key in ("episodes", "memory", "embeddings", "steps", "summary"):
+        assert ours[key] == theirs[key], f"{key} differ from the local run's"
+    units = Counter((r["task"], r["episode"], r["agent"]) for r in rows_of(run_dir))
+    assert max(units.values()) == 1  # exactly once
+
+
+def test_ray_run_equals_the_local_run(cluster: str, local_run: Path, tmp_path: Path) -> None:
+    run_dir = tmp_path / "ray"
+    done = jitrl_bench("run", *ARGS, "run.executor=ray", f"run.ray.address={cluster}", f"run.dir={run_dir}")
+    assert done.returncode == 0, done.stderr
+    assert_same_run(run_dir, local_run)
+    assert "report.html" in done.stdout and (run_dir / "report.html").exists()
+    assert done.stderr.strip() == ""  # Ray's notices stay in its logs
+    no_workers_left()
+
+
+def test_a_worker_killed_mid_run_costs_one_replay_and_changes_nothing(
+    cluster: str, local_run: Path, tmp_path: Path
+) -> None:
+    run_dir = tmp_path / "ray"
+    proc = start("run", *ARGS, "run.executor=ray", f"run.ray.address={cluster}", f"run.dir={run_dir}")
+    wait_for_rows(run_dir, 2, proc)
+    victims = workers()
+    assert victims, "no worker process to kill"
+    os.kill(victims[0], signal.SIGKILL)
+    output, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 0, output
+    assert "worker lost" in output
+    assert_same_run(run_dir, local_run)
+
+
+def test_a_killed_driver_resumes_with_the_same_command(cluster: str, local_run: Path, tmp_path: Path) -> None:
+    run_dir = tmp_path / "ray"
+    args = ("run", *ARGS, "run.executor=ray", f"run.ray.address={cluster}", f"run.dir={run_dir}")
+    proc = start(*args)
+    wait_for_rows(run_dir, 3, proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    before = len(rows_of(run_dir))
+    assert before < 16
+    done = jitrl_bench(*args)
+    assert done.returncode == 0, done.stderr
+    assert f"{before} episodes already finished" in " ".join(done.stdout.split())
+    assert_same_run(run_dir, local_run)
+    no_workers_left()
+
+
+def test_shards_merged_equal_the_unsharded_run(local_run: Path, tmp_path: Path) -> None:
+    first, second, merged = tmp_path / "s0", tmp_path / "s1", tmp_path / "merged"
+    assert jitrl_bench("run", *ARGS, "run.shard=0/2", f"run.dir={first}").returncode == 0
+    done = jitrl_bench("run", *ARGS, "run.shard=1/2", "run.executor=ray", "run.ray.workers=1", f"run.dir={second}")
+    assert done.returncode == 0, done.stderr  # the second shard on a private Ray instance
+    streams = [{(r["task"], r["agent"]) for r in rows_of(shard)} for shard in (first, second)]
+    assert streams[0] and streams[1] and not streams[0] & streams[1]
+    result = CliRunner().invoke(app, ["merge", str(first), str(second), "-o", str(merged)])
+    assert result.exit_code == 0, result.output
+    assert_same_run(merged, local_run)
+    assert (merged / "report.html").exists()
+
+
+def test_merge_refuses_what_is_not_one_run_s_shards(local_run: Path, tmp_path: Path) -> None:
+    first, other = tmp_path / "s0", tmp_path / "other"
+    assert jitrl_bench("run", *ARGS, "run.episodes=1", "run.shard=0/2", f"run.dir={first}").returncode == 0
+    assert (
+        jitrl_bench("run", *ARGS, "run.episodes=1", "run.seed=5", "run.shard=1/2", f"run.dir={other}").returncode == 0
+    )
+
+    def merge(*dirs: Path) -> str:
+        result = CliRunner().invoke(app, ["merge", *map(str, dirs), "-o", str(tmp_path / "m")])
+        assert result.exit_code == 2, result.output
+        return " ".join(result.output.split())
+
+    assert "shards of different runs (config hash" in merge(first, other)
+    assert "shard 0/2 is given twice" in merge(first, first)
+    assert "is not a shard (its run.shard is null)" in merge(first, local_run)
+    assert not (tmp_path / "m").exists() or not any((tmp_path / "m").iterdir())
