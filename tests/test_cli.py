@@ -70,6 +70,28 @@ def test_kill_during_a_run_then_resume_plays_each_episode_once(tmp_path: Path) -
     assert len(memory) == sum(r["steps"] for r in rows if r["agent"] == "jitrl")
 
 
+def test_a_resumed_run_still_reads_the_memory_it_loaded_from_another_run(tmp_path: Path) -> None:
+    """memory.load_from's entries belong to episodes of the other run: a resume must keep them (it once dropped them
+    as uncommitted), so the replayed episode reads the same neighbours as in a run that was never interrupted."""
+    source, whole, resumed = tmp_path / "source", tmp_path / "whole", tmp_path / "resumed"
+    budget = ["run.max_steps=6", "run.baselines=[]"]
+    assert cli("run", *FAST, *budget, "run.episodes=2", f"run.dir={source}")[0] == 0
+    transfer = [*FAST, *budget, "run.episodes=2", f"memory.load_from={source}"]
+    assert cli("run", *transfer, f"run.dir={whole}")[0] == 0
+    assert cli("run", *transfer, f"run.dir={resumed}")[0] == 0
+    log = resumed / "episodes.jsonl"
+    log.write_text(log.read_text().splitlines()[0] + "\n")  # as if killed after the first commit
+    code, output = cli("run", *transfer, f"run.dir={resumed}")
+    assert code == 0 and "1 episodes already finished" in " ".join(output.split())
+
+    def read(run: Path) -> list[list[object]]:
+        steps = (run / "steps" / "tw-simple-7" / "jitrl" / "1.jsonl").read_text().splitlines()
+        return [json.loads(line)["decision"]["neighbours"] for line in steps]
+
+    assert read(resumed) == read(whole)
+    assert any(read(whole)) and min(n["id"] for step in read(whole) for n in step) < 12  # imported entries read
+
+
 def test_resume_with_another_config_is_refused(tmp_path: Path) -> None:
     run_dir = tmp_path / "r"
     assert cli("run", *FAST, "run.episodes=1", "run.max_steps=2", f"run.dir={run_dir}")[0] == 0
