@@ -162,6 +162,12 @@ def run_on_ray(spec: RunSpec, memories: RunMemories, finished: list[EpisodeRecor
     """Play every stream not yet committed on the cluster `run.ray` names; commit here, in arrival order."""
     settings = spec.run.ray
     private = settings.address is None
+    if spec.env.name.startswith("webarena") and settings.workers > 1:
+        raise UserError(
+            f"run.executor=ray with env={spec.env.name} and run.ray.workers={settings.workers}: site instances are not "
+            "leased across Ray workers yet (two workers would change one site's state under each other); use "
+            "run.ray.workers=1, or run locally with run.concurrency and env.instances"
+        )
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     if not private and "RAY_AUTH_MODE" not in os.environ and token_available():
         os.environ["RAY_AUTH_MODE"] = "token"  # a cluster this machine started uses its token; a client must say so
