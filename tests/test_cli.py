@@ -71,10 +71,10 @@ def test_kill_during_a_run_then_resume_plays_each_episode_once(tmp_path: Path) -
 
 
 def test_a_resumed_run_still_reads_the_memory_it_loaded_from_another_run(tmp_path: Path) -> None:
-    """memory.load_from's entries belong to episodes of the other run: a resume must keep them (it once dropped them
-    as uncommitted), so the replayed episode reads the same neighbours as in a run that was never interrupted."""
+    """memory.load_from's entries and notes belong to episodes of the other run: a resume must keep them (it once
+    dropped them as uncommitted), so the replayed episode reads what it read in a run that was never interrupted."""
     source, whole, resumed = tmp_path / "source", tmp_path / "whole", tmp_path / "resumed"
-    budget = ["run.max_steps=6", "run.baselines=[]"]
+    budget = ["run.max_steps=6", "run.baselines=[full_history]"]
     assert cli("run", *FAST, *budget, "run.episodes=2", f"run.dir={source}")[0] == 0
     transfer = [*FAST, *budget, "run.episodes=2", f"memory.load_from={source}"]
     assert cli("run", *transfer, f"run.dir={whole}")[0] == 0
@@ -90,6 +90,12 @@ def test_a_resumed_run_still_reads_the_memory_it_loaded_from_another_run(tmp_pat
 
     assert read(resumed) == read(whole)
     assert any(read(whole)) and min(n["id"] for step in read(whole) for n in step) < 12  # imported entries read
+
+    def shown(run: Path) -> str:  # what full_history put in the prompt of episode 1: the source's episodes too
+        first = (run / "steps" / "tw-simple-7" / "full_history" / "1.jsonl").read_text().splitlines()[0]
+        return str(json.loads(first)["decision"]["notes"]["guidance_context"])
+
+    assert shown(resumed) == shown(whole) and shown(whole).count("Outcome:") >= 2  # more than its own episode 0
 
 
 def test_resume_with_another_config_is_refused(tmp_path: Path) -> None:

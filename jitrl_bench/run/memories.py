@@ -38,8 +38,14 @@ class RunMemories:
         return self._embedder
 
     def notebook(self, agent: str) -> Notebook:
-        notebook = Notebook(self.run_dir.path / "memory" / agent / NOTES, self.committed.__contains__)
         source = self.spec.memory.load_from
+        imported: set[str] = set()  # notes `load_from` brought: their episodes are the other run's, committed there
+        if source and not self.fresh:
+            folder, committed = source_folder(Path(source), agent)
+            if (folder / NOTES).exists():
+                imported = {note.uid for note in source_notes(folder, committed)}
+        path = self.run_dir.path / "memory" / agent / NOTES
+        notebook = Notebook(path, lambda uid: uid in self.committed or uid in imported)
         if source and self.fresh and len(notebook) == 0:
             folder, committed = source_folder(Path(source), agent)
             notebook.extend(source_notes(folder, committed))
