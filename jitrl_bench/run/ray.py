@@ -35,7 +35,7 @@ from jitrl_bench.run.episode import Protocol, Task, error_record, play_episode
 from jitrl_bench.run.local import describe, progress_bar
 from jitrl_bench.run.memories import RunMemories
 from jitrl_bench.run.replica import Learned, StreamMemories, Uses
-from jitrl_bench.run.rundir import first_line
+from jitrl_bench.run.rundir import first_line, safe_name
 from jitrl_bench.run.streams import AgentShape, Stream, Unit, plan
 from jitrl_bench.run.writer import RunWriter, Shipped
 
@@ -107,7 +107,9 @@ class StreamWorker:
     def open(self, key: str, agent: str, protocol: str, seed: str, vectors: bytes, finished: str) -> None:
         """Start playing a stream: its agent over a replica of the memory it can read, told what it already did."""
         self._protocol = Protocol(**json.loads(protocol))
-        memories = self._memories(self.scratch / "streams" / str(len(self._streams)), Learned.parse(seed, vectors))
+        folder = self.scratch / "streams" / safe_name(key)
+        shutil.rmtree(folder, ignore_errors=True)  # a replica starts from the seed alone
+        memories = self._memories(folder, Learned.parse(seed, vectors))
         built = self._build(agent, memories)
         built.restore([EpisodeRecord.from_json(line) for line in finished.splitlines() if line.strip()])
         self._streams[key] = (built, memories)
