@@ -9,11 +9,14 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
+import signal
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Iterator
 from pathlib import Path
+from types import FrameType
 from typing import Any, TextIO
 
 import hydra
@@ -96,6 +99,14 @@ def run_sweep(overrides: list[str], console: Console) -> Path:
 
     saved, sys.argv = sys.argv, argv
     held = _HeldStderr(hold=launcher in launchers.SUBMITIT)
+    interrupted = threading.Event()
+
+    def on_sigint(signum: int, frame: FrameType | None) -> None:
+        interrupted.set()
+        signal.default_int_handler(signum, frame)
+
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, on_sigint) if main else None
     try:
         with _hydra_raises(held), launchers.job_environment(launcher):
             _hydra_entry()
@@ -106,6 +117,9 @@ def run_sweep(overrides: list[str], console: Console) -> Path:
     except BaseException as e:
         if launcher == "submitit_local":
             launchers.stop_local_jobs()  # Ctrl-C, SIGTERM, a failed job: no job process outlives the sweep
+        if interrupted.is_set() and not isinstance(e, KeyboardInterrupt):
+            held.drop()  # Ctrl-C reached a job first: its stop is the interruption, not a failed job
+            raise KeyboardInterrupt from None
         elif launcher == "submitit_slurm" and isinstance(e, KeyboardInterrupt):
             name = launchers.value_of([*defaults, *overrides], "hydra.launcher.name")
             console.print(f"the sweep's SLURM jobs go on; `scancel --name={name}` stops them")
@@ -123,6 +137,8 @@ def run_sweep(overrides: list[str], console: Console) -> Path:
         raise
     finally:
         sys.argv = saved
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
         launchers.remove_empty_placeholder(sweep_dir)
     held.release()
     runs = expand_runs([sweep_dir])
