@@ -7,6 +7,7 @@ embedding rows, byte for byte). A killed worker or driver must change none of it
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import signal
@@ -198,3 +199,13 @@ def test_web_sites_are_not_shared_by_two_ray_workers(tmp_path: Path) -> None:
     assert result.exit_code == 2
     assert "site instances are not leased across Ray workers yet" in " ".join(result.output.split())
     assert workers() == []
+
+
+def test_bench_scale_times_the_local_run_and_ray_workers_on_the_same_episodes(tmp_path: Path) -> None:
+    out = tmp_path / "scale.csv"
+    done = jitrl_bench("bench", "scale", "--episodes", "1", "--steps", "3", "--workers", "1", "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    local, ray = csv.DictReader(out.read_text().splitlines())
+    assert (local["variant"], ray["variant"], ray["workers"]) == ("local", "ray, 1 worker", "1")
+    assert local["episodes"] == ray["episodes"] == "8" and ray["same_results"] == "True"  # 4 games × 2 agents
+    assert float(ray["episodes_per_min"]) > 0 and float(local["speedup"]) == 1.0

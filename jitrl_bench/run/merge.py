@@ -157,8 +157,7 @@ def open_store(shard: ShardDir, agent: str) -> ExperienceMemory | None:
 
 def order(tasks: list[str], agents: list[str], episodes: int, sources: dict[Unit, Any]) -> list[Unit]:
     """The sequential run's commit order: task by task, a task's error rows first, then episode by episode."""
-    extra = sorted({u[1] for u in sources if u[1] >= episodes})
-    units = [(t, e, a) for t in tasks for e in [-1, *range(episodes), *extra] for a in agents]
+    units = [(t, e, a) for t in tasks for e in range(-1, episodes) for a in agents]
     return [u for u in units if u in sources]
 
 

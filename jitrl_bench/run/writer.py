@@ -6,6 +6,7 @@ and keeps, per stream, which entry of the run's memory each entry of the stream'
 from __future__ import annotations
 
 import json
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -53,13 +54,16 @@ class RunWriter:
         self._stores: dict[str, ExperienceMemory] = {}
         self._notebooks: dict[str, Notebook] = {}
         self._ids: dict[str, dict[int, int]] = {}
+        self._tasks: dict[str, Counter[str]] = {}
+        """Committed entries per agent and task: a stream whose tasks have none is seeded without reading the store."""
         """Per lane (a Ray stream, a merged shard's agent): the entry id where it was written → the run's."""
 
     def store(self, agent: str) -> ExperienceMemory | None:
         if not self.uses.get(agent, Uses()).memory:
             return None
         if agent not in self._stores:
-            self._stores[agent] = self.memories.store(agent, self.dim, self.embedder, gamma=1.0)
+            store = self._stores[agent] = self.memories.store(agent, self.dim, self.embedder, gamma=1.0)
+            self._tasks[agent] = Counter(str(r["task"]) for r in store.records())  # one read; commits keep it
         return self._stores[agent]
 
     def notebook(self, agent: str) -> Notebook | None:
@@ -76,7 +80,9 @@ class RunWriter:
             return stream.across_tasks or task in stream.tasks
 
         store, notebook = self.store(stream.agent), self.notebook(stream.agent)
-        learned = read_store(store, lambda r: ours(str(r["task"]))) if store is not None else Learned()
+        held = self._tasks.get(stream.agent, Counter())
+        readable = stream.across_tasks or any(held[task] for task in stream.tasks)
+        learned = read_store(store, lambda r: ours(str(r["task"]))) if store is not None and readable else Learned()
         if notebook is not None:
             learned.notes = [asdict(n) for n in notebook.all() if ours(n.task)]
         self._ids[stream.key] = {i: int(r["id"]) for i, r in enumerate(learned.entries)}
@@ -95,6 +101,7 @@ class RunWriter:
             if store is None:
                 raise RuntimeError(f"agent {record.agent!r} wrote memory, but its worker said it keeps none")
             ids.update(zip(local, store.add(experiences(learned.entries), learned.matrix()), strict=True))
+            self._tasks[record.agent].update(str(r["task"]) for r in learned.entries)
         if learned.notes:
             notebook = self.notebook(record.agent)
             if notebook is None:
