@@ -277,6 +277,47 @@ class Regrader(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class Lease:
+    """One copy of something episodes change (a WebArena instance), held by one episode at a time."""
+
+    index: int
+    reset: bool
+    """Reset the copy before this episode (the holder does, then says `ready`)."""
+    resets: int
+    """Resets the copy has had: a holder that signed in before the last one is signed out."""
+
+
+class Leases(Protocol):
+    """Who holds which copy now: a `LeaseBook` in the process, or one book in a Ray actor for every worker."""
+
+    def take(self, task: str, holder: str) -> Lease | None:
+        """A free copy for an episode of `task`, now held by `holder`; None while every copy is held."""
+        ...
+
+    def ready(self, index: int, task: str) -> None:
+        """The copy is as the lease asked (reset if it said so): `task` is the last task on it."""
+        ...
+
+    def give_back(self, index: int) -> None: ...
+
+
+class SharedCopies(Protocol):
+    """Copies that every process playing a run's episodes must lease from one place (WebArena's site instances)."""
+
+    @property
+    def copies(self) -> int: ...
+
+    @property
+    def reset_mode(self) -> str:
+        """When a copy is reset: none | run | task (see `LeaseBook`)."""
+        ...
+
+    def lease_from(self, leases: Leases, holder: str) -> None:
+        """Lease from `leases` (shared with other processes) as `holder`, instead of from this process's own book."""
+        ...
+
+
 class EnvConfig(Protocol):
     """What a `configs/env/*.yaml` builds: the task ids and an env per task."""
 
@@ -292,6 +333,10 @@ class EnvConfig(Protocol):
 
     def regrader(self) -> Regrader | None:
         """Something that re-grades episodes offline from their artifacts, or None (nothing to re-grade)."""
+        ...
+
+    def shared(self) -> SharedCopies | None:
+        """What this env's episodes change and must lease (WebArena's instances), or None (episodes share nothing)."""
         ...
 
 

@@ -192,15 +192,6 @@ def test_merge_refuses_what_is_not_one_run_s_shards(local_run: Path, tmp_path: P
     assert not (tmp_path / "m").exists() or not any((tmp_path / "m").iterdir())
 
 
-def test_web_sites_are_not_shared_by_two_ray_workers(tmp_path: Path) -> None:
-    """Site instances are not leased across workers yet: two workers on one WebArena is refused, before Ray starts."""
-    result = CliRunner().invoke(app, ["run", "env=webarena_verified", "policy=uniform", "run.executor=ray",
-                                      "run.ray.workers=2", f"run.dir={tmp_path / 'r'}"])  # fmt: skip
-    assert result.exit_code == 2
-    assert "site instances are not leased across Ray workers yet" in " ".join(result.output.split())
-    assert workers() == []
-
-
 def test_bench_scale_times_the_local_run_and_ray_workers_on_the_same_episodes(tmp_path: Path) -> None:
     out = tmp_path / "scale.csv"
     done = jitrl_bench("bench", "scale", "--episodes", "1", "--steps", "3", "--workers", "1", "--out", str(out))

@@ -13,7 +13,7 @@ import jericho
 import jericho.util
 
 from jitrl_bench.checks import BadValue, Checked, name, non_empty
-from jitrl_bench.contract import Regrader
+from jitrl_bench.contract import Regrader, SharedCopies
 from jitrl_bench.envs.games import find_rom, rom_dir, supported_games, validate_rom
 from jitrl_bench.envs.text_game import TextGameEnv
 from jitrl_bench.errors import UserError
@@ -140,6 +140,9 @@ class JerichoConfig(Checked):
 
     def regrader(self) -> Regrader | None:
         return None  # the game's score is final at every step
+
+    def shared(self) -> SharedCopies | None:
+        return None  # each episode plays its own copy of the game
 
     def make(self, task: str) -> TextGameEnv:
         if task not in self.task_names():

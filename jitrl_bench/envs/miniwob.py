@@ -17,7 +17,7 @@ from browsergym.miniwob import ALL_MINIWOB_TASKS
 from browsergym.miniwob.base import AbstractMiniwobTask
 
 from jitrl_bench.checks import BadValue, Checked, name, non_empty
-from jitrl_bench.contract import Regrader
+from jitrl_bench.contract import Regrader, SharedCopies
 from jitrl_bench.envs.actions import Action
 from jitrl_bench.envs.web import Grading, WebEnv
 from jitrl_bench.errors import UserError
@@ -112,3 +112,6 @@ class MiniWoBConfig(Checked):
 
     def regrader(self) -> Regrader | None:
         return None  # graded by the page itself, during the episode
+
+    def shared(self) -> SharedCopies | None:
+        return None  # each episode opens its own page

@@ -20,7 +20,7 @@ import textworld
 from filelock import FileLock
 
 from jitrl_bench.checks import Checked, at_least, name, non_empty, one_of
-from jitrl_bench.contract import Regrader
+from jitrl_bench.contract import Regrader, SharedCopies
 from jitrl_bench.envs.text_game import TextGameEnv
 from jitrl_bench.errors import UserError
 from jitrl_bench.paths import cache_dir
@@ -228,6 +228,9 @@ class TextWorldConfig(Checked):
 
     def regrader(self) -> Regrader | None:
         return None  # the game's score is final at every step
+
+    def shared(self) -> SharedCopies | None:
+        return None  # each episode plays its own copy of the game
 
     def options(self) -> dict[str, Any]:
         """The fields that the chosen kind passes to tw-make."""

@@ -25,6 +25,7 @@ from urllib.parse import urlsplit
 import playwright.sync_api as pw
 
 from jitrl_bench.checks import BadValue, Checked, each_one_of, name, one_of
+from jitrl_bench.contract import SharedCopies
 from jitrl_bench.envs.actions import MESSAGE_OPERATIONS, Action
 from jitrl_bench.envs.browser import shared_browser
 from jitrl_bench.envs.web import Grading, WebEnv
@@ -343,6 +344,9 @@ class WebArenaConfigBase(Checked):
     @cached_property
     def grader(self) -> Grader:
         raise NotImplementedError
+
+    def shared(self) -> SharedCopies | None:
+        return self.pool
 
     @cached_property
     def pool(self) -> InstancePool:

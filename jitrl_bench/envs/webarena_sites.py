@@ -25,6 +25,8 @@ from typing import Any
 import playwright.sync_api as pw
 from webarena_verified.environments import MAGENTO_ADMIN_AUTO_LOGIN_HEADER
 
+from jitrl_bench.contract import Leases
+from jitrl_bench.envs.leases import LeaseBook
 from jitrl_bench.errors import InfraError, UserError
 
 SITES = ("shopping", "shopping_admin", "reddit", "gitlab", "map", "wikipedia", "homepage")
@@ -32,6 +34,7 @@ RESET_MODES = ("none", "run", "task")
 LOGIN_MODES = ("ui", "header", "none")
 RESET_READY = "Ready for duty!"  # the WebArena reset server's /status body once every site is back
 RESET_TIMEOUT_S = 900.0  # a full WebArena reset restarts every container: several minutes
+LEASE_POLL_S = 0.5  # how often a process waiting for a copy asks a shared book again
 LOGIN_TTL_S = 1800.0  # sessions are re-made after this long (WebArena sites expire idle logins)
 HEADER_LOGIN = {"shopping_admin": MAGENTO_ADMIN_AUTO_LOGIN_HEADER}  # the Magento admin image's auto-login header
 
@@ -161,8 +164,10 @@ def _get(url: str) -> tuple[int, str]:
 
 
 class InstancePool:
-    """Leases copies of the sites: one episode per copy at a time; resets a copy when the policy says so (then
-    `on_reset`, e.g. forget its login sessions: a reset signs everyone out)."""
+    """Leases copies of the sites: one episode per copy at a time, from this process's own `LeaseBook` or from one
+    shared with other processes (`lease_from`: a Ray run's workers). Resets a copy when the lease says so; a copy
+    reset anywhere since this process last saw it is forgotten here (`on_reset`, e.g. its login sessions: a reset
+    signs everyone out)."""
 
     def __init__(
         self,
@@ -175,23 +180,38 @@ class InstancePool:
         self.reset = reset
         self._resetter = resetter
         self._on_reset = on_reset
-        self._free = list(instances)
-        self._last_task: dict[int, str | None] = {}
+        self._leases: Leases = LeaseBook(len(instances), reset.mode)
+        self._holder = "local"
+        self._seen: dict[int, int] = {}
+        """Resets of each copy this process has accounted for."""
         self._cond = threading.Condition()
 
-    def acquire(self, task: str) -> Instance:
-        """A free copy (waits for one), reset first if this task needs it. Call off the browser thread."""
+    @property
+    def copies(self) -> int:
+        return len(self.instances)
+
+    @property
+    def reset_mode(self) -> str:
+        return self.reset.mode
+
+    def lease_from(self, leases: Leases, holder: str) -> None:
         with self._cond:
-            self._cond.wait_for(lambda: bool(self._free))
-            instance = self._free.pop(0)
+            self._leases, self._holder = leases, holder
+
+    def acquire(self, task: str) -> Instance:
+        """A free copy (waits for one), reset first if the lease says so. Call off the browser thread."""
+        with self._cond:
+            while (lease := self._leases.take(task, self._holder)) is None:
+                self._cond.wait(LEASE_POLL_S)  # a copy another process gives back wakes no one here
+        instance = self.instances[lease.index]
         try:
-            first = instance.index not in self._last_task
-            if (self.reset.mode == "run" and first) or (
-                self.reset.mode == "task" and self._last_task.get(instance.index) != task
-            ):
+            if lease.reset:
                 self._resetter(instance, self.reset)
+            if self._seen.get(lease.index, 0) != lease.resets:
                 self._on_reset(instance)
-            self._last_task[instance.index] = task
+                self._seen[lease.index] = lease.resets
+            with self._cond:
+                self._leases.ready(lease.index, task)
         except BaseException:
             self.release(instance)
             raise
@@ -199,8 +219,7 @@ class InstancePool:
 
     def release(self, instance: Instance) -> None:
         with self._cond:
-            if instance not in self._free:
-                self._free.append(instance)
+            self._leases.give_back(instance.index)
             self._cond.notify()
 
 

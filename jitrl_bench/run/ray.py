@@ -13,12 +13,14 @@ loses the episodes in flight; the same command resumes after the last committed 
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import os
 import shutil
 import socket
 import tempfile
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -28,12 +30,14 @@ from rich.console import Console
 
 from jitrl_bench.config import RunSpec, build_spec
 from jitrl_bench.contract import Agent, BuildContext, EpisodeEnv
+from jitrl_bench.envs.leases import LeaseKeeper
 from jitrl_bench.errors import InfraError, UserError
 from jitrl_bench.jitrl.embed import CachedEmbedder, Embedder
 from jitrl_bench.records import EpisodeRecord
 from jitrl_bench.run.episode import Protocol, Task, error_record, play_episode
 from jitrl_bench.run.local import describe, progress_bar
 from jitrl_bench.run.memories import RunMemories
+from jitrl_bench.run.remote import KeeperLeases
 from jitrl_bench.run.replica import Learned, StreamMemories, Uses
 from jitrl_bench.run.rundir import first_line, safe_name
 from jitrl_bench.run.streams import AgentShape, Stream, Unit, plan
@@ -71,11 +75,14 @@ class Described:
 class StreamWorker:
     """One Ray actor. Its methods run one at a time, in the order the driver called them."""
 
-    def __init__(self, config_yaml: str, run_dir: str) -> None:
+    def __init__(self, config_yaml: str, run_dir: str, name: str, keeper: Any) -> None:
         logging.getLogger().setLevel(logging.WARNING)
         config = OmegaConf.create(config_yaml)
         assert isinstance(config, DictConfig)
         self.spec: RunSpec = build_spec(config)
+        shared = self.spec.env.shared()
+        if shared is not None and keeper is not None:  # the env's copies are leased from the run's one keeper
+            shared.lease_from(KeeperLeases(keeper), name)
         self.scratch = Path(tempfile.mkdtemp(prefix="jitrl-worker-"))
         artifacts = Path(run_dir)  # web artifacts (HAR files) beside the run when this node shares its filesystem
         self.spec.env.use_run_dir(artifacts if os.access(artifacts, os.W_OK) else self.scratch)
@@ -164,12 +171,6 @@ def run_on_ray(spec: RunSpec, memories: RunMemories, finished: list[EpisodeRecor
     """Play every stream not yet committed on the cluster `run.ray` names; commit here, in arrival order."""
     settings = spec.run.ray
     private = settings.address is None
-    if spec.env.name.startswith("webarena") and settings.workers > 1:
-        raise UserError(
-            f"run.executor=ray with env={spec.env.name} and run.ray.workers={settings.workers}: site instances are not "
-            "leased across Ray workers yet (two workers would change one site's state under each other); use "
-            "run.ray.workers=1, or run locally with run.concurrency and env.instances"
-        )
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     if not private and "RAY_AUTH_MODE" not in os.environ and token_available():
         os.environ["RAY_AUTH_MODE"] = "token"  # a cluster this machine started uses its token; a client must say so
@@ -192,13 +193,19 @@ def run_on_ray(spec: RunSpec, memories: RunMemories, finished: list[EpisodeRecor
         ) from None
     config_yaml = OmegaConf.to_yaml(spec.raw)
     actor = ray.remote(num_cpus=settings.cpus_per_worker, num_gpus=settings.gpus_per_worker)(StreamWorker)
+    shared = spec.env.shared()
+    keeper: Any = (
+        None if shared is None else ray.remote(num_cpus=0)(LeaseKeeper).remote(shared.copies, shared.reset_mode)
+    )
+    numbers = itertools.count()
 
-    def new_worker() -> Any:
-        return actor.remote(config_yaml, str(memories.run_dir.path))
+    def new_worker() -> Worker:
+        name = f"worker-{next(numbers)}"
+        return Worker(actor.remote(config_yaml, str(memories.run_dir.path), name, keeper), name)
 
     workers = [new_worker() for _ in range(settings.workers)]
     try:
-        described = Described.parse(ray.get(workers[0].describe.remote()))
+        described = Described.parse(ray.get(workers[0].handle.describe.remote()))
         shapes = [AgentShape(name, within) for name, (within, _) in described.agents.items()]
         streams = plan(spec.env.task_names(), shapes)
         shard = spec.run.shard_of
@@ -207,16 +214,18 @@ def run_on_ray(spec: RunSpec, memories: RunMemories, finished: list[EpisodeRecor
         protocol = Protocol(spec.env.name, described.policy, run_id, digest, described.hardware)
         uses = {name: uses for name, (_, uses) in described.agents.items()}
         writer = RunWriter(memories, uses, described.dim, described.embedder)
-        _drive(ray, RayActorError, workers, new_worker, streams, writer, finished, protocol, spec, console)
+        _drive(ray, RayActorError, workers, new_worker, keeper, streams, writer, finished, protocol, spec, console)
     finally:
         for worker in workers:
-            ray.kill(worker)
+            ray.kill(worker.handle)
+        if keeper is not None:
+            ray.kill(keeper)
         if private:
             ray.shutdown()
 
 
-def _drive(ray: Any, died: type[Exception], workers: list[Any], new_worker: Any, streams: list[Stream],
-           writer: RunWriter, finished: list[EpisodeRecord], protocol: Protocol, spec: RunSpec,
+def _drive(ray: Any, died: type[Exception], workers: list[Worker], new_worker: Callable[[], Worker], keeper: Any,
+           streams: list[Stream], writer: RunWriter, finished: list[EpisodeRecord], protocol: Protocol, spec: RunSpec,
            console: Console) -> None:  # fmt: skip
     """Hand streams to idle workers, collect episodes as they finish, commit them in the sequential run's order."""
     run = spec.run
@@ -230,19 +239,21 @@ def _drive(ray: Any, died: type[Exception], workers: list[Any], new_worker: Any,
     plays = {s.key: [u for u in s.units(run.episodes) if u not in committed] for s in streams}
     queue = [s for s in streams if plays[s.key]]
     idle = list(workers)
-    busy: dict[Any, tuple[Any, Stream, Unit]] = {}
+    busy: dict[Any, tuple[Worker, Stream, Unit]] = {}
     failures: dict[Unit, int] = {}
     scores: dict[str, list[float]] = {}
     steps_played = 0
 
-    def open_on(worker: Any, stream: Stream) -> None:
+    def open_on(worker: Worker, stream: Stream) -> None:
         seed = writer.seed(stream)
         rows = "\n".join(r.to_json() for r in history if r.agent == stream.agent and r.task in stream.tasks)
-        worker.open.remote(stream.key, stream.agent, json.dumps(asdict(protocol)), seed.header(), seed.vectors, rows)
+        worker.handle.open.remote(
+            stream.key, stream.agent, json.dumps(asdict(protocol)), seed.header(), seed.vectors, rows
+        )
 
-    def submit(worker: Any, stream: Stream) -> None:
+    def submit(worker: Worker, stream: Stream) -> None:
         unit = plays[stream.key][0]
-        busy[worker.play.remote(stream.key, unit[0], unit[1])] = (worker, stream, unit)
+        busy[worker.handle.play.remote(stream.key, unit[0], unit[1])] = (worker, stream, unit)
 
     def error(unit: Unit, text: str, episode: int) -> Outcome:
         return Outcome(error_record(unit[0], unit[2], run, protocol, text, episode))
@@ -265,6 +276,8 @@ def _drive(ray: Any, died: type[Exception], workers: list[Any], new_worker: Any,
                 failures[unit] = failures.get(unit, 0) + 1
                 console.print(f"[yellow]worker lost[/yellow] {task} ep {episode} {agent}: {type(e).__name__}")
                 workers.remove(worker)
+                if keeper is not None:  # the copies it held go back, to be reset before their next episode
+                    ray.get(keeper.drop.remote(worker.name))
                 workers.append(replacement := new_worker())
                 idle.append(replacement)
                 plays[stream.key] = [u for u in stream.units(run.episodes) if u not in committed]
@@ -305,10 +318,10 @@ def _drive(ray: Any, died: type[Exception], workers: list[Any], new_worker: Any,
             if plays[stream.key]:
                 submit(worker, stream)
             else:
-                worker.close_stream.remote(stream.key)
+                worker.handle.close_stream.remote(stream.key)
                 idle.append(worker)
     for worker in workers:
-        ray.get(worker.close.remote())
+        ray.get(worker.handle.close.remote())
 
 
 def token_available() -> bool:
@@ -326,6 +339,14 @@ def reachable(address: str) -> None:
             f"run.ray.address={address}: no Ray head answers there ({e}); start one with `ray start --head`, or set "
             "run.ray.address=null for a Ray instance of this run's own"
         ) from None
+
+
+@dataclass(frozen=True)
+class Worker:
+    handle: Any
+    """A Ray actor handle (Ray's API is dynamic) of a `StreamWorker`."""
+    name: str
+    """The holder name it leases the env's copies under."""
 
 
 @dataclass

@@ -23,6 +23,8 @@ from tests.envs.web_support import require_browser
 
 pytest.importorskip("webarena_verified", reason="needs the web extra: make setup")
 
+from jitrl_bench.contract import Lease
+from jitrl_bench.envs.leases import LeaseBook
 from jitrl_bench.envs.web import WebEnv
 from jitrl_bench.envs.webarena import TaskDef, ordered
 from jitrl_bench.envs.webarena_sites import Instance, InstancePool, ResetPolicy, reset_instance
@@ -212,6 +214,45 @@ def test_instances_hold_one_episode_each() -> None:
     for thread in threads:
         thread.join()
     assert overlaps == [] and sorted(resets) == [0, 1]
+
+
+def test_a_shared_book_leases_each_copy_once_and_resets_what_a_lost_holder_left() -> None:
+    """Two pools leasing from one book (two Ray workers): a copy held by one is not given to the other; a reset by one
+    signs the other out of that copy; a lost holder's copy comes back and is reset before its next episode."""
+    book = LeaseBook(1, "task")
+    resets: list[tuple[str, int]] = []
+    forgotten: list[tuple[str, int]] = []
+
+    def pool(name: str) -> InstancePool:
+        made = InstancePool([Instance(0, {"gitlab": "a"})], ResetPolicy("task"),
+                            resetter=lambda instance, policy: resets.append((name, instance.index)),
+                            on_reset=lambda instance: forgotten.append((name, instance.index)))  # fmt: skip
+        made.lease_from(book, name)
+        return made
+
+    first, second = pool("w0"), pool("w1")
+    held = first.acquire("44")
+    got: list[Instance] = []
+    waiter = threading.Thread(target=lambda: got.append(second.acquire("44")))
+    waiter.start()
+    time.sleep(0.3)
+    assert got == [] and resets == [("w0", 0)] and forgotten == [("w0", 0)]  # w1 waits for the one copy
+    first.release(held)
+    waiter.join(timeout=5)
+    assert got == [held] and resets == [("w0", 0)]  # same task on the copy: no second reset,
+    assert forgotten == [("w0", 0), ("w1", 0)]  # but w1 had not seen the first one: its sign-ins are gone
+    assert book.drop("w1") == [0]  # w1 died holding it
+    first.acquire("44")
+    assert resets == [("w0", 0), ("w0", 0)]  # what the lost episode left is reset away
+    never = LeaseBook(2, "none")
+    assert [never.take("44", "w0"), never.take("44", "w1"), never.take("44", "w2")] == [
+        Lease(0, False, 0), Lease(1, False, 0), None]  # fmt: skip
+    prefer = LeaseBook(2, "task")
+    for index, task in ((0, "44"), (1, "45")):
+        assert prefer.take(task, "w0") == Lease(index, True, 1)
+        prefer.ready(index, task)
+        prefer.give_back(index)
+    assert prefer.take("45", "w1") == Lease(1, False, 1)  # the copy that last ran task 45: no reset needed
 
 
 def test_dependency_order() -> None:
