@@ -43,9 +43,10 @@ def test_two_ray_workers_lease_one_copy_of_the_sites_in_turn(tmp_path: Path) -> 
     gitlab, reset = serve(SteadyGitLab, 0), serve(ResetServer, 0)
     urls = [f"http://127.0.0.1:{s.server_address[1]}" for s in (gitlab, reset)]
     before = ResetServer.resets
+    copy = f"env.instances=[{{gitlab:'{urls[0]}',reset:'{urls[1]}'}}]"
     try:
         result = CliRunner().invoke(app, [
-            "run", "env=webarena_verified", "env.tasks=[44]", f"env.instances=[{{gitlab:'{urls[0]}',reset:'{urls[1]}'}}]",
+            "run", "env=webarena_verified", "env.tasks=[44]", copy,
             "env.reset=run", "policy=uniform", "run.episodes=2", "run.max_steps=3", "run.progress=false",
             "run.executor=ray", "run.ray.workers=2", f"run.dir={tmp_path / 'run'}",
         ])  # fmt: skip
