@@ -29,7 +29,7 @@ demo: setup
 	$(BIN)/jitrl-bench run experiment=demo
 
 test: setup setup-vllm
-	$(BIN)/pytest -q tests
+	$(BIN)/pytest -q --durations=25 tests
 
 test-fast: setup
 	$(BIN)/pytest -q -m "not slow" tests
@@ -43,8 +43,8 @@ format: setup
 	$(BIN)/ruff format jitrl_bench tests scripts
 	$(BIN)/ruff check --fix jitrl_bench tests scripts
 
-# Speed and memory goals (about 9 minutes): memory overhead, candidate scoring against the floor, a step's time split,
-# episodes per minute locally and on 1, 2, 4 Ray workers.
+# Speed and memory goals (about 11 minutes): memory overhead, candidate scoring against the floor, a step's time split,
+# episodes per minute locally and on 1, 2, 4 Ray workers (and one memory shared by two, as a stream or a service).
 bench: setup
 	$(BIN)/jitrl-bench bench memory --sizes 1000,10000,100000
 	$(BIN)/jitrl-bench bench policy

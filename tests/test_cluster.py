@@ -161,6 +161,43 @@ def test_a_killed_driver_resumes_with_the_same_command(cluster: str, local_run: 
     no_workers_left()
 
 
+def test_a_memory_service_shares_one_memory_between_tasks_played_at_once(cluster: str, tmp_path: Path) -> None:
+    """One memory over both tasks (`memory.partition_by=[]`), `run.ray.shared_memory=service`: with one worker the
+    run is the sequential one; with two (one killed mid-run) both tasks play at once, each reads what the other
+    committed, never an entry of an episode committed after it, and every episode and entry is there once."""
+    args = (*ARGS, "memory.partition_by=[]", "run.baselines=[]")
+    local, one, two = tmp_path / "local", tmp_path / "one", tmp_path / "two"
+    assert jitrl_bench("run", *args, f"run.dir={local}").returncode == 0
+    service = ("run.executor=ray", "run.ray.shared_memory=service")
+    done = jitrl_bench("run", *args, *service, "run.ray.workers=1", f"run.dir={one}")
+    assert done.returncode == 0, done.stderr
+    assert played(one) == played(local)  # commits in the sequential order: the sequential run, neighbour ids included
+    proc = start("run", *args, *service, f"run.ray.address={cluster}", f"run.dir={two}")
+    wait_for_rows(two, 2, proc)
+    os.kill(workers()[0], signal.SIGKILL)
+    output, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 0 and "worker lost" in output, output
+    rows = rows_of(two)
+    assert sorted(Counter((r["task"], r["episode"]) for r in rows).values()) == [1] * 8  # each episode once
+    line = {r["episode_uid"]: i for i, r in enumerate(rows)}
+    line_of = {(r["task"], str(r["episode"])): i for i, r in enumerate(rows)}
+    tasks = [r["task"] for r in rows]
+    assert tasks.index(tasks[-1]) < len(tasks) - 1 - tasks[::-1].index(tasks[0])  # the tasks' commits interleave
+    entries = [json.loads(e) for e in (two / "memory" / "jitrl" / "entries.jsonl").read_text().splitlines()]
+    assert [e["id"] for e in entries] == list(range(len(entries))) and {e["episode"] for e in entries} <= set(line)
+    assert len(entries) == sum(r["steps"] for r in rows)  # nothing of the killed worker's lost episode
+    source = {e["id"]: e for e in entries}
+    across = 0
+    for path in (two / "steps").rglob("*.jsonl"):
+        task, reader = path.parts[-3], line_of[path.parts[-3], path.stem]
+        for step in map(json.loads, path.read_text().splitlines()):
+            for neighbour in step["decision"]["neighbours"]:
+                entry = source[neighbour["id"]]
+                assert line[entry["episode"]] < reader  # read only what was committed before
+                across += entry["task"] != task
+    assert across > 0  # and one task read the other's experience
+
+
 def test_shards_merged_equal_the_unsharded_run(local_run: Path, tmp_path: Path) -> None:
     first, second, merged = tmp_path / "s0", tmp_path / "s1", tmp_path / "merged"
     assert jitrl_bench("run", *ARGS, "run.shard=0/2", f"run.dir={first}").returncode == 0
@@ -196,7 +233,9 @@ def test_bench_scale_times_the_local_run_and_ray_workers_on_the_same_episodes(tm
     out = tmp_path / "scale.csv"
     done = jitrl_bench("bench", "scale", "--episodes", "1", "--steps", "3", "--workers", "1", "--out", str(out))
     assert done.returncode == 0, done.stderr
-    local, ray = csv.DictReader(out.read_text().splitlines())
+    local, ray, one, stream, service = csv.DictReader(out.read_text().splitlines())
     assert (local["variant"], ray["variant"], ray["workers"]) == ("local", "ray, 1 worker", "1")
     assert local["episodes"] == ray["episodes"] == "8" and ray["same_results"] == "True"  # 4 games × 2 agents
     assert float(ray["episodes_per_min"]) > 0 and float(local["speedup"]) == 1.0
+    assert [r["memory"] for r in (one, stream, service)] == ["one: local", "one: stream", "one: service"]
+    assert one["speedup"] == "1.0" and stream["same_results"] == "True" and service["episodes"] == "8"

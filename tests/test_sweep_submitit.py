@@ -62,6 +62,21 @@ def test_submitit_local_runs_a_two_point_sweep(tmp_path: Path) -> None:
     assert launcher.timeout_min == 7 * 24 * 60 and launcher.cpus_per_task >= 1
 
 
+def test_each_point_of_a_sweep_can_play_its_episodes_on_ray(tmp_path: Path) -> None:
+    """`run.executor=ray` per job: each point starts its own Ray instance, plays, and stops it before the next."""
+    pytest.importorskip("ray")
+    sweep_dir = tmp_path / "sweep"
+    done = sweep(*FAST, "agent.beta=0.5,1", "run.episodes=1", "run.executor=ray", "run.ray.workers=1",
+                 f"run.dir={sweep_dir}")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    for num in ("0", "1"):
+        rows = rows_of(sweep_dir / num)
+        assert sorted(r["agent"] for r in rows) == ["jitrl", "static"] and {r["status"] for r in rows} == {"ok"}
+        assert OmegaConf.load(sweep_dir / num / "config.yaml").run.executor == "ray"
+    table = pd.read_csv(sweep_dir / "summary.csv")
+    assert sorted(table[table.agent == "jitrl"]["agent.beta"]) == [0.5, 1.0]
+
+
 def test_a_failed_job_is_one_line_naming_the_job_and_its_log(tmp_path: Path) -> None:
     sweep_dir = tmp_path / "sweep"
     (sweep_dir / "0").mkdir(parents=True)

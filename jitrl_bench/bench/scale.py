@@ -1,4 +1,5 @@
-"""`jitrl-bench bench scale`: episodes per minute of one run played locally and on 1, 2 and 4 Ray workers.
+"""`jitrl-bench bench scale`: episodes per minute of one run played locally and on 1, 2 and 4 Ray workers, and of one
+memory shared across tasks played as one stream or through the memory service.
 
 Each variant is a real `jitrl-bench run` in a scratch folder (the uniform policy, so the harness is measured, not a
 model): JitRL and the static baseline on several TextWorld games, the same seeds and budget everywhere. Ray variants
@@ -21,41 +22,53 @@ from rich.console import Console
 from jitrl_bench.bench import publish
 from jitrl_bench.errors import UserError
 
-COLUMNS = ["variant", "workers", "episodes", "steps", "wall_s", "episodes_per_min", "speedup", "same_results"]
+COLUMNS = ["variant", "workers", "memory", "episodes", "steps", "wall_s", "episodes_per_min", "speedup",
+           "same_results"]  # fmt: skip
 
 
 def bench_scale(out: Path, episodes: int, steps: int, workers: list[int], overrides: list[str],
                 console: Console) -> list[dict[str, Any]]:  # fmt: skip
+    """Memory per task (every executor must agree with the local run), then one memory over every task: local, two
+    workers playing it as one stream (must agree), two workers sharing it through the memory service (faster; what
+    each episode reads depends on timing, so its results are reported, not required to agree)."""
     from jitrl_bench.config import load_spec
     from jitrl_bench.experiment import execute
 
     cores = os.cpu_count() or 1
     base = ["policy=uniform", "env=textworld", "env.seeds=[7,11,13,17]", f"run.episodes={episodes}",
             f"run.max_steps={steps}", "run.progress=false", *overrides]  # fmt: skip
-    variants = [("local", 0, ["run.executor=local"])] + [
-        (f"ray, {n} worker{'s' if n > 1 else ''}", n,
-         ["run.executor=ray", f"run.ray.workers={n}", f"run.ray.cpus_per_worker={min(1.0, cores / n):g}"])
-        for n in workers
-    ]  # fmt: skip
+
+    def ray(n: int) -> list[str]:
+        return ["run.executor=ray", f"run.ray.workers={n}", f"run.ray.cpus_per_worker={min(1.0, cores / n):g}"]
+
+    def named(n: int) -> str:
+        return f"ray, {n} worker{'s' if n > 1 else ''}"
+
+    one, pair = ["memory.partition_by=[]"], 2 if 2 in workers else max(workers)  # two workers: one per core here
+    variants = [("local", 0, "per task", ["run.executor=local"])]
+    variants += [(named(n), n, "per task", ray(n)) for n in workers]
+    variants += [("local", 0, "one: local", [*one, "run.executor=local"]),
+                 (named(pair), pair, "one: stream", [*one, *ray(pair), "run.ray.shared_memory=stream"]),
+                 (named(pair), pair, "one: service", [*one, *ray(pair), "run.ray.shared_memory=service"])]  # fmt: skip
     rows: list[dict[str, Any]] = []
-    reference: list[tuple[Any, ...]] | None = None
-    for variant, n, extra in variants:
+    reference: dict[str, tuple[float, list[tuple[Any, ...]]]] = {}
+    for variant, n, memory, extra in variants:
         with tempfile.TemporaryDirectory(prefix="jitrl-bench-scale-") as folder:
             spec = load_spec([*base, *extra, f"run.dir={folder}/run"])
             start = time.perf_counter()
             execute(spec, console=Console(quiet=True))
             wall = time.perf_counter() - start
             played = outcomes(Path(folder) / "run")
-        reference = reference if reference is not None else played
         count = len(played)
-        rows.append({"variant": variant, "workers": n, "episodes": count, "steps": sum(p[-1] for p in played),
-                     "wall_s": round(wall, 1), "episodes_per_min": round(60 * count / wall, 1), "speedup": 0.0,
-                     "same_results": played == reference})  # fmt: skip
-        console.print(f"{variant}: {rows[-1]['episodes_per_min']} episodes/min ({count} episodes in {wall:.0f} s)")
-    for row in rows:
-        row["speedup"] = round(row["episodes_per_min"] / rows[0]["episodes_per_min"], 2)
+        rate = 60 * count / wall
+        base_rate, expected = reference.setdefault(memory.split(":")[0], (rate, played))
+        rows.append({"variant": variant, "workers": n, "memory": memory, "episodes": count,
+                     "steps": sum(p[-1] for p in played), "wall_s": round(wall, 1),
+                     "episodes_per_min": round(rate, 1), "speedup": round(rate / base_rate, 2),
+                     "same_results": played == expected})  # fmt: skip
+        console.print(f"{variant} (memory {memory}): {rate:.1f} episodes/min ({count} episodes in {wall:.0f} s)")
     publish(rows, COLUMNS, out, f"{cores} cores, uniform policy, {episodes} episodes × {steps} steps", console)
-    if not all(row["same_results"] for row in rows):
+    if not all(row["same_results"] for row in rows if row["memory"] != "one: service"):
         raise UserError("a variant committed other episodes than the local run: the executors disagree (a bug)")
     return rows
 

@@ -4,6 +4,8 @@ finished episode committed here, by the driver, the run directory's only writer.
 A worker builds the run's env, policy and reward source from the config text once, then plays the streams it is
 given one episode at a time, each against a replica of its agent's memory (`replica.py`). What crosses between the
 driver and a worker is the config's YAML, JSON records and raw float32 rows; Ray's own transport carries them.
+Where the run needs them, the workers share two actors (`remote.py`): the keeper of the env's copies (WebArena's
+instances, leased one episode at a time) and the memory service (one memory over every task, played at once).
 
 Exactly once: an episode is in the run when its line is in episodes.jsonl, which only the driver writes, after the
 episode's memory and steps. A worker that dies mid-episode (killed, node lost) is replaced, its stream reopened from
@@ -21,7 +23,7 @@ import shutil
 import socket
 import tempfile
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -37,11 +39,11 @@ from jitrl_bench.records import EpisodeRecord
 from jitrl_bench.run.episode import Protocol, Task, error_record, play_episode
 from jitrl_bench.run.local import describe, progress_bar
 from jitrl_bench.run.memories import RunMemories
-from jitrl_bench.run.remote import KeeperLeases
+from jitrl_bench.run.remote import KeeperLeases, MemoryService, ServiceClient
 from jitrl_bench.run.replica import Learned, StreamMemories, Uses
 from jitrl_bench.run.rundir import first_line, safe_name
 from jitrl_bench.run.streams import AgentShape, Stream, Unit, plan
-from jitrl_bench.run.writer import RunWriter, Shipped
+from jitrl_bench.run.writer import InOrder, Outcome, RunWriter, Shipped
 
 OK, INFRA, TASK = "ok", "infrastructure", "task"
 """What a worker's `play` returns first: an episode, an infrastructure failure to retry, or a task that cannot run."""
@@ -75,7 +77,7 @@ class Described:
 class StreamWorker:
     """One Ray actor. Its methods run one at a time, in the order the driver called them."""
 
-    def __init__(self, config_yaml: str, run_dir: str, name: str, keeper: Any) -> None:
+    def __init__(self, config_yaml: str, run_dir: str, name: str, keeper: Any, service: Any) -> None:
         logging.getLogger().setLevel(logging.WARNING)
         config = OmegaConf.create(config_yaml)
         assert isinstance(config, DictConfig)
@@ -91,8 +93,9 @@ class StreamWorker:
         self.configs = {c.name: c for c in (self.spec.agent, *self.spec.baselines)}
         self._embedder: Embedder | None = None
         self._env: tuple[str, EpisodeEnv] | None = None
-        self._streams: dict[str, tuple[Agent, StreamMemories]] = {}
+        self._streams: dict[str, Playing] = {}
         self._protocol: Protocol | None = None
+        self._service = ServiceClient(service) if service is not None else None
 
     def pid(self) -> int:
         return os.getpid()
@@ -111,33 +114,39 @@ class StreamWorker:
         dim, embedder = (self._embedder.dim, self._embedder.name) if self._embedder is not None else (0, "")
         return Described(agents, self.policy.name, self.policy.hardware, dim, embedder).to_json()
 
-    def open(self, key: str, agent: str, protocol: str, seed: str, vectors: bytes, finished: str) -> None:
-        """Start playing a stream: its agent over a replica of the memory it can read, told what it already did."""
+    def open(self, key: str, agent: str, protocol: str, seed: str, vectors: bytes, finished: str,
+             cursor: int | None) -> None:  # fmt: skip
+        """Start playing a stream: its agent over a replica of the memory it can read, told what it already did.
+        `cursor`: a shared stream's place in the memory service when the seed was read (None: not shared)."""
         self._protocol = Protocol(**json.loads(protocol))
         folder = self.scratch / "streams" / safe_name(key)
         shutil.rmtree(folder, ignore_errors=True)  # a replica starts from the seed alone
         memories = self._memories(folder, Learned.parse(seed, vectors))
         built = self._build(agent, memories)
         built.restore([EpisodeRecord.from_json(line) for line in finished.splitlines() if line.strip()])
-        self._streams[key] = (built, memories)
+        self._streams[key] = Playing(built, memories, agent, cursor)
 
     def play(self, key: str, task: str, episode: int) -> tuple[str, str, bytes]:
         assert self._protocol is not None, "open a stream first"
-        agent, memories = self._streams[key]
+        playing = self._streams[key]
         try:
             env = self._env_for(task)
         except UserError as e:
             return TASK, str(e), b""
+        if self._service is not None and playing.cursor is not None:  # what other tasks committed since
+            learned, playing.cursor = self._service.since(playing.name, key, playing.cursor)
+            playing.known.update(playing.memories.absorb(learned))
         try:
-            played = play_episode(agent, Task(task, env), episode, self.spec.run, self._protocol, self.rewards)
+            played = play_episode(playing.agent, Task(task, env), episode, self.spec.run, self._protocol, self.rewards)
         except InfraError as e:
             return INFRA, str(e), b""
-        text, vectors = Shipped.of(played, memories.take()).pack()
+        text, vectors = Shipped.of(played, playing.memories.take(), playing.known).pack()
+        playing.known = {}
         return OK, text, vectors
 
     def close_stream(self, key: str) -> None:
-        _, memories = self._streams.pop(key)
-        shutil.rmtree(memories.folder, ignore_errors=True)
+        playing = self._streams.pop(key)
+        shutil.rmtree(playing.memories.folder, ignore_errors=True)
 
     def close(self) -> None:
         if self._env is not None:
@@ -194,40 +203,40 @@ def run_on_ray(spec: RunSpec, memories: RunMemories, finished: list[EpisodeRecor
     config_yaml = OmegaConf.to_yaml(spec.raw)
     actor = ray.remote(num_cpus=settings.cpus_per_worker, num_gpus=settings.gpus_per_worker)(StreamWorker)
     shared = spec.env.shared()
-    keeper: Any = (
-        None if shared is None else ray.remote(num_cpus=0)(LeaseKeeper).remote(shared.copies, shared.reset_mode)
+    actors = Actors(
+        keeper=None if shared is None else ray.remote(num_cpus=0)(LeaseKeeper).remote(shared.copies, shared.reset_mode),
+        service=ray.remote(num_cpus=0)(MemoryService).remote() if settings.shared_memory == "service" else None,
     )
     numbers = itertools.count()
 
     def new_worker() -> Worker:
         name = f"worker-{next(numbers)}"
-        return Worker(actor.remote(config_yaml, str(memories.run_dir.path), name, keeper), name)
+        return Worker(actor.remote(config_yaml, str(memories.run_dir.path), name, actors.keeper, actors.service), name)
 
     workers = [new_worker() for _ in range(settings.workers)]
-    try:
-        described = Described.parse(ray.get(workers[0].handle.describe.remote()))
+    try:  # every worker loads its models now, at once; the first one describes the run's agents
+        described = Described.parse(ray.get([worker.handle.describe.remote() for worker in workers])[0])
         shapes = [AgentShape(name, within) for name, (within, _) in described.agents.items()]
-        streams = plan(spec.env.task_names(), shapes)
+        streams = plan(spec.env.task_names(), shapes, service=actors.service is not None)
         shard = spec.run.shard_of
         if shard is not None:
             streams = shard.take(streams)
         protocol = Protocol(spec.env.name, described.policy, run_id, digest, described.hardware)
         uses = {name: uses for name, (_, uses) in described.agents.items()}
         writer = RunWriter(memories, uses, described.dim, described.embedder)
-        _drive(ray, RayActorError, workers, new_worker, keeper, streams, writer, finished, protocol, spec, console)
+        _drive(ray, RayActorError, workers, new_worker, actors, streams, writer, finished, protocol, spec, console)
     finally:
-        for worker in workers:
-            ray.kill(worker.handle)
-        if keeper is not None:
-            ray.kill(keeper)
+        for handle in [worker.handle for worker in workers] + [a for a in (actors.keeper, actors.service) if a]:
+            ray.kill(handle)
         if private:
             ray.shutdown()
 
 
-def _drive(ray: Any, died: type[Exception], workers: list[Worker], new_worker: Callable[[], Worker], keeper: Any,
+def _drive(ray: Any, died: type[Exception], workers: list[Worker], new_worker: Callable[[], Worker], actors: Actors,
            streams: list[Stream], writer: RunWriter, finished: list[EpisodeRecord], protocol: Protocol, spec: RunSpec,
            console: Console) -> None:  # fmt: skip
-    """Hand streams to idle workers, collect episodes as they finish, commit them in the sequential run's order."""
+    """Hand streams to idle workers, collect episodes as they finish, commit them in the sequential run's order
+    (a shared stream's as they arrive, and then to the memory service)."""
     run = spec.run
     committed = {(r.task, r.episode, r.agent) for r in finished}
     history = list(finished)
@@ -235,7 +244,9 @@ def _drive(ray: Any, died: type[Exception], workers: list[Worker], new_worker: C
     ours = {u: s for s in streams for u in s.units(run.episodes)}
     tasks = spec.env.task_names()
     order = [(t, e, a) for t in tasks for e in range(run.episodes) for a in agents if (t, e, a) in ours]
-    arrived = InOrder([u for u in order if u not in committed])
+    eager = {u for s in streams if s.shared for u in s.units(run.episodes)}
+    arrived = InOrder([u for u in order if u not in committed], eager)
+    published: dict[str, int] = {}  # agent → episodes in the memory service
     plays = {s.key: [u for u in s.units(run.episodes) if u not in committed] for s in streams}
     queue = [s for s in streams if plays[s.key]]
     idle = list(workers)
@@ -247,9 +258,9 @@ def _drive(ray: Any, died: type[Exception], workers: list[Worker], new_worker: C
     def open_on(worker: Worker, stream: Stream) -> None:
         seed = writer.seed(stream)
         rows = "\n".join(r.to_json() for r in history if r.agent == stream.agent and r.task in stream.tasks)
-        worker.handle.open.remote(
-            stream.key, stream.agent, json.dumps(asdict(protocol)), seed.header(), seed.vectors, rows
-        )
+        cursor = published.get(stream.agent, 0) if stream.shared else None  # the seed holds what was published
+        opened = (stream.key, stream.agent, json.dumps(asdict(protocol)), seed.header(), seed.vectors, rows, cursor)
+        worker.handle.open.remote(*opened)
 
     def submit(worker: Worker, stream: Stream) -> None:
         unit = plays[stream.key][0]
@@ -276,8 +287,8 @@ def _drive(ray: Any, died: type[Exception], workers: list[Worker], new_worker: C
                 failures[unit] = failures.get(unit, 0) + 1
                 console.print(f"[yellow]worker lost[/yellow] {task} ep {episode} {agent}: {type(e).__name__}")
                 workers.remove(worker)
-                if keeper is not None:  # the copies it held go back, to be reset before their next episode
-                    ray.get(keeper.drop.remote(worker.name))
+                if actors.keeper is not None:  # the copies it held go back, to be reset before their next episode
+                    ray.get(actors.keeper.drop.remote(worker.name))
                 workers.append(replacement := new_worker())
                 idle.append(replacement)
                 plays[stream.key] = [u for u in stream.units(run.episodes) if u not in committed]
@@ -306,6 +317,10 @@ def _drive(ray: Any, died: type[Exception], workers: list[Worker], new_worker: C
                 plays[stream.key].pop(0)
             for done, outcome in arrived.release():
                 record = outcome.commit(writer, ours[done])
+                if ours[done].shared and outcome.shipped is not None and actors.service is not None:
+                    learned = writer.as_committed(ours[done].key, outcome.shipped.learned)
+                    publish = actors.service.publish.remote(done[2], ours[done].key, learned.header(), learned.vectors)
+                    published[done[2]] = ray.get(publish)
                 committed.add(done)
                 progress.advance(bar)
                 if record is None:
@@ -342,49 +357,31 @@ def reachable(address: str) -> None:
 
 
 @dataclass(frozen=True)
+class Actors:
+    """Handles (typed by Ray as Any) of the actors every worker of the run shares, where the run has them."""
+
+    keeper: Any
+    """A `LeaseKeeper`: the env's copies (WebArena instances)."""
+    service: Any
+    """A `MemoryService` (`run.ray.shared_memory=service`)."""
+
+
+@dataclass
+class Playing:
+    """A stream a worker has open."""
+
+    agent: Agent
+    memories: StreamMemories
+    name: str
+    cursor: int | None
+    """Where a shared stream is in the memory service's log (None: the stream reads no service)."""
+    known: dict[int, int] = field(default_factory=dict)
+    """Entries the service brought into the replica, not yet shipped: replica id → run id."""
+
+
+@dataclass(frozen=True)
 class Worker:
     handle: Any
     """A Ray actor handle (Ray's API is dynamic) of a `StreamWorker`."""
     name: str
     """The holder name it leases the env's copies under."""
-
-
-@dataclass
-class Outcome:
-    """How a unit ends: a played episode, an error row, or nothing (the rest of a task that could not run)."""
-
-    record: EpisodeRecord | None = None
-    shipped: Shipped | None = None
-
-    def commit(self, writer: RunWriter, stream: Stream) -> EpisodeRecord | None:
-        if self.shipped is not None:
-            return writer.commit(stream.key, self.shipped)
-        if self.record is not None:
-            writer.run_dir.commit(self.record)
-        return self.record
-
-
-class InOrder:
-    """Outcomes that arrive in any order, released in the order a sequential run commits them (so the memory ids,
-    the log and the tables are the sequential run's). A stream's later episodes wait here for earlier ones."""
-
-    def __init__(self, order: list[Unit]) -> None:
-        self.order = order
-        self.cursor = 0
-        self.ready: dict[Unit, Outcome] = {}
-
-    def put(self, unit: Unit, outcome: Outcome) -> None:
-        self.ready[unit] = outcome
-
-    def drop(self, units: list[Unit]) -> None:
-        """Forget what arrived but is not committed (its stream will play it again)."""
-        for unit in units:
-            self.ready.pop(unit, None)
-
-    def release(self) -> list[tuple[Unit, Outcome]]:
-        out = []
-        while self.cursor < len(self.order) and self.order[self.cursor] in self.ready:
-            unit = self.order[self.cursor]
-            out.append((unit, self.ready.pop(unit)))
-            self.cursor += 1
-        return out

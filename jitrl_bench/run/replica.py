@@ -55,6 +55,12 @@ class Learned:
     def matrix(self) -> np.ndarray:
         return np.frombuffer(self.vectors, dtype="<f4").reshape(len(self.entries), max(self.dim, 1))
 
+    def extend(self, other: Learned) -> None:
+        self.entries += other.entries
+        self.vectors += other.vectors
+        self.notes += other.notes
+        self.dim, self.embedder = other.dim or self.dim, other.embedder or self.embedder
+
 
 def read_store(memory: ExperienceMemory, wanted: Callable[[dict[str, Any]], bool]) -> Learned:
     """The store's committed entries that `wanted` keeps, in id order, with their embeddings."""
@@ -104,6 +110,19 @@ class StreamMemories:
     def uses(self) -> Uses:
         """What the agent built on this opened: its memory, its notebook."""
         return Uses(self._memory is not None, self._notebook is not None)
+
+    def absorb(self, learned: Learned) -> dict[int, int]:
+        """What other streams of the agent committed (entries under the run's ids), added to the replica; returns
+        replica id → run id for the entries, so the driver can name them in the steps that read them."""
+        known: dict[int, int] = {}
+        if self._memory is not None and learned.entries:
+            ids = self._memory.add(experiences(learned.entries), learned.matrix())
+            known = dict(zip(ids, (int(r["id"]) for r in learned.entries), strict=True))
+            self._sent_entries = self._memory.next_id
+        if self._notebook is not None and learned.notes:
+            self._notebook.extend(Note(**note) for note in learned.notes)
+            self._sent_notes = len(self._notebook.all())
+        return known
 
     def take(self) -> Learned:
         """What the stream's agent wrote since the last call (its last episode), with the replica's ids."""

@@ -10,6 +10,7 @@ from jitrl_bench.checks import BadValue, Checked, at_least, name, one_of
 from jitrl_bench.run.streams import Shard, parse_shard
 
 EXECUTORS = ("local", "ray")
+SHARED_MEMORY = ("stream", "service")
 
 
 @dataclass
@@ -26,12 +27,17 @@ class RayConfig(Checked):
     """Set > 0 when each worker loads the model itself (policy=hf or vllm in process) on a GPU node."""
     retries: int = 2
     """Times an episode is replayed after its worker died (the process was killed, the node was lost)."""
+    shared_memory: str = "stream"
+    """An agent whose one memory serves every task: `stream` plays its tasks in order on one worker (the results of a
+    sequential run); `service` plays its tasks at once on several workers, each episode reading the memory as
+    committed when it started (faster; what an episode reads then depends on timing, and is in its steps)."""
 
     def check(self) -> None:
         at_least("workers", self.workers, 1)
         at_least("cpus_per_worker", self.cpus_per_worker, 0.0)
         at_least("gpus_per_worker", self.gpus_per_worker, 0.0)
         at_least("retries", self.retries, 0)
+        one_of("shared_memory", self.shared_memory, SHARED_MEMORY)
         if self.address is not None and self.address != "auto" and ":" not in self.address:
             raise BadValue("address", self.address, "auto, HOST:PORT (the head node's GCS port), or null")
 
@@ -78,6 +84,9 @@ class RunConfig(Checked):
         one_of("executor", self.executor, EXECUTORS)
         if self.shard is not None:
             parse_shard(self.shard)
+            if self.executor == "ray" and self.ray.shared_memory == "service":
+                raise BadValue("shard", self.shard, "shards cannot share a memory service (each shard is its own run "
+                               "until merged); drop run.shard, or use run.ray.shared_memory=stream")  # fmt: skip
 
     @property
     def shard_of(self) -> Shard | None:

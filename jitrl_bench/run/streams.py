@@ -5,6 +5,10 @@ learning stays inside a task (memory partitioned by task, notes scoped to the ta
 has one stream per task; an agent that reads on one task what it wrote on another (one memory shared across tasks,
 workflows shared by a site) has one stream over all tasks, task after task. Streams share nothing, so they can run
 anywhere and in any order, and each one's results equal a sequential run's.
+
+With a memory service (`run.ray.shared_memory=service`), an agent that reads across tasks has one stream per task
+instead, `shared`: the streams run at once and read each other's committed episodes through the service, so what an
+episode reads depends on what was committed when it started (see `run/remote.py`).
 """
 
 from __future__ import annotations
@@ -25,6 +29,8 @@ class Stream:
     tasks: tuple[str, ...]
     """One task, or every task of the run in order (an agent that learns across tasks)."""
     across_tasks: bool = False
+    shared: bool = False
+    """One task of an agent that reads across tasks: it reads every task's committed memory, through the service."""
 
     @property
     def key(self) -> str:
@@ -43,15 +49,16 @@ class AgentShape:
     """Nothing the agent learns on one task is read on another (always true of an agent that learns nothing)."""
 
 
-def plan(tasks: Sequence[str], agents: Iterable[AgentShape]) -> list[Stream]:
-    """The run's streams, in the order a sequential run starts them (task-major, agents in config order)."""
+def plan(tasks: Sequence[str], agents: Iterable[AgentShape], service: bool = False) -> list[Stream]:
+    """The run's streams, in the order a sequential run starts them (task-major, agents in config order). With a
+    memory `service`, an agent that reads across tasks has a shared stream per task too."""
     streams: list[Stream] = []
     shapes = list(agents)
     for shape in shapes:
-        if not shape.within_task:
+        if not shape.within_task and not service:
             streams.append(Stream(shape.name, tuple(tasks), across_tasks=True))
     for task in tasks:
-        streams += [Stream(s.name, (task,)) for s in shapes if s.within_task]
+        streams += [Stream(s.name, (task,), shared=not s.within_task) for s in shapes if s.within_task or service]
     return streams
 
 

@@ -16,7 +16,7 @@ from jitrl_bench.records import EpisodeRecord
 from jitrl_bench.run.episode import Played
 from jitrl_bench.run.memories import RunMemories
 from jitrl_bench.run.replica import Learned, Uses, read_store
-from jitrl_bench.run.streams import Stream
+from jitrl_bench.run.streams import Stream, Unit
 
 
 @dataclass
@@ -27,21 +27,24 @@ class Shipped:
     steps: list[dict[str, Any]]
     rewards: dict[str, Any]
     learned: Learned = field(default_factory=Learned)
+    known: dict[int, int] = field(default_factory=dict)
+    """Entries the memory service brought into the replica before this episode: replica id → run id."""
 
     @classmethod
-    def of(cls, played: Played, learned: Learned) -> Shipped:
-        return cls(played.record, [asdict(s) for s in played.steps], played.rewards.record, learned)
+    def of(cls, played: Played, learned: Learned, known: dict[int, int]) -> Shipped:
+        return cls(played.record, [asdict(s) for s in played.steps], played.rewards.record, learned, known)
 
     def pack(self) -> tuple[str, bytes]:
         text = json.dumps({"record": self.record.to_json(), "steps": self.steps, "rewards": self.rewards,
-                           "learned": self.learned.header()})  # fmt: skip
+                           "learned": self.learned.header(), "known": list(self.known.items())})  # fmt: skip
         return text, self.learned.vectors
 
     @classmethod
     def unpack(cls, text: str, vectors: bytes) -> Shipped:
         data = json.loads(text)
         record = EpisodeRecord.from_json(data["record"])
-        return cls(record, list(data["steps"]), dict(data["rewards"]), Learned.parse(data["learned"], vectors))
+        known = {int(replica): int(run) for replica, run in data["known"]}
+        return cls(record, list(data["steps"]), dict(data["rewards"]), Learned.parse(data["learned"], vectors), known)
 
 
 class RunWriter:
@@ -77,11 +80,11 @@ class RunWriter:
         """What the stream can read of its agent's committed memory and notes, to open its replica with."""
 
         def ours(task: str) -> bool:
-            return stream.across_tasks or task in stream.tasks
+            return stream.across_tasks or stream.shared or task in stream.tasks
 
         store, notebook = self.store(stream.agent), self.notebook(stream.agent)
         held = self._tasks.get(stream.agent, Counter())
-        readable = stream.across_tasks or any(held[task] for task in stream.tasks)
+        readable = stream.across_tasks or stream.shared or any(held[task] for task in stream.tasks)
         learned = read_store(store, lambda r: ours(str(r["task"]))) if store is not None and readable else Learned()
         if notebook is not None:
             learned.notes = [asdict(n) for n in notebook.all() if ours(n.task)]
@@ -92,6 +95,7 @@ class RunWriter:
         """Commit one episode written in `lane` (a seeded stream's key, or a shard's agent); its steps' neighbour ids
         become the run's memory ids."""
         ids = self._ids.setdefault(lane, {})
+        ids.update(shipped.known)
         learned, record = shipped.learned, shipped.record
         if learned.entries:
             local = [int(r["id"]) for r in learned.entries]
@@ -112,6 +116,12 @@ class RunWriter:
         self.run_dir.commit(record)
         return record
 
+    def as_committed(self, lane: str, learned: Learned) -> Learned:
+        """What an episode of `lane` added, under the run's ids (for the memory service to hand to other lanes)."""
+        ids = self._ids[lane]
+        entries = [{**r, "id": ids[int(r["id"])]} for r in learned.entries]
+        return Learned(entries, learned.vectors, learned.notes, self.dim, self.embedder)
+
     def known(self, lane: str, ids: dict[int, int]) -> None:
         """Entries of `lane` that are already in the run's memory (a merged shard's copy of `memory.load_from`)."""
         self._ids.setdefault(lane, {}).update(ids)
@@ -122,3 +132,46 @@ def renumbered(step: dict[str, Any], ids: dict[int, int]) -> dict[str, Any]:
     decision = dict(step["decision"])
     decision["neighbours"] = [{**n, "id": ids[int(n["id"])]} for n in decision.get("neighbours", [])]
     return {**step, "decision": decision}
+
+
+@dataclass
+class Outcome:
+    """How a unit ends: a played episode, an error row, or nothing (the rest of a task that could not run)."""
+
+    record: EpisodeRecord | None = None
+    shipped: Shipped | None = None
+
+    def commit(self, writer: RunWriter, stream: Stream) -> EpisodeRecord | None:
+        if self.shipped is not None:
+            return writer.commit(stream.key, self.shipped)
+        if self.record is not None:
+            writer.run_dir.commit(self.record)
+        return self.record
+
+
+class InOrder:
+    """Outcomes that arrive in any order, released in the order a sequential run commits them (so the memory ids,
+    the log and the tables are the sequential run's). A stream's later episodes wait here for earlier ones. `eager`
+    units (shared streams) are released as they arrive: other tasks read them as soon as they are committed."""
+
+    def __init__(self, order: list[Unit], eager: set[Unit]) -> None:
+        self.order = [u for u in order if u not in eager]
+        self.eager = eager
+        self.cursor = 0
+        self.ready: dict[Unit, Outcome] = {}
+
+    def put(self, unit: Unit, outcome: Outcome) -> None:
+        self.ready[unit] = outcome
+
+    def drop(self, units: list[Unit]) -> None:
+        """Forget what arrived but is not committed (its stream will play it again)."""
+        for unit in units:
+            self.ready.pop(unit, None)
+
+    def release(self) -> list[tuple[Unit, Outcome]]:
+        out = [(u, self.ready.pop(u)) for u in [u for u in self.ready if u in self.eager]]
+        while self.cursor < len(self.order) and self.order[self.cursor] in self.ready:
+            unit = self.order[self.cursor]
+            out.append((unit, self.ready.pop(unit)))
+            self.cursor += 1
+        return out
