@@ -29,7 +29,7 @@ demo: setup
 	$(BIN)/jitrl-bench run experiment=demo
 
 test: setup setup-vllm
-	$(BIN)/pytest -q -n 2 --dist loadgroup --durations=25 tests
+	$(BIN)/pytest -q --durations=25 tests
 
 test-fast: setup
 	$(BIN)/pytest -q -m "not slow" tests
