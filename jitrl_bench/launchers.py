@@ -28,6 +28,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from jitrl_bench.errors import UserError
+from jitrl_bench.machine import usable_cores
 
 SUBMITIT = ("submitit_local", "submitit_slurm")
 LOCAL_TIMEOUT_MIN = 7 * 24 * 60
@@ -74,12 +75,6 @@ def check_launcher(launcher: str, overrides: list[str]) -> None:
             )
 
 
-def usable_cores() -> int:
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
-
-
 def launcher_defaults(launcher: str, overrides: list[str], runs: int, sweep_name: str) -> tuple[list[str], str]:
     """Hydra overrides that fit the chosen submitit launcher, each only where the user did not set that key; and a
     few words for the sweep's first line.
@@ -94,7 +89,7 @@ def launcher_defaults(launcher: str, overrides: list[str], runs: int, sweep_name
     """
     defaults: list[str] = []
     if launcher == "submitit_local":
-        cores = usable_cores()
+        cores = len(usable_cores())
         at_once = min(runs, max(1, min(LOCAL_AT_ONCE, cores // 2)))
         batch = _int_value(overrides, "hydra.sweeper.max_batch_size")
         if batch is not None:

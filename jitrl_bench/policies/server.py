@@ -28,6 +28,7 @@ from pathlib import Path
 from types import TracebackType
 
 from jitrl_bench.errors import UserError
+from jitrl_bench.machine import usable_cores
 from jitrl_bench.paths import SOURCE_ROOT, cache_dir
 from jitrl_bench.policies.tokens import resolve_model
 
@@ -49,7 +50,7 @@ def vllm_env(cpu: bool, kv_cache_gb: int = 1) -> dict[str, str]:
     """
     wanted = {"VLLM_CACHE_ROOT": str(cache_dir("vllm"))}
     if cpu:
-        cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else range(os.cpu_count() or 1)
+        cores = usable_cores()
         wanted |= {
             "VLLM_CPU_KVCACHE_SPACE": str(kv_cache_gb),
             "VLLM_CPU_NUM_OF_RESERVED_CPU": "0",

@@ -25,7 +25,7 @@ from jitrl_bench.jitrl.memory import ExperienceMemory, read_meta
 from jitrl_bench.records import EpisodeRecord
 from jitrl_bench.run.memories import RunMemories
 from jitrl_bench.run.replica import Learned, Uses
-from jitrl_bench.run.rundir import CONFIG, RunDirectory, existing_run, make_writable_dir, safe_name
+from jitrl_bench.run.rundir import CONFIG, RunDirectory, existing_run, make_writable_dir
 from jitrl_bench.run.streams import Unit, parse_shard
 from jitrl_bench.run.writer import RunWriter, Shipped
 
@@ -39,6 +39,7 @@ class ShardDir:
     path: Path
     config: DictConfig
     rows: list[EpisodeRecord]
+    files: RunDirectory
 
     @property
     def shard(self) -> str:
@@ -68,8 +69,11 @@ def merge(paths: list[Path], out: Path, console: Console) -> Path:
     learned: dict[tuple[str, str], dict[str, Learned]] = {}
     for shard in shards:
         for agent in agents:
+            notes = shard.path / "memory" / agent / NOTES
+            by_uid = {} if not notes.exists() else notes_by_episode(Notebook(notes))
             store = open_store(shard, agent)
             if store is None:
+                learned[(shard.shard, agent)] = {uid: Learned(notes=n) for uid, n in by_uid.items()}
                 continue
             entries = list(store.records())
             imported = [int(r["id"]) for r in entries if r.get("run_id", "") != shard.run_id]
@@ -77,6 +81,8 @@ def merge(paths: list[Path], out: Path, console: Console) -> Path:
             learned[(shard.shard, agent)] = by_episode(
                 store, [r for r in entries if r.get("run_id", "") == shard.run_id]
             )
+            for uid, notes_of in by_uid.items():
+                learned[(shard.shard, agent)].setdefault(uid, Learned()).notes = notes_of
     tasks = list(dict.fromkeys([*spec.env.task_names(), *(r.task for s in shards for r in s.rows)]))
     for unit in order(tasks, agents, spec.run.episodes, sources):
         shard, record = sources[unit]
@@ -106,7 +112,7 @@ def read_shard(path: Path) -> ShardDir:
     assert isinstance(config, DictConfig)
     if config.run.get("shard") is None:
         raise UserError(f"{path} is not a shard (its run.shard is null): merge joins runs made with run.shard=i/n")
-    return ShardDir(path, config, run.finished())
+    return ShardDir(path, config, run.finished(), run)
 
 
 def check(shards: list[ShardDir]) -> RunSpec:
@@ -173,18 +179,20 @@ def by_episode(store: ExperienceMemory, entries: list[dict[str, Any]]) -> dict[s
     }  # fmt: skip
 
 
+def notes_by_episode(notebook: Notebook) -> dict[str, list[dict[str, Any]]]:
+    """A shard's notes grouped by the episode that wrote them (read once per shard and agent)."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for note in notebook.all():
+        groups.setdefault(note.uid, []).append(asdict(note))
+    return groups
+
+
 def shipped(shard: ShardDir, record: EpisodeRecord, learned_by_uid: dict[str, Learned]) -> Shipped:
-    steps_file = shard.path / "steps" / safe_name(record.task) / safe_name(record.agent) / f"{record.episode}.jsonl"
+    steps_file, rewards_file = shard.files.steps_path(record), shard.files.rewards_path(record)
     steps = [json.loads(line) for line in steps_file.read_text().splitlines()] if steps_file.exists() else []
-    rewards_file = shard.path / "rewards" / safe_name(record.task) / safe_name(record.agent) / f"{record.episode}.json"
     rewards: dict[str, Any] = json.loads(rewards_file.read_text()) if rewards_file.exists() else {}
     rewards.pop("episode_uid", None)
-    uid = record.episode_uid
-    learned = learned_by_uid.get(uid, Learned())
-    notes_file = shard.path / "memory" / record.agent / NOTES
-    if notes_file.exists():
-        learned.notes = [asdict(n) for n in Notebook(notes_file).all() if n.uid == uid]
-    return Shipped(record, steps, rewards, learned)
+    return Shipped(record, steps, rewards, learned_by_uid.get(record.episode_uid, Learned()))
 
 
 def moved(artifacts: dict[str, Any], old: Path, new: Path) -> dict[str, Any]:

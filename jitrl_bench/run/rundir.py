@@ -64,24 +64,27 @@ class RunDirectory:
 
     def write_step_rows(self, record: EpisodeRecord, rows: list[dict[str, Any]]) -> None:
         """The episode's steps file, whole or not at all (written aside, then renamed)."""
-        folder = self.path / "steps" / safe_name(record.task) / safe_name(record.agent)
-        folder.mkdir(parents=True, exist_ok=True)
-        tmp = folder / f".{record.episode}.jsonl.tmp"
+        path = self.steps_path(record)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
         tmp.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
-        os.replace(tmp, folder / f"{record.episode}.jsonl")
+        os.replace(tmp, path)
 
     def steps_path(self, record: EpisodeRecord) -> Path:
         return self.path / "steps" / safe_name(record.task) / safe_name(record.agent) / f"{record.episode}.jsonl"
+
+    def rewards_path(self, record: EpisodeRecord) -> Path:
+        return self.path / "rewards" / safe_name(record.task) / safe_name(record.agent) / f"{record.episode}.json"
 
     def write_rewards(self, record: EpisodeRecord, kept: dict[str, Any]) -> None:
         """What the episode's reward source kept (an LLM evaluator's replies and scores), beside its steps."""
         if not kept:
             return
-        folder = self.path / "rewards" / safe_name(record.task) / safe_name(record.agent)
-        folder.mkdir(parents=True, exist_ok=True)
-        tmp = folder / f".{record.episode}.json.tmp"
+        path = self.rewards_path(record)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
         tmp.write_text(json.dumps({"episode_uid": record.episode_uid, **kept}, ensure_ascii=False, indent=1) + "\n")
-        os.replace(tmp, folder / f"{record.episode}.json")
+        os.replace(tmp, path)
 
     def commit(self, record: EpisodeRecord) -> None:
         with open(self.episodes_path, "a+b") as f:

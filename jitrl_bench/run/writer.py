@@ -57,9 +57,9 @@ class RunWriter:
         self._stores: dict[str, ExperienceMemory] = {}
         self._notebooks: dict[str, Notebook] = {}
         self._ids: dict[str, dict[int, int]] = {}
+        """Per lane (a Ray stream, a merged shard's agent): the entry id where it was written → the run's."""
         self._tasks: dict[str, Counter[str]] = {}
         """Committed entries per agent and task: a stream whose tasks have none is seeded without reading the store."""
-        """Per lane (a Ray stream, a merged shard's agent): the entry id where it was written → the run's."""
 
     def store(self, agent: str) -> ExperienceMemory | None:
         if not self.uses.get(agent, Uses()).memory:
