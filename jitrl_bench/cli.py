@@ -7,6 +7,7 @@ the browser, worker threads), finished episodes stay saved, and the same command
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import time
@@ -21,6 +22,7 @@ from rich.console import Console
 
 from jitrl_bench.errors import UserError
 from jitrl_bench.logs import quiet_libraries
+from jitrl_bench.terminal import say
 
 if TYPE_CHECKING:
     from jitrl_bench.envs.games import RomStatus
@@ -62,7 +64,7 @@ def user_errors(fn: F) -> F:
         try:
             return fn(*args, **kwargs)
         except UserError as e:
-            err.print(f"[red]error:[/red] {e}", highlight=False, soft_wrap=True)
+            say(err, str(e), "error:", "red")  # the message as text: no markup, no control characters
             raise typer.Exit(2) from None
         except KeyboardInterrupt as e:
             what = "terminated" if isinstance(e, Terminated) else "interrupted"
@@ -83,14 +85,15 @@ def run(overrides: Overrides = None) -> None:
     from jitrl_bench.results.tables import episodes_frame
 
     path = execute(load_spec(list(overrides or [])), console=console)
-    console.print(f"run directory: {path}")
+    say(console, f"run directory: {path}")
     episodes = episodes_frame(path)
     ungraded = episodes[episodes.status == "ungraded"] if not episodes.empty else episodes
     if len(ungraded):
-        err.print(
-            f"{len(ungraded)} episode(s) played but not graded ({ungraded.error.iloc[0]}); "
-            f"once that is fixed: jitrl-bench regrade {path}", highlight=False, soft_wrap=True,
-        )  # fmt: skip
+        say(err, f"{len(ungraded)} episode(s) played but not graded ({ungraded.error.iloc[0]}); "
+                 f"once that is fixed: jitrl-bench regrade {path}")  # fmt: skip
+    if not episodes.empty and (episodes.status == "error").all():
+        say(err, f"no episode was played: every task failed (each error above is recorded in {path}/episodes.jsonl); "
+                 "fix them and run the same command again", "error:", "red")  # fmt: skip
     if not episodes.empty and (episodes.status != "ok").any():
         raise typer.Exit(1)  # some task could not run; its error was printed and recorded
 
@@ -121,8 +124,10 @@ def show_config(overrides: Overrides = None) -> None:
     from jitrl_bench.config import build_spec, compose_config, resolved_yaml
 
     composed = compose_config(list(overrides or []))
-    build_spec(composed)
+    spec = build_spec(composed)
     console.print(resolved_yaml(composed), highlight=False, markup=False, soft_wrap=True)
+    for key, choice in spec.resolved.items():  # what `auto` became on this machine (config.yaml's _meta.resolved)
+        console.print(f"# {key}: {choice}", highlight=False, markup=False, soft_wrap=True)
 
 
 @app.command()
@@ -145,8 +150,11 @@ def table(
 ) -> None:
     """Re-render finished runs: one run → its summary files; several (or a sweep) → one aggregated table."""
     from jitrl_bench.results.tables import aggregate, rich_table, write_summary
+    from jitrl_bench.run.received import check_run
     from jitrl_bench.sweep import expand_runs
 
+    for path in run_dirs:
+        check_run(path)  # a received run is data: no link inside it is followed, read or written through
     runs = expand_runs(run_dirs)
     if len(runs) == 1:
         write_summary(runs[0], console=console)
@@ -158,7 +166,7 @@ def table(
         for run_dir in runs:
             frame = reference_table(run_dir)
             if frame.empty:
-                console.print(f"{run_dir}: no reference row matches this run's benchmark, games and agents")
+                say(console, f"{run_dir}: no reference row matches this run's benchmark, games and agents")
             else:
                 console.print(rich_table(frame, title=f"{run_dir.name} beside the paper (paper values: their source)"))
 
@@ -176,8 +184,8 @@ def merge(
 
     merged = join(shard_dirs, out, console)
     write_summary(merged, console=console)
-    console.print(f"report: {write_report([merged], merged / 'report.html')}")
-    console.print(f"run directory: {merged}")
+    say(console, f"report: {write_report([merged], merged / 'report.html')}")
+    say(console, f"run directory: {merged}")
 
 
 @app.command()
@@ -197,8 +205,11 @@ def report(
     from jitrl_bench.paths import results_dir
     from jitrl_bench.results.cost import load_prices
     from jitrl_bench.results.report import write_report
+    from jitrl_bench.run.received import check_run
     from jitrl_bench.sweep import expand_runs
 
+    for path in run_dirs:
+        check_run(path)  # a received run is data: no link inside it is followed, read or written through
     runs = expand_runs(run_dirs)
     if prices is not None:
         load_prices(prices)  # a bad price file fails here, in one line, before anything is read
@@ -210,23 +221,39 @@ def report(
         )
     if output.suffix != ".html":
         raise UserError(f"-o {output}: the report is one HTML file; name it *.html")
-    console.print(f"report: {write_report(runs, output, prices)}")
+    say(console, f"report: {write_report(runs, output, prices)}")
 
 
 @app.command()
 @user_errors
-def regrade(run_dir: Annotated[Path, typer.Argument(help="A finished WebArena run directory")]) -> None:
-    """Grade a web run again, offline, from the answers and HARs it kept; writes regrade.csv beside episodes.jsonl."""
+def regrade(
+    run_dir: Annotated[Path, typer.Argument(help="A finished WebArena run directory")],
+    judge_url: Annotated[
+        str | None,
+        typer.Option(
+            help="The LLM judge (fuzzy_match, ua_match): an OpenAI-compatible endpoint, e.g. "
+            "http://127.0.0.1:8000/v1 (default: $OPENAI_BASE_URL, else OpenAI's API when the key is set). "
+            "Never taken from the run's config"
+        ),
+    ] = None,
+    judge_key_env: Annotated[
+        str, typer.Option(help="The environment variable holding the judge's key")
+    ] = "OPENAI_API_KEY",
+    judge_model: Annotated[
+        str | None, typer.Option(help="The judge's model (default: the one the run's config names)")
+    ] = None,
+) -> None:
+    """Grade a web run again, offline, from the answers and HARs it kept; writes regrade.csv beside episodes.jsonl.
+    The LLM judge is the one named here, never the endpoint or key a (perhaps received) run's config names."""
+    from jitrl_bench.regrade import JudgeChoice
     from jitrl_bench.regrade import regrade as regrade_run
 
-    frame = regrade_run(run_dir, console=console)
+    frame = regrade_run(run_dir, console=console, judge=JudgeChoice(judge_url, judge_key_env, judge_model))
     recorded = frame[frame.status == "ok"]
     differ = int((~recorded.agree & recorded.regraded.notna()).sum())
     newly = int(((frame.status == "ungraded") & frame.regraded.notna()).sum())
-    console.print(
-        f"{len(frame)} episodes: {differ} grades differ from the recorded ones, {newly} ungraded ones now graded; "
-        f"{run_dir / 'regrade.csv'}"
-    )
+    say(console, f"{len(frame)} episodes: {differ} grades differ from the recorded ones, {newly} ungraded ones now "
+                 f"graded; {run_dir / 'regrade.csv'}")  # fmt: skip
 
 
 @games_app.command("list")
@@ -293,17 +320,19 @@ def serve(
     """Start a vLLM OpenAI-compatible server for the configured policy's model, print the override to use, and keep
     it up until Ctrl-C. E.g. jitrl-bench serve policy=vllm policy.model=Qwen/Qwen2.5-7B-Instruct"""
     from jitrl_bench.config import load_spec
-    from jitrl_bench.policies.server import VLLMServer
+    from jitrl_bench.policies.server import KEY_ENV, VLLMServer
 
     wanted = load_spec(list(overrides or [])).policy.serve_spec()
     if wanted is None:
         raise UserError("this policy has no model to serve: pick policy=vllm, policy=hf or policy=openai")
     model = wanted.model
-    server = VLLMServer(model, port=port, dtype=wanted.dtype)
-    console.print(f"starting vLLM for {model} (log: {server.log_path or 'the jitrl-bench cache'}) ...")
+    given_key = os.environ.get(KEY_ENV)  # the user's own key stays unprinted; a random one is printed once, here
+    server = VLLMServer(model, port=port, dtype=wanted.dtype, api_key=given_key)
+    say(console, f"starting vLLM for {model} (log: {server.log_path or 'the jitrl-bench cache'}) ...")
     with server:
-        console.print(f"[green]ready[/green] in {server.startup_s:.0f} s: {server.base_url}")
-        console.print(f"use it with:  jitrl-bench run {server.override()}", soft_wrap=True, highlight=False)
+        say(console, f"in {server.startup_s:.0f} s: {server.base_url}", "ready", "green")
+        key = "" if given_key else f"{KEY_ENV}={server.api_key} "
+        say(console, f"use it with:  {key}jitrl-bench run {server.override()}")
         try:
             while server.process is not None and server.process.poll() is None:
                 time.sleep(1)

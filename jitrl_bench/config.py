@@ -27,6 +27,7 @@ from jitrl_bench.contract import AgentConfig, EnvConfig, PolicyConfig
 from jitrl_bench.errors import UserError
 from jitrl_bench.jitrl.memory import MemoryConfig
 from jitrl_bench.paths import CONFIG_DIR
+from jitrl_bench.policies.dtype import resolve_auto
 from jitrl_bench.results.cost import PricesConfig
 from jitrl_bench.rewards.base import RewardConfig
 from jitrl_bench.run.settings import RunConfig
@@ -54,6 +55,8 @@ class RunSpec:
     prices: PricesConfig
     run: RunConfig
     raw: DictConfig
+    resolved: dict[str, str] = dataclasses.field(default_factory=dict)
+    """Keys whose `auto` this machine resolved in `raw`, and why (config.yaml's `_meta.resolved`)."""
 
 
 def choices(group: str, config_dir: Path = CONFIG_DIR) -> list[str]:
@@ -89,6 +92,7 @@ def build_spec(cfg: DictConfig) -> RunSpec:
     """Typed objects for every group, each checked (ranges, closed sets) before anything is loaded."""
     run = typed("run", cfg.run, RunConfig)
     check_tree(run, "run")
+    dtype = resolve_auto(cfg.policy)  # config.yaml and the hash hold the dtype that runs, not `auto`
     # an overlay may declare more baselines than run.baselines asks for: these run, in run.baselines' order
     composed = dict((cfg.get("baselines") or {}).items())
     baselines = [
@@ -110,6 +114,7 @@ def build_spec(cfg: DictConfig) -> RunSpec:
         prices=prices,
         run=run,
         raw=cfg,
+        resolved={"policy.dtype": str(dtype)} if dtype else {},
     )
     names = [spec.agent.name, *(b.name for b in baselines)]
     twice = sorted({n for n in names if names.count(n) > 1})

@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import numpy as np
 
+from jitrl_bench.text import valid_text
+
 if TYPE_CHECKING:
     from jitrl_bench.agents.notebook import Notebook
     from jitrl_bench.jitrl.embed import Embedder
@@ -366,6 +368,13 @@ class Choice:
 class Generated:
     text: str
     usage: Usage
+    replaced: int = 0
+    """Lone surrogates in the reply (an API's JSON may carry "\\ud83d") replaced by U+FFFD: `text` is always valid."""
+
+    def __post_init__(self) -> None:
+        text, replaced = valid_text(self.text)
+        object.__setattr__(self, "text", text)
+        object.__setattr__(self, "replaced", self.replaced + replaced)
 
 
 class Scorer(Protocol):

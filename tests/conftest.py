@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
+from types import FrameType
 
 import pytest
 
@@ -12,6 +14,17 @@ from tests.conftest_vllm import vllm_server  # noqa: F401  (the shared vLLM serv
 
 REPO = Path(__file__).resolve().parents[1]
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+def _stop_on_sigterm(signum: int, frame: FrameType | None) -> None:
+    """SIGTERM (`timeout`, a CI limit) stops the suite as Ctrl-C does: pytest then tears down the session fixtures (the
+    vLLM server, engines, Ray heads, browsers) and atexit handlers run. Python's default for SIGTERM is to die at once,
+    which left a session's vLLM server running for half an hour after a `timeout`."""
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
 
 
 @pytest.fixture(scope="session")

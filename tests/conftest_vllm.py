@@ -3,7 +3,8 @@
 tests/conftest.py registers the fixture for every test module; ask for it by name:
 
     def test_something(vllm_server: VLLMServerInfo) -> None:
-        policy = OpenAIPolicyConfig(base_url=vllm_server.base_url, model=vllm_server.model, tokenizer="smollm2").make()
+        policy = OpenAIPolicyConfig(base_url=vllm_server.base_url, model=vllm_server.model, tokenizer="smollm2",
+                                    api_key_env=vllm_server.api_key_env).make()
 
 Every module that uses the fixture shares the same server process (started on first use, stopped when the last user
 is torn down). Tests that stop the server must start it again on the same port (`info.server.start()`); a restarted
@@ -14,6 +15,7 @@ creates it with scripts/setup_vllm.sh).
 from __future__ import annotations
 
 import atexit
+import os
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -26,7 +28,7 @@ import torch
 
 from jitrl_bench.contract import Prompt
 from jitrl_bench.policies.choice import log_softmax, option_labels, option_prompt
-from jitrl_bench.policies.server import VLLMServer
+from jitrl_bench.policies.server import KEY_ENV, VLLMServer
 
 REPO = Path(__file__).resolve().parents[1]
 VLLM_PYTHON = REPO / ".venv-vllm" / "bin" / "python"
@@ -40,6 +42,7 @@ class VLLMServerInfo:
     model: str  # the served model name
     tokenizer: str  # what to give policy.tokenizer
     server: VLLMServer  # for tests that stop / restart it
+    api_key_env: str = KEY_ENV  # policy.api_key_env: the server's random key is in this process's environment
 
 
 def require_vllm_venv() -> Path:
@@ -61,6 +64,7 @@ def _acquire() -> VLLMServer:
             server = VLLMServer(MODEL, python=require_vllm_venv(), dtype="float32", startup_timeout_s=420)
             server.start()
             atexit.register(server.stop)
+            os.environ[KEY_ENV] = server.api_key  # for clients here and the jitrl-bench runs the tests start
             _server = server
         _users += 1
         return _server

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import json
+import os
 import signal
 import subprocess
 import time
@@ -11,11 +14,26 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 
+_started: list[subprocess.Popen[str]] = []
+
+
 def start(command: list[str]) -> subprocess.Popen[str]:
-    """In a session of its own: afterwards, every process it started can be found by the session id."""
-    return subprocess.Popen(
+    """In a session of its own: afterwards, every process it started can be found by the session id. A session of its
+    own also escapes the signal that stops the suite, so the suite kills what is left of it when it exits."""
+    proc = subprocess.Popen(
         command, cwd=REPO, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True
     )
+    _started.append(proc)
+    return proc
+
+
+@atexit.register
+def _kill_leftovers() -> None:
+    """The sessions of commands a stopped test left running (their servers and workers are in the same session)."""
+    for proc in _started:
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
 
 
 def rows_of(run_dir: Path) -> list[dict]:

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+from omegaconf import OmegaConf
 from typer.testing import CliRunner
 
 from jitrl_bench.cli import app
@@ -194,6 +195,8 @@ def test_main_job_path_with_the_embedded_model(tmp_path: Path) -> None:
     z = first["decision"]["z"]
     assert all(v < 0 for v in z) and len(set(z)) > 1  # real, distinct log-probs from the model
     assert "jitrl" in output and "static" in output and (run_dir / "curve.png").exists()
+    config = OmegaConf.load(run_dir / "config.yaml")  # policy.dtype=auto: what it became here, and why
+    assert str(config._meta.resolved["policy.dtype"]).startswith(f"{config.policy.dtype} (auto: ")
 
 
 def test_games_download_fetches_verifies_and_reports(tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ embedding rows, byte for byte). A killed worker or driver must change none of it
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
@@ -53,6 +54,21 @@ def no_workers_left() -> None:
     while workers() and time.time() < deadline:
         time.sleep(0.2)
     assert workers() == []
+
+
+def listening_while(proc: subprocess.Popen[str]) -> set[str]:
+    """The addresses that `proc` and its descendants listen on, polled until it exits."""
+    import psutil
+
+    heard: set[str] = set()
+    root = psutil.Process(proc.pid)
+    while proc.poll() is None:
+        with contextlib.suppress(psutil.Error):
+            for process in [root, *root.children(recursive=True)]:
+                with contextlib.suppress(psutil.Error):
+                    heard |= {c.laddr.ip for c in process.net_connections("inet") if c.status == psutil.CONN_LISTEN}
+        time.sleep(0.5)
+    return heard
 
 
 def wait_for_rows(run_dir: Path, n: int, proc: subprocess.Popen[str], limit: float = 240) -> None:
@@ -201,8 +217,12 @@ def test_a_memory_service_shares_one_memory_between_tasks_played_at_once(cluster
 def test_shards_merged_equal_the_unsharded_run(local_run: Path, tmp_path: Path) -> None:
     first, second, merged = tmp_path / "s0", tmp_path / "s1", tmp_path / "merged"
     assert jitrl_bench("run", *ARGS, "run.shard=0/2", f"run.dir={first}").returncode == 0
-    done = jitrl_bench("run", *ARGS, "run.shard=1/2", "run.executor=ray", "run.ray.workers=1", f"run.dir={second}")
-    assert done.returncode == 0, done.stderr  # the second shard on a private Ray instance
+    proc = start("run", *ARGS, "run.shard=1/2", "run.executor=ray", "run.ray.workers=1", f"run.dir={second}")
+    heard = listening_while(proc)
+    assert proc.returncode == 0, proc.stdout.read() if proc.stdout else ""  # the second shard on a private Ray
+    # instance, whose servers (GCS, raylet, workers, agents) take connections on 127.0.0.1 only. Mutant that fails
+    # it (tried): without RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 in run/ray.py they listen on :: and the machine's IP.
+    assert heard and heard <= {"127.0.0.1", "::ffff:127.0.0.1"}, heard
     streams = [{(r["task"], r["agent"]) for r in rows_of(shard)} for shard in (first, second)]
     assert streams[0] and streams[1] and not streams[0] & streams[1]
     result = CliRunner().invoke(app, ["merge", str(first), str(second), "-o", str(merged)])

@@ -233,7 +233,7 @@ def test_the_evaluator_can_be_another_policy_than_the_acting_one(tmp_path: Path)
 
     from jitrl_bench.cli import app
 
-    evaluator = "{_target_:jitrl_bench.policies.hf.HFPolicyConfig,model:smollm2,dtype:bfloat16}"
+    evaluator = "{_target_:jitrl_bench.policies.hf.HFPolicyConfig,model:smollm2}"  # dtype: auto
     run_dir = tmp_path / "r"
     args = ["run", "policy=uniform", "reward=llm", f"reward.policy={evaluator}", "run.episodes=2", "run.max_steps=3",
             "run.baselines=[]", "run.progress=false", f"run.dir={run_dir}"]  # fmt: skip

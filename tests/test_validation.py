@@ -125,7 +125,7 @@ KNOBS = [
     ("memory.load_from=/no/such/run", r"memory\.load_from=/no/such/run: no such folder"),
     # policy
     ("policy=nosuch", r"unknown policy 'nosuch': choose one of hf, openai, smollm2, uniform, vllm"),
-    ("policy.dtype=float8", r"policy\.dtype=float8: choose one of float32, bfloat16"),
+    ("policy.dtype=float8", r"policy\.dtype=float8: choose one of auto, float32, bfloat16"),
     ("policy.scorer=fast", r"policy\.scorer=fast: choose one of one_pass, shared_prefix, padded"),
     ("policy.pass_tokens=4", r"policy\.pass_tokens=4: must be >= 16"),
     ("policy.prefix_cache=-1", r"policy\.prefix_cache=-1: must be >= 0"),

@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 from jitrl_bench.jitrl.memory import ExperienceMemory
@@ -23,17 +24,13 @@ def server_overrides(info: VLLMServerInfo, mode: str) -> list[str]:
     return [
         "policy=openai", f"policy.base_url={info.base_url}", f"policy.model={info.model}",
         f"policy.tokenizer={info.tokenizer}", f"policy.mode={mode}", "policy.max_retries=1", "policy.backoff_s=0.2",
-        "run.progress=false",
+        "run.progress=false", f"policy.api_key_env={info.api_key_env}",
     ]  # fmt: skip
 
 
-SECRET = "sk-test-not-a-real-key-1234"
-
-
 def jitrl_bench(*args: str) -> subprocess.Popen[str]:
-    env = {**os.environ, "JITRL_TEST_API_KEY": SECRET}
     return subprocess.Popen(
-        [sys.executable, "-m", "jitrl_bench", "run", *args], cwd=REPO, text=True, env=env,
+        [sys.executable, "-m", "jitrl_bench", "run", *args], cwd=REPO, text=True,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     )  # fmt: skip
 
@@ -46,7 +43,7 @@ def rows_of(run_dir: Path) -> list[dict]:
 def test_two_episodes_through_the_server_with_concurrency(vllm_server: VLLMServerInfo, tmp_path: Path) -> None:
     run_dir = tmp_path / "served"
     proc = jitrl_bench(*server_overrides(vllm_server, "score"), "run.episodes=2", "run.max_steps=3",
-                       "run.concurrency=2", "policy.api_key_env=JITRL_TEST_API_KEY", f"run.dir={run_dir}")  # fmt: skip
+                       "run.concurrency=2", f"run.dir={run_dir}")  # fmt: skip
     out, err = proc.communicate(timeout=600)
     assert proc.returncode == 0, err
     rows = rows_of(run_dir)
@@ -62,8 +59,11 @@ def test_two_episodes_through_the_server_with_concurrency(vllm_server: VLLMServe
     memory = ExperienceMemory(run_dir / "memory" / "jitrl", 384, gamma=0.9)
     assert len(memory) == sum(r["steps"] for r in rows if r["agent"] == "jitrl")
     assert (run_dir / "summary.csv").exists()
-    written = [p for p in run_dir.rglob("*") if p.is_file() and SECRET.encode() in p.read_bytes()]
-    assert written == [] and SECRET not in out + err  # the key is read from the environment, never stored
+    secret = os.environ[vllm_server.api_key_env]  # the server's random key
+    written = [p for p in run_dir.rglob("*") if p.is_file() and secret.encode() in p.read_bytes()]
+    assert written == [] and secret not in out + err  # the key is read from the environment, never stored
+    log = vllm_server.server.log_path
+    assert log is not None and secret not in log.read_text(errors="replace")  # nor by the server (not on its argv)
 
 
 def test_server_lost_mid_run_is_one_error_and_the_run_resumes(vllm_server: VLLMServerInfo, tmp_path: Path) -> None:
@@ -100,28 +100,39 @@ def interactive_ctrl_c() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
-def test_serve_prints_a_working_override_and_stops_on_ctrl_c(vllm_server: VLLMServerInfo) -> None:
-    """`jitrl-bench serve`: a second server (the fixture's keeps running), found through what serve prints."""
+def test_serve_prints_a_working_override_and_stops_on_ctrl_c(
+    vllm_server: VLLMServerInfo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`jitrl-bench serve`: a second server (the fixture's keeps running), found through what serve prints: its
+    random key too, without which it refuses requests (mutant that fails it, by reading: no VLLM_API_KEY given)."""
+    env = {k: v for k, v in os.environ.items() if k != vllm_server.api_key_env}  # serve draws a key and prints it
     proc = subprocess.Popen(
         [sys.executable, "-m", "jitrl_bench", "serve", "policy=openai", "policy.tokenizer=smollm2"],
-        cwd=REPO, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, preexec_fn=interactive_ctrl_c,
+        cwd=REPO, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, preexec_fn=interactive_ctrl_c, env=env,
     )  # fmt: skip
     assert proc.stdout is not None
-    override = ""
+    override = key = ""
     deadline = time.monotonic() + 420
     while not override and time.monotonic() < deadline:
         line = proc.stdout.readline()
         if not line and proc.poll() is not None:
             break
         if "jitrl-bench run " in line:
-            override = line.split("jitrl-bench run ", 1)[1].strip()
+            given, override = (part.strip() for part in line.split("jitrl-bench run ", 1))
+            key = given.split(f"{vllm_server.api_key_env}=", 1)[-1]
     try:
         assert override.startswith("policy=openai policy.base_url=http://127.0.0.1:"), override
         base_url = override.split("policy.base_url=")[1].split()[0]
         from jitrl_bench.contract import Prompt
         from jitrl_bench.policies.openai import OpenAIPolicyConfig
 
-        policy = OpenAIPolicyConfig(base_url=base_url, model="SmolLM2-135M-Instruct", tokenizer="smollm2").make()
+        assert len(key) >= 20 and f"policy.api_key_env={vllm_server.api_key_env}" in override, (key, override)
+        keyless = httpx.post(f"{base_url}/completions", json={"model": "SmolLM2-135M-Instruct", "prompt": "Hi"})
+        assert keyless.status_code == 401
+        monkeypatch.setenv("JITRL_TEST_SERVE_KEY", key)
+        policy = OpenAIPolicyConfig(
+            base_url=base_url, model="SmolLM2-135M-Instruct", tokenizer="smollm2", api_key_env="JITRL_TEST_SERVE_KEY"
+        ).make()
         scores = policy.score(Prompt.chat("Play.", "You are in a room."), ["go north", "look"]).z
         assert scores.shape == (2,) and (scores < 0).all()
     finally:

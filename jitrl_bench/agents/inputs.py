@@ -39,6 +39,8 @@ class StepInputs:
             notes["best"] = self.proposal.best
             notes["dropped"] = list(self.proposal.dropped)
             notes["repaired"] = self.proposal.repaired
+            if self.proposal.replaced:
+                notes["replaced_surrogates"] = self.proposal.replaced
         return notes
 
 

@@ -65,15 +65,16 @@ class Notebook:
         if path is None or not path.exists():
             return
         kept, dropped = [], 0
-        for line in path.read_text(encoding="utf-8").splitlines():
+        text = path.read_text(encoding="utf-8")
+        for line in text.splitlines():
             note = Note.parse(line) if line.strip() else None
             if note is None or (committed is not None and not committed(note.uid)):
                 dropped += 1
                 continue
             kept.append(note)
         self._notes = kept
-        if dropped:  # notes of episodes the run never committed: the episode will be played again
-            self._rewrite()
+        if dropped or text[-1:] not in ("", "\n"):  # notes of episodes never committed (to be played again), or
+            self._rewrite()  # a kept last note that lost its newline: the next note must not be glued onto it
 
     def __len__(self) -> int:
         return len(self._notes)

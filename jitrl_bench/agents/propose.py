@@ -20,7 +20,7 @@ from jitrl_bench.checks import Checked, at_least, between, one_of
 from jitrl_bench.contract import ACTING, PROPOSING, Candidate, Ledger, Message, Policy, Prompt, StepView
 from jitrl_bench.envs.text_game import action_key
 from jitrl_bench.jitrl.update import softmax
-from jitrl_bench.replies import json_object
+from jitrl_bench.replies import json_reply
 
 MODES = ("none", "verbalized", "token")
 
@@ -61,6 +61,8 @@ class Proposal:
     dropped: tuple[str, ...] = ()
     """Proposed actions the env does not offer (dropped by `outside`)."""
     repaired: bool = False
+    replaced: int = 0
+    """Lone surrogates in the used reply's strings replaced by U+FFFD (see `jitrl_bench.text`)."""
 
 
 @dataclass(frozen=True)
@@ -110,14 +112,14 @@ def propose(cfg: ProposalConfig, policy: Policy, prompt: Prompt, view: StepView)
     shape = schema(cfg.k)
     reply = generator.generate(asked, cfg.max_new_tokens, shape)
     ledger.charge(PROPOSING, reply.usage)
-    options, problem = parse_options(reply.text, cfg.k)
+    options, problem, replaced = parse_reply(reply.text, cfg.k)
     repaired = False
     if options is None:
         fix = f"That reply is unusable ({problem}). Reply with JSON only, in the shape asked for."
         again = Prompt((*asked.messages, Message("assistant", reply.text[:2000]), Message("user", fix)))
         reply = generator.generate(again, cfg.max_new_tokens, shape)
         ledger.charge(PROPOSING, reply.usage)
-        options, problem = parse_options(reply.text, cfg.k)
+        options, problem, replaced = parse_reply(reply.text, cfg.k)
         repaired = True
     if options is None:
         return NoProposal(f"proposal unusable after one repair: {problem}", ledger)
@@ -130,7 +132,7 @@ def propose(cfg: ProposalConfig, policy: Policy, prompt: Prompt, view: StepView)
         p = softmax(scored.z)
     else:
         p = np.asarray(confidences, dtype=np.float64) / 100.0
-    return Proposal(tuple(kept), p, best, tuple(reasons), ledger, tuple(dropped), repaired)
+    return Proposal(tuple(kept), p, best, tuple(reasons), ledger, tuple(dropped), repaired, replaced + reply.replaced)
 
 
 @dataclass(frozen=True)
@@ -144,12 +146,19 @@ class Option:
 def parse_options(text: str, k: int) -> tuple[list[Option] | None, str]:
     """{"options": [{"action", "reason", "confidence"}, ...], "best": n} anywhere in the text; confidences clipped to
     [0, 100]; at most k options; (None, why) when no option is usable."""
-    data, problem = json_object(text)
+    options, problem, _ = parse_reply(text, k)
+    return options, problem
+
+
+def parse_reply(text: str, k: int) -> tuple[list[Option] | None, str, int]:
+    """`parse_options`, and the number of lone surrogates its strings had (replaced by U+FFFD)."""
+    reply = json_reply(text)
+    data = reply.data
     if data is None:
-        return None, problem
+        return None, reply.problem, 0
     entries = data.get("options")
     if not isinstance(entries, list):
-        return None, 'no "options" list'
+        return None, 'no "options" list', 0
     best = data.get("best")
     options = []
     for i, entry in enumerate(entries[:k]):
@@ -162,8 +171,8 @@ def parse_options(text: str, k: int) -> tuple[list[Option] | None, str]:
             Option(" ".join(entry["action"].split()), str(reason or ""), min(max(value, 0.0), 100.0), best == i + 1)
         )
     if not options:
-        return None, "no option has an action"
-    return options, ""
+        return None, "no option has an action", 0
+    return options, "", reply.replaced
 
 
 def match(

@@ -29,7 +29,7 @@ from jitrl_bench.agents.notebook import Notebook
 from jitrl_bench.checks import Checked, between
 from jitrl_bench.contract import BuildContext, EpisodeContext, FinishedEpisode, Generator, Prompt, StepView, Usage
 from jitrl_bench.jitrl.embed import Embedder
-from jitrl_bench.replies import json_object
+from jitrl_bench.replies import MAX_DEPTH, depth, json_object, valid_json
 
 KIND = "lessons"
 SUCCEEDED = (
@@ -148,6 +148,8 @@ def memory_items(reply: str) -> str:
 
 def complete_items(reply: str) -> list[dict[str, Any]]:
     """The items a reply cut by its token limit completed before the cut (each a whole JSON object)."""
+    if depth(reply) > MAX_DEPTH:  # the decoder recurses: a reply this deep is one with no items
+        return []
     decoder, found = json.JSONDecoder(), []
     start = reply.find("[")
     at = reply.find("{", start + 1) if start >= 0 else -1
@@ -157,6 +159,6 @@ def complete_items(reply: str) -> list[dict[str, Any]]:
         except json.JSONDecodeError:
             break
         if isinstance(item, dict):
-            found.append(item)
+            found.append(valid_json(item)[0])
         at = reply.find("{", end)
     return found

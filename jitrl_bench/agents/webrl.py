@@ -125,6 +125,8 @@ class WebRLAgent:
             state.last_element = parsed.element or state.last_element
             action, state.then = env_action.text, env_action.then
             notes["parsed"] = parsed.kind
+            if parsed.replaced or reply.replaced:
+                notes["replaced_surrogates"] = parsed.replaced + reply.replaced
         repeats = len(state.replies) >= self.cfg.max_repeats and len(set(state.replies[-self.cfg.max_repeats :])) == 1
         if state.failures >= self.cfg.max_parse_failures or repeats:
             reason = "parse failures" if state.failures >= self.cfg.max_parse_failures else "repeated replies"

@@ -20,7 +20,8 @@ import ast
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from jitrl_bench.envs.actions import MAX_TEXT, Action
+from jitrl_bench.envs.actions import MAX_TEXT, Action, ActionError, python_tree
+from jitrl_bench.text import valid_text
 
 SCROLL_PIXELS = 480.0
 """Two thirds of the 720-pixel viewport the checkpoints were run with."""
@@ -41,6 +42,8 @@ class WebRLAction:
     argument: str = ""
     element: str = ""
     message: str = ""
+    replaced: int = 0
+    """Lone surrogates in its strings replaced by U+FFFD (a `\\ud83d` escape in the reply)."""
 
 
 def parse_reply(reply: str) -> WebRLAction:
@@ -53,26 +56,28 @@ def parse_reply(reply: str) -> WebRLAction:
     if len(line) > MAX_TEXT + 200:
         raise ReplyError("the action line is too long")
     try:
-        tree = ast.parse(line, mode="eval")
-    except (SyntaxError, ValueError):
+        tree = python_tree(line, "eval")  # the token count bounds its nesting
+    except ActionError:
         raise ReplyError("not one call") from None
-    call = tree.body
+    call = tree.body if isinstance(tree, ast.Expression) else None
     if not isinstance(call, ast.Call) or not isinstance(call.func, ast.Name) or call.func.id not in ("do", "exit"):
         raise ReplyError("the call is neither do(...) nor exit(...)")
     if call.args:
         raise ReplyError("arguments must be named (action=..., argument=..., element=...)")
     values: dict[str, str] = {}
+    replaced = 0
     for keyword in call.keywords:
         if keyword.arg is None or not isinstance(keyword.value, ast.Constant):
             raise ReplyError("every argument must be a constant")
         value = keyword.value.value
         if isinstance(value, bool) or not isinstance(value, str | int):
             raise ReplyError(f"{keyword.arg} must be text")
-        values[keyword.arg] = str(value)
+        values[keyword.arg], count = valid_text(str(value))
+        replaced += count
     if call.func.id == "exit":
         if set(values) - {"message"}:
             raise ReplyError("exit takes message= only")
-        return WebRLAction("exit", message=values.get("message", "")[:MAX_TEXT])
+        return WebRLAction("exit", message=values.get("message", "")[:MAX_TEXT], replaced=replaced)
     if set(values) - {"action", "argument", "element"}:
         raise ReplyError(f"unknown argument(s): {', '.join(sorted(set(values) - {'action', 'argument', 'element'}))}")
     kind = values.get("action", "")
@@ -83,7 +88,7 @@ def parse_reply(reply: str) -> WebRLAction:
         raise ReplyError(f'{kind} needs element="N", a number from the page')
     if kind in WITH_ARGUMENT and "argument" not in values:
         raise ReplyError(f"{kind} needs argument=")
-    return WebRLAction(kind, values.get("argument", "")[:MAX_TEXT], element)
+    return WebRLAction(kind, values.get("argument", "")[:MAX_TEXT], element, replaced=replaced)
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ Every prompt differs at its start (a counter), so no cache of a previous call is
 
 from __future__ import annotations
 
+import os
 import statistics
 import time
 from collections.abc import Callable
@@ -23,6 +24,7 @@ from jitrl_bench.bench import publish
 from jitrl_bench.contract import Prompt
 from jitrl_bench.errors import UserError
 from jitrl_bench.policies.openai import OpenAIPolicy
+from jitrl_bench.terminal import say
 
 COLUMNS = ["backend", "mode", "K", "concurrency", "p50_ms", "cands_per_s", "episodes_per_min", "x_floor"]
 Row = dict[str, Any]
@@ -94,14 +96,15 @@ def floor_pass(
 
 def vllm_rows(ks: list[int], repeats: int, concurrency: list[int], console: Console) -> list[Row]:
     from jitrl_bench.policies.openai import OpenAIPolicyConfig
-    from jitrl_bench.policies.server import VLLMServer
+    from jitrl_bench.policies.server import KEY_ENV, VLLMServer
 
     rows: list[Row] = []
     with VLLMServer("smollm2") as server:
         console.print(f"vLLM server up in {server.startup_s:.0f} s at {server.base_url}")
+        os.environ[KEY_ENV] = server.api_key  # for this process's clients (policy.api_key_env), never written
         for mode in ("score", "choice"):
             policy = OpenAIPolicyConfig(base_url=server.base_url, model=server.model_name, mode=mode,
-                                        tokenizer="smollm2").make()  # fmt: skip
+                                        tokenizer="smollm2", api_key_env=KEY_ENV).make()  # fmt: skip
             for k in ks:
                 if mode == "choice" and k > 20:
                     continue  # one decoding step reads at most 20 option log-probs
@@ -134,12 +137,15 @@ def episodes_per_minute(base_url: str, model: str, concurrency: int, episodes: i
     from jitrl_bench.contract import Agent, BuildContext
     from jitrl_bench.envs.textworld import TextWorldConfig
     from jitrl_bench.policies.openai import OpenAIPolicyConfig
+    from jitrl_bench.policies.server import KEY_ENV
     from jitrl_bench.run.episode import Protocol
     from jitrl_bench.run.local import run_all
     from jitrl_bench.run.rundir import RunDirectory
     from jitrl_bench.run.settings import RunConfig
 
-    policy = OpenAIPolicyConfig(base_url=base_url, model=model, tokenizer="smollm2", max_concurrency=concurrency).make()
+    policy = OpenAIPolicyConfig(
+        base_url=base_url, model=model, tokenizer="smollm2", max_concurrency=concurrency, api_key_env=KEY_ENV
+    ).make()
     env = TextWorldConfig(seeds=[7])
     run = RunConfig(episodes=episodes, max_steps=steps, concurrency=concurrency, progress=False)
     with tempfile.TemporaryDirectory() as folder:
@@ -174,7 +180,7 @@ def bench_policy(
         try:
             rows += vllm_rows(ks, repeats, concurrency, console)
         except UserError as e:
-            console.print(f"[yellow]vLLM rows skipped:[/yellow] {e}")
+            say(console, str(e), "vLLM rows skipped:", "yellow")
     publish(rows, COLUMNS, out, "candidate scoring, ~500-token prompt", console)
     console.print(verdict(rows, dtype))
     return rows

@@ -11,17 +11,23 @@ from __future__ import annotations
 
 import ast
 import inspect
+import io
 import re
+import tokenize
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal, get_args, get_origin
 from urllib.parse import urlsplit
+
+from jitrl_bench.text import valid_text
 
 BID = re.compile(r"^[a-zA-Z]*[0-9]+$")
 KEY_COMBO = re.compile(r"^[A-Za-z0-9]+(\+[A-Za-z0-9]+)*$")  # "Enter", "Control+a", "Shift+ArrowDown"
 MAX_TEXT = 2000  # longest string argument (a form value or an answer)
 MAX_ACTION = 4000  # longest action text parsed at all
 MAX_NUMBER = 10_000.0  # |scroll delta| and wait in ms
+MAX_OPERATORS = 120  # operator tokens in one call (50 options take 54): `ast` recurses, so nesting is bounded first
+MAX_NAMES = 12  # name tokens in one call (the operation, its keywords)
 
 
 class ActionError(ValueError):
@@ -80,6 +86,8 @@ class Action:
 
     name: str
     args: tuple[Any, ...]
+    replaced: int = field(default=0, compare=False)
+    """Lone surrogates in the model's strings replaced by U+FFFD (see `jitrl_bench.text`)."""
 
     @property
     def call(self) -> str:
@@ -169,6 +177,34 @@ def _strip_fences(text: str) -> str:
     return text
 
 
+def python_tree(source: str, mode: Literal["exec", "eval"]) -> ast.AST:
+    """`ast.parse` of model text, once its tokens are few enough that no nesting can exhaust the parser's stack
+    (a thousand `-` or `(` raise RecursionError inside `ast`); ActionError when they are not, or it does not parse."""
+    operators = names = 0
+    try:
+        for token in tokenize.generate_tokens(io.StringIO(source).readline):
+            operators += token.type == tokenize.OP
+            names += token.type == tokenize.NAME
+            if operators > MAX_OPERATORS or names > MAX_NAMES:
+                raise ActionError("not one simple call: too many operators or names")
+    except (tokenize.TokenError, SyntaxError) as error:
+        raise ActionError(f"not a call: {error.__class__.__name__}") from None
+    try:
+        return ast.parse(source, mode=mode)
+    except (SyntaxError, ValueError) as error:
+        raise ActionError(f"not a call: {error.__class__.__name__}") from None
+
+
+def _valid(value: Any) -> tuple[Any, int]:
+    """A constant with its strings made valid Unicode, and how many lone surrogates that replaced."""
+    if isinstance(value, str):
+        return valid_text(value)
+    if isinstance(value, list):
+        items = [_valid(v) for v in value]
+        return [v for v, _ in items], sum(n for _, n in items)
+    return value, 0
+
+
 def parse_action(text: str, allowed_origins: Iterable[str] = ()) -> Action:
     """Parse model text into one allowed `Action`, or raise ActionError. Nothing in `text` is ever evaluated.
 
@@ -176,12 +212,13 @@ def parse_action(text: str, allowed_origins: Iterable[str] = ()) -> Action:
     """
     if not isinstance(text, str) or len(text) > MAX_ACTION:
         raise ActionError(f"an action is one call of at most {MAX_ACTION} characters")
-    source = _strip_fences(text)
-    try:
-        tree = ast.parse(source, mode="exec")
-    except (SyntaxError, ValueError) as error:
-        raise ActionError(f"not a call: {error.__class__.__name__}") from None
-    if len(tree.body) != 1 or not isinstance(tree.body[0], ast.Expr) or not isinstance(tree.body[0].value, ast.Call):
+    tree = python_tree(_strip_fences(text), "exec")
+    if (
+        not isinstance(tree, ast.Module)
+        or len(tree.body) != 1
+        or not isinstance(tree.body[0], ast.Expr)
+        or not isinstance(tree.body[0].value, ast.Call)
+    ):
         raise ActionError("exactly one action call is allowed, e.g. click('12')")
     node = tree.body[0].value
     if not isinstance(node.func, ast.Name) or node.func.id not in OPERATIONS:
@@ -190,10 +227,11 @@ def parse_action(text: str, allowed_origins: Iterable[str] = ()) -> Action:
         raise ActionError("*args and **kwargs are not allowed")
     func = OPERATIONS[node.func.id]
     signature = inspect.signature(func, eval_str=True)
-    args = [_constant(a) for a in node.args]
-    kwargs = {str(k.arg): _constant(k.value) for k in node.keywords}
+    args = [_valid(_constant(a)) for a in node.args]
+    kwargs = {str(k.arg): _valid(_constant(k.value)) for k in node.keywords}
+    replaced = sum(n for _, n in args) + sum(n for _, n in kwargs.values())
     try:
-        bound = signature.bind(*args, **kwargs)
+        bound = signature.bind(*(v for v, _ in args), **{k: v for k, (v, _) in kwargs.items()})
     except TypeError as error:
         raise ActionError(f"{node.func.id}: {error}") from None
     bound.apply_defaults()
@@ -211,7 +249,7 @@ def parse_action(text: str, allowed_origins: Iterable[str] = ()) -> Action:
         if name == "url":
             _check_url(checked, frozenset(_origin(o) for o in allowed_origins))
         values.append(checked)
-    return Action(ALIASES.get(node.func.id, node.func.id), tuple(values))
+    return Action(ALIASES.get(node.func.id, node.func.id), tuple(values), replaced)
 
 
 def describe_actions() -> str:

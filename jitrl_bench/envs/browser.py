@@ -22,6 +22,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as WaitedTooLong
 from dataclasses import dataclass, field
 from importlib.util import find_spec
 from pathlib import Path
@@ -45,7 +46,7 @@ from browsergym.utils.obs import flatten_axtree_to_str
 from jitrl_bench.contract import PageText
 from jitrl_bench.envs.actions import Action
 from jitrl_bench.envs.simplified_html import simplified_html
-from jitrl_bench.errors import UserError
+from jitrl_bench.errors import InfraError, UserError
 from jitrl_bench.paths import cache_dir
 
 CHROMIUM_CANDIDATES = ("/usr/lib/chromium/chromium", "/usr/bin/chromium", "/usr/bin/chromium-browser")
@@ -61,6 +62,7 @@ CHROMIUM_FLAGS = (
     "--disable-dev-shm-usage",
 )
 
+EXPIRY_GRACE_S = 3.0  # after a deadline: how long each way of freeing the browser thread gets (see on_browser_thread)
 ACTION_TIMEOUT_MS = 5000  # navigation/wait budget of one action; element actions carry BrowserGym's own 500 ms
 EXTRACT_TRIES = 3
 IGNORED_ROLES = ["LineBreak", "InlineTextBox"]  # layout fragments that repeat their parent's text
@@ -217,7 +219,8 @@ class Browser:
 
     def new_context(self, **kwargs: Any) -> pw.BrowserContext:
         """A fresh context (cookies, storage, HAR recording...): `kwargs` go to Playwright's `new_context`."""
-        context: pw.BrowserContext = self.browser.new_context(**kwargs)
+        # Service workers would fetch outside the context's routes (origin_guard): none run.
+        context: pw.BrowserContext = self.browser.new_context(service_workers="block", **kwargs)
         context.set_default_timeout(ACTION_TIMEOUT_MS)
         return context
 
@@ -228,16 +231,63 @@ _BROWSER: Browser | None = None
 T = TypeVar("T")
 
 
-def on_browser_thread(work: Callable[[], T]) -> T:
+def on_browser_thread(
+    work: Callable[[], T], deadline_s: float | None = None, on_expiry: Callable[[], None] | None = None
+) -> T:
     """Run `work` on the one thread that owns Playwright, and return its result (or raise its exception).
 
     Playwright's sync objects only work on the thread that made them, while the runner plays episodes on worker
     threads and closes envs from the main one: every browser call goes through this thread instead. Browser calls
     are short next to a policy's forward pass, so serialising them costs little.
+
+    A page that never answers (a script in an endless loop: `evaluate` has no timeout) would hold this thread, and
+    with it every web env of the process. With `deadline_s`, the caller stops waiting then and calls `on_expiry`
+    (which closes the page's context, see `close_soon`: the stuck call then fails on the browser thread). Chromium
+    closes a context whose renderer is busy in its own script only after a long wait, so if the thread is still held
+    `EXPIRY_GRACE_S` later, the whole browser is closed: the stuck call fails, episodes in flight on other contexts
+    fail as infrastructure too (the runner retries them) and the next call launches a new browser. If even that
+    does not free the thread (stuck in Python), InfraError.
     """
     if threading.current_thread().name.startswith(BROWSER_THREAD):
         return work()
-    return _EXECUTOR.submit(work).result()
+    future = _EXECUTOR.submit(work)
+    if deadline_s is None:
+        return future.result()
+    with contextlib.suppress(WaitedTooLong):
+        return future.result(timeout=deadline_s)
+    if on_expiry is not None:
+        on_expiry()
+    with contextlib.suppress(WaitedTooLong):
+        return future.result(timeout=EXPIRY_GRACE_S)
+    close_browser_soon()
+    with contextlib.suppress(WaitedTooLong):
+        return future.result(timeout=EXPIRY_GRACE_S)
+    raise InfraError(f"the browser thread is still busy {deadline_s + 2 * EXPIRY_GRACE_S:g} s into a call")
+
+
+def close_soon(target: pw.BrowserContext | pw.Browser) -> None:
+    """Close a context or the browser from any thread, even while the browser thread waits in a call on it.
+
+    The browser thread's event loop keeps running while a sync call waits (Playwright's dispatcher), so a close
+    scheduled on that loop runs at once, on the right thread; the waiting call then fails with "target closed". This
+    reaches into Playwright's sync wrappers (`_loop`, `_impl_obj`, Playwright 1.44): tests/envs/test_watchdog.py
+    guards it.
+    """
+    loop, impl = target._loop, target._impl_obj
+
+    async def close() -> None:
+        with contextlib.suppress(Exception):
+            await impl.close()
+
+    if not loop.is_closed():
+        with contextlib.suppress(RuntimeError):  # the loop closed in between: nothing is left to close
+            loop.call_soon_threadsafe(lambda: loop.create_task(close()))
+
+
+def close_browser_soon() -> None:
+    """`close_soon` on the process's browser, if one runs (the next `shared_browser()` launches a new one)."""
+    if _BROWSER is not None:
+        close_soon(_BROWSER.browser)
 
 
 def shared_browser() -> Browser:
@@ -320,7 +370,9 @@ __all__ = [
     "Element",
     "PageView",
     "chromium_executable",
+    "close_browser_soon",
     "close_quietly",
+    "close_soon",
     "observe",
     "on_browser_thread",
     "playwright_browsers_dir",

@@ -16,10 +16,11 @@ import playwright.sync_api as pw
 from browsergym.miniwob import ALL_MINIWOB_TASKS
 from browsergym.miniwob.base import AbstractMiniwobTask
 
-from jitrl_bench.checks import BadValue, Checked, name, non_empty
+from jitrl_bench.checks import BadValue, name, non_empty
 from jitrl_bench.contract import Regrader, SharedCopies
 from jitrl_bench.envs.actions import Action
-from jitrl_bench.envs.web import Grading, WebEnv
+from jitrl_bench.envs.origin_guard import SitePolicy
+from jitrl_bench.envs.web import Grading, WebEnv, WebLimits
 from jitrl_bench.errors import UserError
 
 TASKS: dict[str, type[AbstractMiniwobTask]] = {cls.subdomain: cls for cls in ALL_MINIWOB_TASKS}
@@ -62,6 +63,10 @@ class MiniWoBTask:
     def context_options(self, seed: int | None) -> dict[str, Any]:
         return {"viewport": dict(self._new(seed).viewport)}
 
+    def site_policy(self) -> SitePolicy:
+        # The package's own files (the task pages load ../core/*.js), nothing else: no network, no other file.
+        return SitePolicy(files=self.base_url.rstrip("/").rsplit("/", 1)[0] + "/")
+
     def setup(self, page: pw.Page, seed: int | None) -> str:
         self._task = self._new(seed)
         goal, _ = self._task.setup(page)
@@ -80,7 +85,7 @@ class MiniWoBTask:
 
 
 @dataclass
-class MiniWoBConfig(Checked):
+class MiniWoBConfig(WebLimits):
     """MiniWoB++ tasks by name, e.g. click-button (configs/env/miniwob.yaml); each env episode is seeded."""
 
     name: str = "miniwob"
@@ -90,6 +95,7 @@ class MiniWoBConfig(Checked):
     cannot validate a `str | list[str]` union; `task_names()` normalises it."""
 
     def check(self) -> None:
+        super().check()
         name("name", self.name)
         names = self.task_names()
         non_empty("tasks", names)
@@ -105,7 +111,7 @@ class MiniWoBConfig(Checked):
     def make(self, task: str) -> WebEnv:
         if task not in self.task_names():
             raise UserError(f"unknown MiniWoB task {task!r}; this config has: {', '.join(self.task_names())}")
-        return WebEnv(MiniWoBTask(task, miniwob_url()), task)
+        return WebEnv(MiniWoBTask(task, miniwob_url()), task, self)
 
     def use_run_dir(self, path: Path) -> None:
         return None  # a MiniWoB episode leaves no files

@@ -14,6 +14,7 @@ import gymnasium as gym
 from jitrl_bench.contract import Candidate, StepView
 from jitrl_bench.envs.base import TEXT_CHARSET, text_space
 from jitrl_bench.envs.text_prompt import TEXT_GAME
+from jitrl_bench.text import valid_text
 
 # Offered when the game lists no candidates (e.g. after the game ended, or a game without valid-action support), so an
 # agent that picks from the candidates always has something to pick: the commands every parser understands.
@@ -66,7 +67,7 @@ class GameBackend(Protocol):
 
 def clean_text(text: str, limit: int) -> str:
     """Text the observation space accepts: ASCII (accents folded), no control characters, stripped, at most `limit`."""
-    text = unicodedata.normalize("NFKD", text.replace("\r\n", "\n").replace("\r", "\n"))
+    text = unicodedata.normalize("NFKD", valid_text(text)[0].replace("\r\n", "\n").replace("\r", "\n"))
     text = "".join(c for c in text if c in TEXT_CHARSET)
     return text.strip()[:limit]
 
@@ -74,7 +75,7 @@ def clean_text(text: str, limit: int) -> str:
 def clean_command(action: str) -> str:
     """One command line: the interpreter reads a newline as the end of a command (so one step could play several)
     and a backslash as a frotz meta-command (e.g. "\\q"), so both are removed; cut to what frotz reads."""
-    line = " ".join(str(action).replace("\\", " ").split())
+    line = " ".join(valid_text(str(action))[0].replace("\\", " ").split())
     return line.encode()[:COMMAND_CHARS].decode(errors="ignore")
 
 

@@ -17,6 +17,7 @@ from typing import Any, Protocol, TypeVar
 import gymnasium as gym
 import playwright.sync_api as pw
 
+from jitrl_bench.checks import Checked, at_least, between
 from jitrl_bench.contract import Candidate, StepView
 from jitrl_bench.envs.actions import Action, ActionError, parse_action
 from jitrl_bench.envs.base import text_space
@@ -25,20 +26,27 @@ from jitrl_bench.envs.browser import (
     TEXT_ROLES,
     Element,
     PageView,
+    close_browser_soon,
     close_quietly,
+    close_soon,
     observe,
     on_browser_thread,
     run_action,
     shared_browser,
 )
+from jitrl_bench.envs.origin_guard import RequestGuard, SitePolicy
 from jitrl_bench.envs.text_game import clean_text
 from jitrl_bench.envs.web_prompt import WebPrompt, normalize_url
 from jitrl_bench.errors import InfraError
+from jitrl_bench.text import valid_text
 
 OBS_CHARS = 100_000
 ACTION_CHARS = 4000
 FIELD_CHARS = 1000
 MAX_FILL_VALUES = 8  # fill candidates per text box: quoted strings of the goal, else its first words
+
+DEFAULT_STEP_TIMEOUT_S = 120.0
+DEFAULT_MAX_CANDIDATES = 3000
 
 T = TypeVar("T")
 _QUOTED = re.compile(r"\"([^\"]{1,200})\"|'([^']{1,200})'|“([^”]{1,200})”")
@@ -51,6 +59,23 @@ class Grading:
 
     artifacts: dict[str, Any] = field(default_factory=dict)
     ungraded: str = ""
+
+
+@dataclass
+class WebLimits(Checked):
+    """Bounds every web env config has (configs/env/*.yaml of miniwob and webarena*)."""
+
+    step_timeout_s: float = DEFAULT_STEP_TIMEOUT_S
+    """Deadline of each browser call of an episode (reset, one step: the action, the page load, the observation).
+    Past it the episode's context is closed and the episode fails as infrastructure (retried per
+    run.infra_retries): a page in an endless script never holds the one browser thread of the process."""
+    max_candidates: int = DEFAULT_MAX_CANDIDATES
+    """Candidate actions offered per step at most, the first in page order (plus the task's answers); the number
+    cut is in the step's info (`candidates_cut`)."""
+
+    def check(self) -> None:
+        between("step_timeout_s", self.step_timeout_s, 1.0, 3600.0, "seconds")
+        at_least("max_candidates", self.max_candidates, 1)
 
 
 class WebTask(Protocol):
@@ -74,6 +99,10 @@ class WebTask(Protocol):
 
     def context_options(self, seed: int | None) -> dict[str, Any]:
         """Playwright `new_context` options for an episode (viewport, HAR recording, login state...)."""
+        ...
+
+    def site_policy(self) -> SitePolicy:
+        """Where this episode's requests may go, and the extra headers for those sites (after `context_options`)."""
         ...
 
     def setup(self, page: pw.Page, seed: int | None) -> str:
@@ -107,32 +136,62 @@ def fill_values(goal: str) -> list[str]:
     return list(dict.fromkeys(v.strip() for v in values if v.strip()))[:MAX_FILL_VALUES]
 
 
+@dataclass(frozen=True)
+class Offered:
+    """A step's candidates, and how many more the page had past the limit."""
+
+    candidates: list[Candidate]
+    cut: int = 0
+
+
 def candidates_for(view: PageView, goal: str, extra: tuple[tuple[str, str], ...] = ()) -> list[Candidate]:
+    """`offer` without a limit."""
+    return offer(view, goal, extra).candidates
+
+
+def offer(view: PageView, goal: str, extra: tuple[tuple[str, str], ...] = (), limit: int | None = None) -> Offered:
     """Click each element; fill each text box with each goal value (and press Enter in it); choose each option of a
     select; plus the task's `extra` (action, key) pairs.
 
     Sorted by action and deduplicated; keys are `verb role[label]` (+ the value typed or chosen), labels say the
     same in words. Values with characters outside the observation charset are left out (they would be typed
-    differently).
+    differently). With `limit`, only the first `limit` element actions in page order are made (the `extra` ones
+    always are); the rest are counted in `cut`.
     """
     found: dict[str, Candidate] = {action: Candidate(action, key, key) for action, key in extra}
     values = [v for v in fill_values(goal) if _plain(v)]
+    made, cut = 0, 0
     for element in view.elements:
-        shown = f"{element.role} {element.label!r}"
-        if element.options:
-            for option in filter(_plain, element.options):
-                action = _call("select_option", element, option)
-                found[action] = Candidate(action, f"select {element.key} {option!r}", f"select {option!r} in {shown}")
-        elif element.role in TEXT_ROLES or element.role == "combobox":  # a combobox without options is a text input
-            for value in values:
-                action = _call("fill", element, value)
-                found[action] = Candidate(action, f"fill {element.key} {value!r}", f"type {value!r} into {shown}")
-            action = _call("press", element, "Enter")
-            found[action] = Candidate(action, f"press {element.key} 'Enter'", f"press Enter in {shown}")
-        elif element.role not in SELECT_ROLES:
-            action = _call("click", element)
-            found[action] = Candidate(action, f"click {element.key}", f"click {shown}")
-    return distinct_keys([found[action] for action in sorted(found)]) or [Candidate("noop()", "noop", "wait")]
+        if limit is not None and made >= limit:
+            cut += len(_element_candidates(element, values))
+            continue
+        for candidate in _element_candidates(element, values):
+            if limit is not None and made >= limit:
+                cut += 1
+            elif candidate.action not in found:
+                found[candidate.action] = candidate
+                made += 1
+    kept = distinct_keys([found[action] for action in sorted(found)]) or [Candidate("noop()", "noop", "wait")]
+    return Offered(kept, cut)
+
+
+def _element_candidates(element: Element, values: list[str]) -> list[Candidate]:
+    shown = f"{element.role} {element.label!r}"
+    if element.options:
+        return [
+            Candidate(_call("select_option", element, o), f"select {element.key} {o!r}", f"select {o!r} in {shown}")
+            for o in filter(_plain, element.options)
+        ]
+    if element.role in TEXT_ROLES or element.role == "combobox":  # a combobox without options is a text input
+        fills = [
+            Candidate(_call("fill", element, v), f"fill {element.key} {v!r}", f"type {v!r} into {shown}")
+            for v in values
+        ]
+        enter = Candidate(_call("press", element, "Enter"), f"press {element.key} 'Enter'", f"press Enter in {shown}")
+        return [*fills, enter]
+    if element.role not in SELECT_ROLES:
+        return [Candidate(_call("click", element), f"click {element.key}", f"click {shown}")]
+    return []
 
 
 def distinct_keys(candidates: list[Candidate]) -> list[Candidate]:
@@ -171,9 +230,10 @@ class WebEnv(gym.Env[str, str]):
     error when it failed or was rejected. `reset(seed=s)` is deterministic by `s`; `reset()` reuses the last seed.
     """
 
-    def __init__(self, task: WebTask, task_id: str) -> None:
+    def __init__(self, task: WebTask, task_id: str, limits: WebLimits | None = None) -> None:
         self.task = task
         self.task_id = task_id
+        self.limits = limits or WebLimits()
         self.observation_space = text_space(OBS_CHARS)
         self.action_space = text_space(ACTION_CHARS)
         self._seed: int | None = None
@@ -186,22 +246,25 @@ class WebEnv(gym.Env[str, str]):
         self._view: PageView | None = None
         self._step_view: StepView | None = None
         self._begun = False
+        self._guard: RequestGuard | None = None
+        self._expired = False
         self.timings: dict[str, float] = {}
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[str, dict[str, Any]]:
         super().reset(seed=seed)
         if seed is not None:
             self._seed = seed
-        on_browser_thread(self._end_episode)
+        self._call(self._end_episode)
         self.task.begin(self._seed)
         self._begun = True
-        return on_browser_thread(lambda: self._guarded(self._reset))
+        on_browser_thread(shared_browser)  # a (re)launch has Playwright's own timeout, outside the page's deadline
+        return self._call(self._reset)
 
     def step(self, action: str) -> tuple[str, float, bool, bool, dict[str, Any]]:
-        return on_browser_thread(lambda: self._guarded(lambda: self._step(action)))
+        return self._call(lambda: self._step(action))
 
     def close(self) -> None:
-        on_browser_thread(self._end_episode)
+        self._call(self._end_episode)
 
     def view(self) -> StepView:
         if self._step_view is None:
@@ -213,7 +276,7 @@ class WebEnv(gym.Env[str, str]):
 
         The runner calls this after a truncated episode, so a task graded after the episode is graded either way.
         """
-        return on_browser_thread(self._end_early)
+        return self._call(self._end_early)
 
     @property
     def page(self) -> pw.Page | None:
@@ -225,8 +288,10 @@ class WebEnv(gym.Env[str, str]):
         try:
             browser = shared_browser()
             self._context = browser.new_context(**self.task.context_options(self._seed))
+            self._guard = RequestGuard(self.task.site_policy())
+            self._guard.install(self._context)
             self._page = self._context.new_page()
-            self._goal = " ".join(self.task.setup(self._page, self._seed).split())
+            self._goal = valid_text(" ".join(self.task.setup(self._page, self._seed).split()))[0]
         except BaseException:
             self._end_episode()
             raise
@@ -262,13 +327,33 @@ class WebEnv(gym.Env[str, str]):
         self.timings["step"] = time.perf_counter() - start
         return obs, float(reward), bool(info["won"] or info["lost"]), False, info
 
+    def _call(self, work: Callable[[], T]) -> T:
+        """`work` on the browser thread, under the step deadline (`limits.step_timeout_s`)."""
+        self._expired = False
+        return on_browser_thread(lambda: self._guarded(work), self.limits.step_timeout_s, self._expire)
+
+    def _expire(self) -> None:
+        """The deadline passed (called off the browser thread): close the episode's context, which fails the call
+        that waits on its page; before a context exists, the browser."""
+        self._expired = True
+        context = self._context
+        if context is not None:
+            close_soon(context)
+        else:
+            close_browser_soon()
+
     def _guarded(self, work: Callable[[], T]) -> T:
-        """A browser that crashed or vanished is an infrastructure failure, not the agent's: end the episode, say so
-        (the runner retries it on a fresh browser)."""
+        """A browser that crashed or vanished, or a page past its deadline, is an infrastructure failure, not the
+        agent's: end the episode, say so (the runner retries it on a fresh context)."""
         try:
             return work()
         except pw.Error as error:
             self._end_episode()
+            if self._expired:
+                raise InfraError(
+                    f"browser call timed out after {self.limits.step_timeout_s:g} s (env.step_timeout_s): the page"
+                    " did not answer (an endless script?) and was closed"
+                ) from None
             raise InfraError(
                 f"browser failure: {str(error).splitlines()[0] if str(error) else type(error).__name__}"
             ) from None
@@ -284,7 +369,7 @@ class WebEnv(gym.Env[str, str]):
 
     def _end_episode(self) -> None:
         close_quietly(self._context)
-        self._context, self._page = None, None
+        self._context, self._page, self._guard = None, None, None
         if self._begun:
             self._begun = False
             self.task.end()
@@ -295,10 +380,11 @@ class WebEnv(gym.Env[str, str]):
             text = clean_text(f"Last action failed: {error}\n{text}", OBS_CHARS)
         won = self._done and self._score > 0
         info = self.task.episode_info()
+        offered = offer(view, self._goal, self.task.extra_candidates, self.limits.max_candidates)
         self._step_view = StepView(
             task=self.task_id,
             observation=text,
-            candidates=tuple(candidates_for(view, self._goal, self.task.extra_candidates)),
+            candidates=tuple(offered.candidates),
             state={  # what retrieval compares: the goal, the page's normalised URL, and the page itself
                 "goal": clean_text(self._goal, FIELD_CHARS),
                 "url": normalize_url(view.url, self.task.sites),
@@ -315,5 +401,11 @@ class WebEnv(gym.Env[str, str]):
             ungraded=info.ungraded,
             html=view.html,
         )
-        extra = {"last_action_error": error, "messages": list(self._messages), "instruction": self.task.instruction}
+        extra = {
+            "last_action_error": error,
+            "messages": list(self._messages),
+            "instruction": self.task.instruction,
+            "blocked_requests": self._guard.take_blocked() if self._guard is not None else [],
+            "candidates_cut": offered.cut,
+        }
         return text, {**self._step_view.info(), **extra}

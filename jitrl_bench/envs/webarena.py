@@ -24,11 +24,12 @@ from urllib.parse import urlsplit
 
 import playwright.sync_api as pw
 
-from jitrl_bench.checks import BadValue, Checked, each_one_of, name, one_of
+from jitrl_bench.checks import BadValue, each_one_of, name, one_of
 from jitrl_bench.contract import SharedCopies
 from jitrl_bench.envs.actions import MESSAGE_OPERATIONS, Action
 from jitrl_bench.envs.browser import shared_browser
-from jitrl_bench.envs.web import Grading, WebEnv
+from jitrl_bench.envs.origin_guard import SitePolicy, scrub_har
+from jitrl_bench.envs.web import Grading, WebEnv, WebLimits
 from jitrl_bench.envs.webarena_sites import (
     LOGIN_FORMS,
     LOGIN_MODES,
@@ -154,6 +155,8 @@ class WebArenaTask:
         self.ungraded = ""
         self._final_url = ""
         self._failures: list[str] = []
+        self._policy = SitePolicy()
+        self._headers: dict[str, str] = {}
 
     @property
     def urls(self) -> dict[str, str]:
@@ -168,6 +171,7 @@ class WebArenaTask:
         self._leased = True
 
     def end(self) -> None:
+        scrub_har(self.har, self._policy)  # an episode cut short wrote its HAR when its context closed
         self._release()
         self.instance = None
 
@@ -184,10 +188,13 @@ class WebArenaTask:
         self.har = self.har_dir / f"task{self.task.task_id}-{stamp}.har"
         options: dict[str, Any] = {"record_har_path": str(self.har), "viewport": {"width": 1280, "height": 720}}
         options.update(self.config.logins.context_options(shared_browser(), self.instance, list(self.task.sites)))
-        headers = {**options.get("extra_http_headers", {}), **extra_headers()}
-        if headers:
-            options["extra_http_headers"] = headers
+        # Extra headers go to the task's sites only, request by request (origin_guard), never context-wide.
+        self._headers = {**options.pop("extra_http_headers", {}), **extra_headers()}
         return options
+
+    def site_policy(self) -> SitePolicy:
+        self._policy = SitePolicy(tuple(sorted({_origin(u) for u in self.urls.values()})), headers=self._headers)
+        return self._policy
 
     def setup(self, page: pw.Page, seed: int | None) -> str:
         self.answer, self._failures, self._final_url, self.ungraded = None, [], "", ""
@@ -227,6 +234,7 @@ class WebArenaTask:
                 graded = self._grade(page)
         finally:
             context.close()  # Playwright writes the HAR now
+            scrub_har(self.har, self._policy)  # before grading: only the sites' requests, no header values
             self._release()
         if self.config.grade_on_end and not live:
             graded = self._grade(None)
@@ -280,7 +288,7 @@ class WebArenaTask:
 
 
 @dataclass
-class WebArenaConfigBase(Checked):
+class WebArenaConfigBase(WebLimits):
     """What every WebArena task set's config has (configs/env/webarena*.yaml); subclasses supply tasks and a grader."""
 
     name: str = "webarena"
@@ -314,6 +322,7 @@ class WebArenaConfigBase(Checked):
             self.name += "+oracle-stop"
 
     def check(self) -> None:
+        super().check()
         name("name", self.name)
         each_one_of("sites", self.sites, SITES)
         each_one_of("urls", list(self.urls), SITES)
@@ -387,7 +396,7 @@ class WebArenaConfigBase(Checked):
     def make(self, task: str) -> WebEnv:
         if task not in self.task_names():
             raise UserError(f"unknown {self.name} task {task!r} for this config")
-        return WebEnv(WebArenaTask(self, self._by_id[int(task)], self.grader), task)
+        return WebEnv(WebArenaTask(self, self._by_id[int(task)], self.grader), task, self)
 
     def regrade(self, artifacts: Mapping[str, Any]) -> float | None:
         """Grade an episode again from its stored artifacts; None when grading its task needs the live page."""

@@ -6,7 +6,10 @@ On disk (the run's `memory/` folder), no pickles:
     embeddings.f32     row i = the float32 embedding of entry id i (raw little-endian, dim from meta.json)
 
 A write appends the embedding rows first (fsync), then the JSON lines (fsync), under a file lock. A crash can leave at
-most orphan embedding rows or one cut line at the end: loading drops and reports them, the next writer truncates them.
+most orphan embedding rows or one cut line at the end. Reading checks that record i has id i and that its row exists
+(`entries.py` checks what a record is): a torn end (a line with no newline, records whose rows are missing, bytes past
+the last record's row) is cut back to the last consistent entry, in one logged line, so the next add continues at
+the right id and row; anything else is a UserError naming the file and line.
 Each record keeps its step rewards r_t..r_T, so the discount γ is applied when the memory is opened, never stored.
 """
 
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
 import threading
 from collections.abc import Callable, Iterable, Sequence
@@ -27,10 +31,13 @@ from filelock import FileLock
 from jitrl_bench.checks import BadValue, Checked
 from jitrl_bench.errors import UserError
 from jitrl_bench.jitrl.embed import EmbedderConfig
+from jitrl_bench.jitrl.entries import checked_record, parse_line
+from jitrl_bench.jitrl.entries import read_meta as read_meta  # merge.py reads meta.json through here
 from jitrl_bench.jitrl.index import IndexConfig, VectorIndex
 from jitrl_bench.jitrl.returns import discounted_return
 
 FORMAT_VERSION = 1
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -70,7 +77,7 @@ class LoadReport:
     uncommitted: int = 0
     """Complete records of episodes the run never committed (crash between memory write and episodes.jsonl)."""
     dropped: list[str] = field(default_factory=list)
-    """One line per record that could not be recovered (cut line, bad JSON, missing embedding row)."""
+    """One line per cut: a torn last line, records whose embedding rows are missing, orphan embedding bytes."""
 
 
 class ExperienceMemory:
@@ -112,6 +119,7 @@ class ExperienceMemory:
         self._fields: dict[int, dict[str, str]] = {}
         self._next_id = 0
         self._offset = 0  # bytes of entries.jsonl already read
+        self._lines = 0  # lines of entries.jsonl already read
         if self.path is not None:
             if not read_only:
                 self.path.mkdir(parents=True, exist_ok=True)
@@ -191,8 +199,8 @@ class ExperienceMemory:
             return
         with open(self._entries_path, "rb") as f:
             for line in f:
-                record = _parse(line)
-                if record is not None and int(record["id"]) in self._action_key:
+                record = parse_line(line)
+                if record is not None and record.get("id") in self._action_key:
                     yield record
 
     def embeddings_of(self, ids: Sequence[int]) -> np.ndarray:
@@ -257,41 +265,47 @@ class ExperienceMemory:
             os.fsync(f.fileno())
 
     def _sync(self, repair: bool) -> None:
-        """Read records appended since the last read (by anyone). Must hold the file lock."""
+        """Read records appended since the last read (by anyone), cutting a torn end. Must hold the file lock."""
         path = self._entries_path
         if not path.exists():
             return
         with open(path, "rb") as f:
             f.seek(self._offset)
             data = f.read()
-        if not data:
-            return
-        complete_end = data.rfind(b"\n") + 1
-        tail = data[complete_end:]
-        if tail:
-            self.report.dropped.append(
-                f"{path}: cut record at byte {self._offset + complete_end} ({len(tail)} bytes, no newline)"
-            )
-            if repair:
-                with open(path, "r+b") as f:
-                    f.truncate(self._offset + complete_end)
-        start_line = self._offset
-        self._offset += complete_end
-        rows_on_disk = os.path.getsize(self._embeddings_path) // (self.dim * 4) if self._embeddings_path.exists() else 0
-        ids, records = [], []
-        for line in data[:complete_end].splitlines():
-            record = _parse(line)
-            if record is None or int(record.get("id", -1)) < 0 or int(record["id"]) >= rows_on_disk:
-                self.report.dropped.append(f"{path}: unreadable record near byte {start_line}: {line[:80]!r}")
+        rows = os.path.getsize(self._embeddings_path) // (self.dim * 4) if self._embeddings_path.exists() else 0
+        complete = data[: data.rfind(b"\n") + 1]
+        lines = complete.splitlines(keepends=True)
+        kept, kept_lines, ids, records = 0, 0, [], []
+        for n, line in enumerate(lines, start=self._lines + 1):
+            record = checked_record(line, path, n, self._next_id)
+            if self._next_id >= rows:
+                break  # this record's embedding row is missing, and so are those of all after it
+            kept, kept_lines, self._next_id = kept + len(line), kept_lines + 1, self._next_id + 1
+            imported = self._own_run is not None and record.get("run_id", "") != self._own_run
+            if self._committed is None or imported or self._committed(str(record["episode"])):
+                ids.append(self._next_id - 1)
+                records.append(record)
             else:
-                self._next_id = max(self._next_id, int(record["id"]) + 1)
-                imported = self._own_run is not None and record.get("run_id", "") != self._own_run
-                if self._committed is None or imported or self._committed(str(record["episode"])):
-                    ids.append(int(record["id"]))
-                    records.append(record)
-                else:
-                    self.report.uncommitted += 1
-            start_line += len(line) + 1
+                self.report.uncommitted += 1
+        self._lines += kept_lines
+        what = []
+        if kept_lines < len(lines):
+            what.append(f"{len(lines) - kept_lines} record(s) whose embedding rows are missing ({rows} rows)")
+        if len(complete) < len(data):
+            what.append(f"a cut record ({len(data) - len(complete)} bytes, no newline)")
+        self._offset += kept
+        end = self._next_id * self.dim * 4
+        size = os.path.getsize(self._embeddings_path) if self._embeddings_path.exists() else 0
+        if size > end:
+            what.append(f"{size - end} bytes of embedding rows whose records never came")
+        if what:
+            message = f"{self.path}: cut back to {self._next_id} entries, dropping " + " and ".join(what)
+            self.report.dropped.append(message)
+            log.warning("memory %s", message)
+            if repair and kept < len(data):
+                _truncate(path, self._offset)
+            if repair and size > end:
+                _truncate(self._embeddings_path, end)
         if ids:
             self._ingest(ids, records, self.embeddings_of(ids))
             self.report.loaded += len(ids)
@@ -316,31 +330,16 @@ class ExperienceMemory:
         return tuple(str(values.get(name, "")) for name in self.partition_by)
 
 
+def _truncate(path: Path, size: int) -> None:
+    with open(path, "r+b") as f:
+        f.truncate(size)
+        os.fsync(f.fileno())
+
+
 def experiences(records: Iterable[dict[str, Any]]) -> list[Experience]:
     """Records as read from entries.jsonl, back to what `add` takes (ids dropped: the store gives its own)."""
     known = {f.name for f in dataclasses.fields(Experience)}
     return [Experience(**{k: v for k, v in r.items() if k in known}) for r in records]
-
-
-def read_meta(path: Path) -> dict[str, Any]:
-    """A memory folder's meta.json; UserError naming it when it is not one."""
-    try:
-        meta = json.loads(path.read_text())
-        int(meta["dim"])
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise UserError(
-            f"{path} is not a jitrl-bench memory's meta.json ({type(e).__name__}: {e}); "
-            "point at another memory folder, or delete this folder to start the memory afresh"
-        ) from None
-    return dict(meta)
-
-
-def _parse(line: bytes) -> dict[str, Any] | None:
-    try:
-        record = json.loads(line)
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        return None
-    return record if isinstance(record, dict) and "id" in record else None
 
 
 @dataclass

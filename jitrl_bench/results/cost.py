@@ -86,12 +86,14 @@ def load_prices(source: Path | None = None, run_dir: Path | None = None) -> Pric
     from jitrl_bench.paths import CONFIG_DIR
 
     if source is None and run_dir is not None and (run_dir / "config.yaml").is_file():
-        try:
-            recorded = OmegaConf.load(run_dir / "config.yaml")
-        except Exception:  # a damaged config.yaml is reported where it matters (resume); prices fall back
-            recorded = OmegaConf.create()
-        if "prices" in recorded:
-            return _checked(instantiate_group("prices", recorded.prices))
+        from jitrl_bench.run.received import buildable, read_config
+
+        try:  # plain data: a `${oc.env:...}` in a received run's price row stays text, never the reader's secret
+            recorded = read_config(run_dir)
+        except UserError:  # a damaged config.yaml is reported where it matters (resume, report); prices fall back
+            recorded = {}
+        if isinstance(recorded.get("prices"), dict):
+            return _checked(instantiate_group("prices", buildable(recorded["prices"], "prices")))
     path = source or CONFIG_DIR / "prices" / "default.yaml"
     if not path.is_file():
         raise UserError(f"--prices {path}: no such file (copy jitrl_bench/configs/prices/default.yaml and edit it)")
@@ -155,9 +157,10 @@ def _episode_usd(row: dict[str, Any], prices: PricesConfig) -> tuple[float, str]
 
 def cost_table(episodes: pd.DataFrame, prices: PricesConfig) -> pd.DataFrame:
     """One row per (task, agent): calls and prompt/completion tokens by purpose, embeddings, time and dollars."""
-    if episodes.empty:
+    played = episodes[episodes.status != "error"] if not episodes.empty else episodes
+    if played.empty:  # nothing played (no episode yet, or every task failed): the columns, no rows
         return pd.DataFrame(columns=["task", *SHOWN])
-    ok = episode_costs(episodes[episodes.status != "error"], prices)
+    ok = episode_costs(played, prices)
     rows = []
     for (task, agent), group in ok.groupby(["task", "agent"], sort=False):
         row: dict[str, Any] = {"task": task, "agent": agent, "model": group.policy.iloc[0], "episodes": len(group)}

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 import matplotlib
 
@@ -58,7 +59,7 @@ def pareto(points: list[Point]) -> list[Point]:
     return front
 
 
-def plot_frontier(points: list[Point], axis: str, path: Path) -> None:
+def plot_frontier(points: list[Point], axis: str, path: Path | IO[bytes]) -> None:
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     front = pareto(points)
     ax.scatter([p.cost for p in points], [p.quality for p in points], s=28, color="#8aa4c8", label="agent × run")
@@ -92,7 +93,7 @@ def heatmap_grid(summary: pd.DataFrame, agent: str, beta: str, k: str) -> tuple[
     return score, count
 
 
-def plot_heatmap(score: pd.DataFrame, count: pd.DataFrame, agent: str, path: Path) -> None:
+def plot_heatmap(score: pd.DataFrame, count: pd.DataFrame, agent: str, path: Path | IO[bytes]) -> None:
     fig, ax = plt.subplots(figsize=(1.3 * len(score.columns) + 2.4, 0.8 * len(score.index) + 1.8))
     image = ax.imshow(score.to_numpy(dtype=float), cmap="viridis", aspect="auto", vmin=0)
     for i in range(len(score.index)):

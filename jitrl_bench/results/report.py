@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import importlib.resources
+import io
 import json
 import math
 import time
@@ -22,8 +23,10 @@ import pandas as pd
 from jitrl_bench.results.cost import PricesConfig, cost_table, literature_table, load_prices
 from jitrl_bench.results.frontier import frontier_points, heatmap_grid, plot_frontier, plot_heatmap, sweep_axes
 from jitrl_bench.results.tables import episodes_frame, flat_configs, labelled, run_configs, summarize, varying_keys
+from jitrl_bench.run.received import CONFIG_BYTES, check_run, read_text, write_file
 
 OBSERVATION_CHARS = 6000
+VIEWER_CANDIDATES = 3000  # candidates shown per decision at most: env.max_candidates' default (older runs had more)
 """What the viewer shows of an observation (web pages can be long); the step files keep it whole."""
 STATE_CHARS = 1500
 MAX_DECISIONS = 20000
@@ -31,7 +34,10 @@ MAX_DECISIONS = 20000
 
 
 def write_report(run_dirs: list[Path], out: Path, prices_file: Path | None = None) -> Path:
-    """Gather the runs' data, draw the frontier (and the β × k heatmap of a sweep), write `out`."""
+    """Gather the runs' data, draw the frontier (and the β × k heatmap of a sweep), write `out`. A run is data: one
+    holding a link is refused, and every file is written new and renamed into place (a planted link is replaced)."""
+    for run_dir in run_dirs:
+        check_run(run_dir)
     out.parent.mkdir(parents=True, exist_ok=True)
     prefix = "" if out.stem == "report" else f"{out.stem}-"  # results/reports/<time>.html: <time>-frontier.png
     data = gather(run_dirs, prices_file, out.parent, prefix)
@@ -41,10 +47,7 @@ def write_report(run_dirs: list[Path], out: Path, prices_file: Path | None = Non
         .replace("/*SCRIPT*/", _asset("report.js"))
         .replace("/*DATA*/", _inline_json(data))
     )
-    tmp = out.with_suffix(".tmp")
-    tmp.write_text(page, encoding="utf-8")
-    tmp.replace(out)
-    return out
+    return write_file(out, page)
 
 
 def gather(run_dirs: list[Path], prices_file: Path | None, image_dir: Path, prefix: str = "") -> dict[str, Any]:
@@ -128,7 +131,7 @@ def _step_files(run_dir: Path, episodes: pd.DataFrame) -> Iterator[tuple[tuple[s
     for row in episodes.sort_values(["task", "agent", "episode"]).to_dict("records") if not episodes.empty else []:
         path = run_dir / "steps" / safe_name(row["task"]) / safe_name(row["agent"]) / f"{row['episode']}.jsonl"
         if path.is_file():
-            steps = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+            steps = [json.loads(line) for line in read_text(path).splitlines() if line.strip()]
             yield (row["task"], row["agent"], int(row["episode"])), steps
 
 
@@ -141,11 +144,12 @@ def _decision(step: dict[str, Any]) -> dict[str, Any]:
         "reward": step["reward"],
         "score": step["score"],
         "index": d["index"],
-        "candidates": d["candidates"],
-        "z": d["z"],
-        "advantage": d.get("advantage", []),
-        "z_prime": d.get("z_prime", []),
-        "probs": d.get("probs", []),
+        "candidates": d["candidates"][:VIEWER_CANDIDATES],  # the first ones, as the env's max_candidates keeps them
+        "candidates_cut": max(len(d["candidates"]) - VIEWER_CANDIDATES, 0),
+        "z": d["z"][:VIEWER_CANDIDATES],
+        "advantage": d.get("advantage", [])[:VIEWER_CANDIDATES],
+        "z_prime": d.get("z_prime", [])[:VIEWER_CANDIDATES],
+        "probs": d.get("probs", [])[:VIEWER_CANDIDATES],
         "neighbours": d.get("neighbours", []),
         "notes": d.get("notes", {}),
         "bias_applied": d.get("bias_applied", ""),
@@ -167,16 +171,15 @@ def _memory_states(run_dir: Path, decisions: dict[str, list[dict[str, Any]]], ru
         if not path.is_file() or not ids:
             continue
         entries: dict[str, Any] = {}
-        with path.open(encoding="utf-8") as f:
-            for line in f:
-                try:
-                    entry = json.loads(line)
-                except json.JSONDecodeError:  # a line cut by a kill: memory's reader skips it too
-                    continue
-                if entry.get("id") in ids:
-                    entries[str(entry["id"])] = {"state": str(entry.get("state", ""))[:STATE_CHARS],
-                                                 "episode": entry.get("episode", ""), "step": entry.get("step"),
-                                                 "task": entry.get("task", "")}  # fmt: skip
+        for line in read_text(path).splitlines():
+            try:
+                entry = json.loads(line)
+            except json.JSONDecodeError:  # a line cut by a kill: memory's reader skips it too
+                continue
+            if isinstance(entry, dict) and entry.get("id") in ids:
+                entries[str(entry["id"])] = {"state": str(entry.get("state", ""))[:STATE_CHARS],
+                                             "episode": entry.get("episode", ""), "step": entry.get("step"),
+                                             "task": entry.get("task", "")}  # fmt: skip
         out[agent] = entries
     return out
 
@@ -185,7 +188,8 @@ def _provenance(run_dir: Path, name: str, config: Any, frame: pd.DataFrame) -> d
     meta = config.get("_meta", {}) if isinstance(config, dict) else {}
     errors = frame[frame.status == "error"] if not frame.empty else frame
     memory = config.get("memory", {}) if isinstance(config, dict) else {}
-    config_text = (run_dir / "config.yaml").read_text(encoding="utf-8") if (run_dir / "config.yaml").exists() else ""
+    config_file = run_dir / "config.yaml"
+    config_text = read_text(config_file, CONFIG_BYTES) if config_file.is_file() else ""
     return {
         "name": name,
         "path": run_dir.name,
@@ -208,20 +212,24 @@ def _images(
     images: dict[str, str] = {}
     points, axis = frontier_points(summary, cost)
     if points:
-        plot_frontier(points, axis, image_dir / f"{prefix}frontier.png")
-        images["frontier"] = _b64(image_dir / f"{prefix}frontier.png")
+        png = io.BytesIO()
+        plot_frontier(points, axis, png)
+        write_file(image_dir / f"{prefix}frontier.png", png.getvalue())
+        images["frontier"] = _b64(png.getvalue())
     grid = sweep_axes(varying)
     if grid is not None and not summary.empty:
         main = str((configs[0].get("agent") or {}).get("name", "")) if configs and isinstance(configs[0], dict) else ""
         agent = main if main in set(summary.agent) else str(summary.agent.iloc[0])
         score, count = heatmap_grid(summary, agent, *grid)
-        plot_heatmap(score, count, agent, image_dir / f"{prefix}heatmap.png")
-        images["heatmap"] = _b64(image_dir / f"{prefix}heatmap.png")
+        png = io.BytesIO()
+        plot_heatmap(score, count, agent, png)
+        write_file(image_dir / f"{prefix}heatmap.png", png.getvalue())
+        images["heatmap"] = _b64(png.getvalue())
     return images
 
 
-def _b64(path: Path) -> str:
-    return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode()
+def _b64(png: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(png).decode()
 
 
 def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:

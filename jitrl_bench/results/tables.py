@@ -11,13 +11,13 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import pandas as pd
 from matplotlib.ticker import MaxNLocator
-from omegaconf import OmegaConf
 from rich.console import Console
 from rich.table import Table
 
-from jitrl_bench.errors import UserError
 from jitrl_bench.results.cost import SHOWN, cost_table, load_prices
+from jitrl_bench.run import received
 from jitrl_bench.run.rundir import existing_run
+from jitrl_bench.terminal import cell
 
 PROTOCOL = ["env", "policy", "max_steps", "seeds"]
 SUMMARY = ["task", "agent", "episodes", "mean_score", "final5_score", "max_score", "norm_score", "success_rate", "auc"]
@@ -95,7 +95,7 @@ def write_summary(run_dir: Path, console: Console | None = None) -> pd.DataFrame
     (run_dir / "summary.md").write_text(f"{to_markdown(summary)}\n\n## Cost\n\n{to_markdown(shown)}\n")
     if not episodes.empty and (episodes.status == "ok").any():
         plot_curves(episodes[episodes.status == "ok"], run_dir / "curve.png")
-    if console is not None and not summary.empty:
+    if console is not None and not cost.empty:  # no played episode (every task failed): nothing to tabulate
         console.print(rich_table(summary, title=str(run_dir)))
         if int(cost.llm_calls.sum()) > 0:
             console.print(rich_table(shown, title="cost"))
@@ -163,12 +163,9 @@ def varying_keys(configs: list[dict[str, Any]]) -> list[str]:
 
 
 def read_config(run_dir: Path) -> Any:
-    """A run's config.yaml as plain data; UserError naming the file when it cannot be read."""
-    path = run_dir / "config.yaml"
-    try:
-        return OmegaConf.to_container(OmegaConf.load(path))
-    except Exception as e:  # yaml's and OmegaConf's errors have no common base
-        raise UserError(f"{path} is not a readable run config ({type(e).__name__}): restore it from a copy") from None
+    """A run's config.yaml as plain data, never interpolated (a received run is data); UserError naming the file
+    when it cannot be read."""
+    return received.read_config(run_dir)
 
 
 def to_markdown(frame: pd.DataFrame) -> str:
@@ -195,12 +192,12 @@ def rich_table(frame: pd.DataFrame, title: str = "") -> Table:
         constant = [c for c in frame.columns if c not in METRICS and c not in ("task", "agent")]
     caption = " · ".join(f"{HEADERS.get(c, c).replace('_', ' ')} {_fmt(frame[c].iloc[0])}" for c in constant)
     shown = frame.drop(columns=constant)
-    table = Table(title=title, caption=caption or None, show_lines=False)
-    for col in shown.columns:
+    table = Table(title=cell(title), caption=cell(caption) if caption else None, show_lines=False)
+    for col in shown.columns:  # every text from a run (names, paths) as a Text: never read as markup
         numeric = pd.api.types.is_numeric_dtype(shown[col])
-        table.add_column(HEADERS.get(str(col), str(col)), justify="right" if numeric else "left", overflow="fold")
+        table.add_column(cell(HEADERS.get(str(col), str(col))), justify="right" if numeric else "left", overflow="fold")
     for _, row in shown.iterrows():
-        table.add_row(*(_fmt(row[c]) for c in shown.columns))
+        table.add_row(*(cell(_fmt(row[c])) for c in shown.columns))
     return table
 
 

@@ -18,6 +18,7 @@ from jitrl_bench.run.episode import Played, Protocol, Task, error_record, play_e
 from jitrl_bench.run.rundir import RunDirectory
 from jitrl_bench.run.settings import RunConfig
 from jitrl_bench.run.streams import AgentShape, Unit, plan
+from jitrl_bench.terminal import say
 
 
 class EnvPool:
@@ -89,7 +90,7 @@ def run_all(
             try:
                 pools[task] = EnvPool(task, make_env)
             except UserError as e:  # a bad game file: say so, record it, and go on with the other tasks
-                console.print(f"[red]error[/red] {task}: {e}")
+                say(console, f"{task}: {e}", "error", "red")
                 for a in agents:
                     if (task, a.name, -1) not in done and (ours is None or (task, 0, a.name) in ours):
                         run_dir.commit(error_record(task, a.name, run, protocol, str(e)))
@@ -132,7 +133,7 @@ def run_all(
                         played = future.result()
                     except InfraError as e:
                         failures[(task, episode, agent)] = failures.get((task, episode, agent), 0) + 1
-                        console.print(f"[yellow]infrastructure[/yellow] {task} ep {episode} {agent}: {e}")
+                        say(console, f"{task} ep {episode} {agent}: {e}", "infrastructure", "yellow")
                         if failures[(task, episode, agent)] <= run.infra_retries:
                             pending.insert(0, (task, episode, agent))
                             continue

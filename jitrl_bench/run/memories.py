@@ -61,8 +61,8 @@ class RunMemories:
         folder = self.run_dir.path / "memory" / agent
         committed, zero_fill = self.committed.__contains__, self.spec.reward.zero_fill
         memory = self.spec.memory.open(folder, dim, gamma, embedder, committed, zero_fill, own_run=self.run_id)
-        if memory.report.dropped:
-            Console(stderr=True).print(f"memory {folder}: dropped {len(memory.report.dropped)} cut record(s)")
+        for cut in memory.report.dropped:  # a torn end, cut back: one line each (what was dropped, and where)
+            Console(stderr=True, soft_wrap=True).print(f"warning: memory {cut}", markup=False, highlight=False)
         source = self.spec.memory.load_from
         if source and self.fresh and len(memory) == 0:
             memory.import_from(source_memory(Path(source), agent, dim, embedder, gamma))

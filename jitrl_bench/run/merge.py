@@ -1,6 +1,7 @@
 """`jitrl-bench merge`: join the folders of a run's shards (`run.shard=i/n`) into one run directory.
 
-Checked first: every folder is a shard of the same run (same config hash, each shard once) and no memory stream was
+Checked first: no shard holds a link (a shard is data, perhaps from another machine: see run/received.py), every
+folder is a shard of the same run (same config hash, each shard once) and no memory stream was
 played in two of them. The merged folder is then written by the same single writer a Ray run uses, episode by
 episode in the sequential run's order (memory → notes → steps → rewards → episodes.jsonl), each shard's memory ids
 renumbered into the merged memory. A shard that is missing leaves its streams unplayed: running the same overrides
@@ -24,10 +25,12 @@ from jitrl_bench.errors import UserError
 from jitrl_bench.jitrl.memory import ExperienceMemory, read_meta
 from jitrl_bench.records import EpisodeRecord
 from jitrl_bench.run.memories import RunMemories
+from jitrl_bench.run.received import buildable, check_run, read_config, write_file
 from jitrl_bench.run.replica import Learned, Uses
 from jitrl_bench.run.rundir import CONFIG, RunDirectory, existing_run, make_writable_dir
 from jitrl_bench.run.streams import Unit, parse_shard
 from jitrl_bench.run.writer import RunWriter, Shipped
+from jitrl_bench.terminal import say
 
 OWN_FILES = {"steps", "rewards", "memory", "episodes.jsonl", CONFIG, "run.log", "summary.csv", "summary.md",
              "cost.csv", "curve.png", "report.html", "frontier.png"}  # fmt: skip
@@ -58,9 +61,7 @@ def merge(paths: list[Path], out: Path, console: Console) -> Path:
         raise UserError(f"--out {out} is not empty: merge into a new folder")
     config = shards[0].config.copy()
     config.run.shard = None
-    tmp = out / f"{CONFIG}.tmp"
-    tmp.write_text(OmegaConf.to_yaml(config))
-    tmp.replace(out / CONFIG)
+    write_file(out / CONFIG, OmegaConf.to_yaml(config))
     run_dir = RunDirectory(out)
     memories = RunMemories(spec, run_dir, set(), fresh=True, run_id=shards[0].run_id)
     agents = [spec.agent.name, *(b.name for b in spec.baselines)]
@@ -97,19 +98,19 @@ def merge(paths: list[Path], out: Path, console: Console) -> Path:
     missing = sorted(set(range(parse_shard(shards[0].shard).count)) - {parse_shard(s.shard).index for s in shards})
     if missing:
         n = parse_shard(shards[0].shard).count
-        console.print(f"[yellow]shards {', '.join(f'{i}/{n}' for i in missing)} missing[/yellow]: their streams are "
-                      f"not in {out}; the same overrides with run.dir={out} play them")  # fmt: skip
+        say(console, f"{', '.join(f'{i}/{n}' for i in missing)} missing: their streams are not in {out}; the same "
+                     f"overrides with run.dir={out} play them", "shards", "yellow")  # fmt: skip
     return out
 
 
 def read_shard(path: Path) -> ShardDir:
+    check_run(path)
     run = existing_run(path)
+    config = buildable(read_config(path), "config")  # no interpolation, only jitrl_bench's own classes
     try:
-        config = OmegaConf.load(path / CONFIG)
         str(config._meta.config_hash), str(config.run.shard)
     except Exception as e:
         raise UserError(f"{path / CONFIG} is not a jitrl-bench run config ({type(e).__name__})") from None
-    assert isinstance(config, DictConfig)
     if config.run.get("shard") is None:
         raise UserError(f"{path} is not a shard (its run.shard is null): merge joins runs made with run.shard=i/n")
     return ShardDir(path, config, run.finished(), run)
@@ -205,7 +206,7 @@ def copy_extra(shard: Path, out: Path) -> None:
     for item in shard.iterdir():
         if item.name in OWN_FILES or item.name.startswith("."):
             continue
-        if item.is_dir():
-            shutil.copytree(item, out / item.name, dirs_exist_ok=True)
+        if item.is_dir() and not item.is_symlink():  # read_shard refused links; never follow one appearing since
+            shutil.copytree(item, out / item.name, symlinks=True, dirs_exist_ok=True)
         else:
-            shutil.copy2(item, out / item.name)
+            shutil.copy2(item, out / item.name, follow_symlinks=False)

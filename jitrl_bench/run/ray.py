@@ -44,6 +44,7 @@ from jitrl_bench.run.replica import Learned, StreamMemories, Uses
 from jitrl_bench.run.rundir import first_line, safe_name
 from jitrl_bench.run.streams import AgentShape, Stream, Unit, plan
 from jitrl_bench.run.writer import InOrder, Outcome, RunWriter, Shipped
+from jitrl_bench.terminal import say
 
 OK, INFRA, TASK = "ok", "infrastructure", "task"
 """What a worker's `play` returns first: an episode, an infrastructure failure to retry, or a task that cannot run."""
@@ -181,6 +182,9 @@ def run_on_ray(spec: RunSpec, memories: RunMemories, finished: list[EpisodeRecor
     settings = spec.run.ray
     private = settings.address is None
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    if private:  # Ray turns _node_ip_address=127.0.0.1 into this machine's address, its servers then listening on
+        # every interface, unless this switch (meant for Windows/macOS) says it forms no cluster: then all bind loopback
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     if not private and "RAY_AUTH_MODE" not in os.environ and token_available():
         os.environ["RAY_AUTH_MODE"] = "token"  # a cluster this machine started uses its token; a client must say so
     import ray  # after the settings above: Ray reads them when it is imported
@@ -285,7 +289,7 @@ def _drive(ray: Any, died: type[Exception], workers: list[Worker], new_worker: C
                 kind, text, vectors = ray.get(ref)
             except died as e:  # the worker's process is gone: a fresh one replays the stream from what is committed
                 failures[unit] = failures.get(unit, 0) + 1
-                console.print(f"[yellow]worker lost[/yellow] {task} ep {episode} {agent}: {type(e).__name__}")
+                say(console, f"{task} ep {episode} {agent}: {type(e).__name__}", "worker lost", "yellow")
                 workers.remove(worker)
                 if actors.keeper is not None:  # the copies it held go back, to be reset before their next episode
                     ray.get(actors.keeper.drop.remote(worker.name))
@@ -300,7 +304,7 @@ def _drive(ray: Any, died: type[Exception], workers: list[Worker], new_worker: C
                     queue.insert(0, stream)
                 continue
             if kind == TASK:  # the task cannot run (a bad game file): one error row, on with the other tasks
-                console.print(f"[red]error[/red] {task}: {text}")
+                say(console, f"{task}: {text}", "error", "red")
                 lost = [u for u in plays[stream.key] if u[0] == task]
                 recorded = (task, -1, agent) in committed  # a resumed run has its error row already
                 for u in lost:
@@ -308,7 +312,7 @@ def _drive(ray: Any, died: type[Exception], workers: list[Worker], new_worker: C
                 plays[stream.key] = [u for u in plays[stream.key] if u[0] != task]
             elif kind == INFRA:
                 failures[unit] = failures.get(unit, 0) + 1
-                console.print(f"[yellow]infrastructure[/yellow] {task} ep {episode} {agent}: {text}")
+                say(console, f"{task} ep {episode} {agent}: {text}", "infrastructure", "yellow")
                 if failures[unit] > run.infra_retries:
                     arrived.put(unit, error(unit, text, episode))
                     plays[stream.key].pop(0)

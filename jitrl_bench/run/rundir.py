@@ -1,10 +1,13 @@
 """The run directory: its files, the order they are written in, and what a folder must hold to be a run.
 
-Commit order for one episode: memory entries (tagged with a fresh episode uid) → steps file (atomic rename) → one line
-in episodes.jsonl (fsync). episodes.jsonl is the commit log: on resume, memory entries whose uid it does not list are
-ignored, so a kill at any point loses nothing finished and counts nothing twice. A kill can cut the log's last line:
-that line never committed, so it is ignored, and the next commit removes it. Any other unreadable line is damage: it
-is named, and nothing is guessed.
+Commit order for one episode: memory entries (tagged with a fresh episode uid) → notes → steps file → rewards file
+(each written aside, synced, renamed) → one line in episodes.jsonl (synced). episodes.jsonl is the commit log: on
+resume, memory entries and notes whose uid it does not list are ignored, so a kill at any point loses nothing finished
+and counts nothing twice. A torn write can only be the log's last line: a complete record that lost only its newline
+is committed (it is counted, and its newline is restored before the next line); a cut one never committed (it is
+ignored, and removed before the next line). Either way what a resume counts is what the log keeps. The last committed
+episode's steps and rewards files are checked on resume too: one that is not whole takes its episode out of the log,
+to be played again. Any other unreadable line is damage: it is named, and nothing is guessed.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import json
 import os
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from jitrl_bench.errors import UserError
 from jitrl_bench.records import EpisodeRecord, StepRecord
@@ -28,14 +31,12 @@ class RunDirectory:
     def __init__(self, path: Path, create: bool = True) -> None:
         self.path = path
         self.episodes_path = path / EPISODES
-        self.cut_tail = False
-        """True when the log's last line was cut by a kill (it is ignored; the next commit starts a fresh line)."""
         if create:
             make_writable_dir(path, "run.dir")
 
     def finished(self) -> list[EpisodeRecord]:
-        """Episodes committed so far. A cut last line (a kill mid-write) is ignored; a bad line elsewhere is a
-        UserError naming the file and the line."""
+        """Episodes committed so far. A cut last line (a kill mid-write) is ignored; a complete last record without
+        its newline counts; a bad line elsewhere is a UserError naming the file and the line."""
         if not self.episodes_path.exists():
             return []
         try:
@@ -43,15 +44,14 @@ class RunDirectory:
         except OSError as e:
             raise UserError(f"{self.episodes_path} cannot be read: {e}") from None
         lines = data.split(b"\n")
-        self.cut_tail = bool(lines[-1].strip())  # no newline after the last record: it never finished writing
         rows = []
         for number, line in enumerate(lines, start=1):
             if not line.strip():
                 continue
             try:
-                rows.append(EpisodeRecord.from_json(line.decode()))
-            except (ValueError, TypeError, UnicodeDecodeError) as e:
-                if number == len(lines) and self.cut_tail:
+                rows.append(parse_record(line))
+            except ValueError as e:
+                if number == len(lines):  # no newline after it: a record a kill cut, never committed
                     continue
                 raise UserError(
                     f"{self.episodes_path} line {number} is not an episode record ({first_line(e)}): restore the "
@@ -59,16 +59,62 @@ class RunDirectory:
                 ) from None
         return rows
 
+    def recover(self) -> list[str]:
+        """Before a resume writes anything: the log ends with a whole line, and the last committed episode's steps
+        and rewards files are whole (a torn write the system never flushed takes the episode out of the log: it is
+        played again, its memory and notes ignored as uncommitted). Returns one line per repair."""
+        if not self.episodes_path.exists():
+            return []
+        with open(self.episodes_path, "r+b") as f:
+            mend_tail(f)
+            f.seek(0)
+            data = f.read()
+            start = data.rstrip(b"\n").rfind(b"\n") + 1
+            try:
+                last = parse_record(data[start:])
+            except ValueError:  # nothing committed yet, or damage `finished` names
+                return []
+            damaged = self.damaged(last)
+            if damaged is None:
+                return []
+            f.truncate(start)
+            f.flush()
+            os.fsync(f.fileno())
+        return [f"{damaged} is not whole: {last.task} episode {last.episode} ({last.agent}) will be played again"]
+
+    def damaged(self, record: EpisodeRecord) -> Path | None:
+        """The committed episode's steps or rewards file when it is not whole; a whole one that lost only its last
+        newline gets it back."""
+        if record.status == "error":
+            return None  # an error row has no files
+        steps = self.steps_path(record)
+        if not steps.is_file():
+            return steps
+        text = steps.read_bytes()
+        rows = text.split(b"\n")
+        if rows[-1] == b"":
+            rows.pop()
+        if len(rows) != record.steps or not all(parses(row) for row in rows):
+            return steps
+        if text and not text.endswith(b"\n"):
+            write_synced(steps, text + b"\n")
+        rewards = self.rewards_path(record)
+        if rewards.is_file():
+            kept = rewards.read_bytes()
+            if not parses(kept):
+                return rewards
+            if not kept.endswith(b"\n"):
+                write_synced(rewards, kept + b"\n")
+        return None
+
     def write_steps(self, record: EpisodeRecord, steps: list[StepRecord]) -> None:
         self.write_step_rows(record, [asdict(s) for s in steps])
 
     def write_step_rows(self, record: EpisodeRecord, rows: list[dict[str, Any]]) -> None:
-        """The episode's steps file, whole or not at all (written aside, then renamed)."""
+        """The episode's steps file, whole or not at all (written aside, synced, then renamed)."""
         path = self.steps_path(record)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
-        os.replace(tmp, path)
+        write_synced(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows).encode())
 
     def steps_path(self, record: EpisodeRecord) -> Path:
         return self.path / "steps" / safe_name(record.task) / safe_name(record.agent) / f"{record.episode}.jsonl"
@@ -82,21 +128,74 @@ class RunDirectory:
             return
         path = self.rewards_path(record)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(json.dumps({"episode_uid": record.episode_uid, **kept}, ensure_ascii=False, indent=1) + "\n")
-        os.replace(tmp, path)
+        text = json.dumps({"episode_uid": record.episode_uid, **kept}, ensure_ascii=False, indent=1) + "\n"
+        write_synced(path, text.encode())
 
     def commit(self, record: EpisodeRecord) -> None:
         with open(self.episodes_path, "a+b") as f:
-            if f.seek(0, os.SEEK_END) > 0:
-                f.seek(-1, os.SEEK_END)
-                if f.read(1) != b"\n":  # a kill cut the last record: it never committed, drop it (rare: read all)
-                    f.seek(0)
-                    f.truncate(f.read().rfind(b"\n") + 1)
+            mend_tail(f)
             f.seek(0, os.SEEK_END)
             f.write((record.to_json() + "\n").encode())
             f.flush()
             os.fsync(f.fileno())
+
+
+def mend_tail(f: BinaryIO) -> None:
+    """Make the log end with a newline the way `finished` reads it: a complete last record keeps its place and gets
+    its newline; a cut one (it never committed) is removed. Never the other way round: a record that was counted is
+    never deleted."""
+    end = f.seek(0, os.SEEK_END)
+    if end == 0:
+        return
+    f.seek(end - 1)
+    if f.read(1) == b"\n":
+        return
+    f.seek(0)
+    data = f.read()  # rare (only after a kill): read it all
+    start = data.rfind(b"\n") + 1
+    if parses_as_record(data[start:]):
+        f.seek(0, os.SEEK_END)
+        f.write(b"\n")
+    else:
+        f.truncate(start)
+    f.flush()
+    os.fsync(f.fileno())
+
+
+def parse_record(line: bytes) -> EpisodeRecord:
+    """One log line as a record; ValueError (with what is wrong) when it is not one."""
+    try:
+        return EpisodeRecord.from_json(line.decode())
+    except (ValueError, TypeError, UnicodeDecodeError) as e:
+        raise ValueError(first_line(e)) from None
+
+
+def parses_as_record(line: bytes) -> bool:
+    try:
+        parse_record(line)
+    except ValueError:
+        return False
+    return True
+
+
+def parses(text: bytes) -> bool:
+    """`text` is one whole JSON value."""
+    try:
+        json.loads(text)
+    except (ValueError, UnicodeDecodeError):
+        return False
+    return True
+
+
+def write_synced(path: Path, data: bytes) -> None:
+    """`path` holds `data` whole or keeps what it held: written aside, synced, renamed (a crash of the machine, not
+    only of the process, leaves no short file behind a committed line)."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
 
 
 def existing_run(path: Path) -> RunDirectory:

@@ -181,3 +181,25 @@ def test_env_step_values_are_data(enter_text: WebEnv, in_tmp: Path) -> None:
     assert info["last_action_error"] == ""
     assert _textbox_value(enter_text) == value
     assert not (in_tmp / "PWNED").exists()
+
+
+@pytest.mark.parametrize(
+    "inner",
+    ["-" * 1000 + "1", "-" * 3900 + "1", "(" * 1000 + "1" + ")" * 1000, "[" * 1000 + "]" * 1000, "not " * 900 + "1",
+     "1**" * 1200 + "1", "x." * 1900 + "x", "f" + "()" * 1900],
+)  # fmt: skip
+def test_an_action_nested_thousands_deep_is_rejected_not_a_recursion_error(inner: str) -> None:
+    """Mutant caught (tried): without the token bound in `python_tree`, the first two raise RecursionError (in the
+    constant reader, and inside `ast`)."""
+    with pytest.raises(ActionError):
+        parse_action(f"click({inner})")
+
+
+def test_a_lone_surrogate_in_an_action_is_replaced_and_counted() -> None:
+    """`answer('\\ud83d done')` is a lone surrogate once `ast` reads it: the parser replaces it (U+FFFD) and counts it,
+    so the answer can be written. Mutant caught (tried): `_valid` returning its value unchanged."""
+    action = parse_action("answer('\\ud83d done')")
+    assert action.message == "\ufffd done" and action.replaced == 1
+    assert parse_action(action.call) == action and parse_action(action.call).replaced == 0  # the clean call is valid
+    options = parse_action("select_option('7', ['\\udc00', 'red\\ud83d\\ude00'])")
+    assert options.args[1] == ["\ufffd", "red\U0001f600"] and options.replaced == 1

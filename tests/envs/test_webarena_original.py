@@ -266,9 +266,8 @@ def test_run_records_unjudged_episodes_as_errors_and_regrades(sites: dict[str, s
     assert (
         result.exit_code == 0 and "0 grades differ" in result.output and "0 ungraded ones now graded" in result.output
     )
-    OmegaConf.save(OmegaConf.create({"env": {**env, "judge": {"base_url": sites["judge"]}}}), run_dir / "config.yaml")
     FakeJudge.verdict = "Incorrect."  # the scripted answer "done" is not "No, it is open"
-    result = CliRunner().invoke(app, ["regrade", str(run_dir)])
+    result = CliRunner().invoke(app, ["regrade", str(run_dir), "--judge-url", sites["judge"]])  # the reader's judge
     assert result.exit_code == 0 and "1 ungraded ones now graded" in result.output, result.output
     regraded = pd.read_csv(run_dir / "regrade.csv").set_index("task")
     assert regraded.loc[44, "regraded"] == 1.0 and regraded.loc[173, "regraded"] == 0.0

@@ -236,3 +236,36 @@ def test_a_webrl_episode_on_webarena_lite_is_graded_by_lite_s_evaluator(
     assert second.startswith("Task Instruction: Check out my todos\n\nRound 0\n\n") and "Round 1" in second
     assert "** Simplified html **" not in second and second.count("<html") == 1  # only the current page is shown
     env.close()
+
+
+@pytest.mark.usefixtures("gitlab_account")
+def test_a_lone_surrogate_in_an_answer_is_committed_and_resumed(standin_sites: dict[str, str], tmp_path: Path) -> None:
+    """`exit(message="\\ud83d done")` decodes (by `ast`) to a lone surrogate, which UTF-8 cannot write: the commit
+    used to fail, and every resume with it. The parsers replace it with U+FFFD and say so; the run commits, and resumes.
+    Mutant caught (tried): without `valid_text` in webrl_grammar and envs.actions, run_all raises UnicodeEncodeError."""
+    from rich.console import Console
+
+    from jitrl_bench.envs.webarena_original import WebArenaLiteConfig
+    from jitrl_bench.run.local import run_all
+    from jitrl_bench.run.rundir import RunDirectory
+
+    cfg = WebArenaLiteConfig(tasks=[44], urls={"gitlab": standin_sites["gitlab"]}, har_dir=str(tmp_path / "har"))
+    protocol = Protocol("webarena_lite", "scripted", "r", "h")
+    run_dir = tmp_path / "run"
+    models = [ReadsThePage("To-Do List", "\\ud83d done") for _ in range(2)]
+    for model in models:  # the run, then its resume
+        run = RunConfig(episodes=1, max_steps=4, progress=False)
+        run_all(
+            RunDirectory(run_dir),
+            ["44"],
+            cfg.make,
+            [WebRLAgent(WebRLConfig(), model)],
+            run,
+            protocol,
+            Console(quiet=True),
+        )
+    assert len(models[0].prompts) == 2 and models[1].prompts == []  # the resume found the episode committed
+    (row,) = RunDirectory(run_dir).finished()
+    assert row.status == "ok" and row.artifacts["answer"] == "\ufffd done"
+    last = json.loads((run_dir / "steps" / "44" / "webrl" / "0.jsonl").read_text(encoding="utf-8").splitlines()[-1])
+    assert last["action"] == "send_msg_to_user('\ufffd done')" and last["decision"]["notes"]["replaced_surrogates"] == 1

@@ -1,10 +1,14 @@
 """Durability and concurrency of the experience memory."""
 
+import json
 import os
+import shutil
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -186,3 +190,123 @@ def test_dimension_mismatch_is_a_clear_error(tmp_path: Path) -> None:
     (tmp_path / "meta.json").write_text("{not json")
     with pytest.raises(UserError, match=r"meta\.json"):
         ExperienceMemory(tmp_path, 16, gamma=0.9)
+
+
+# ---- integrity at open: a torn end is cut back (one line), anything else is one line naming file and line ----------
+
+ROW = DIM * 4
+
+
+def written(path: Path, episodes: int = 2, steps: int = 3) -> list[np.ndarray]:
+    """A memory of `episodes` x `steps` entries; the embedding rows of each add, in id order."""
+    memory = open_memory(path)
+    rows = [vectors(steps, seed) for seed in range(episodes)]
+    for e, batch in enumerate(rows):
+        memory.add(experiences(f"e{e}", steps), batch)
+    return rows
+
+
+def consistent(path: Path, rows: np.ndarray) -> ExperienceMemory:
+    """The memory at `path` holds exactly `rows` (row i under id i), with nothing dropped, and search finds each."""
+    memory = open_memory(path)
+    assert memory.report.dropped == []
+    assert [r["id"] for r in memory.records()] == list(range(len(rows)))
+    assert os.path.getsize(path / "embeddings.f32") == len(rows) * ROW
+    np.testing.assert_array_equal(memory.embeddings_of(list(range(len(rows)))), rows)
+    for i, row in enumerate(rows):
+        top = memory.search(row, 1)[0]
+        assert top.id == i and top.similarity == pytest.approx(1.0, abs=1e-5)
+    return memory
+
+
+@pytest.mark.parametrize("size", [0, 10, ROW, 3 * ROW + 17, 5 * ROW + ROW - 1])
+def test_a_cut_embeddings_file_cuts_the_records_back_and_the_next_add_continues(tmp_path: Path, size: int) -> None:
+    """Mutant caught (tried): not truncating entries.jsonl at the cut: the next add reuses ids (0,1,2,1,2 on disk)."""
+    rows = np.concatenate(written(tmp_path))
+    with open(tmp_path / "embeddings.f32", "r+b") as f:
+        f.truncate(size)
+    reopened = open_memory(tmp_path)
+    kept = size // ROW
+    assert len(reopened) == kept == reopened.next_id
+    assert len(reopened.report.dropped) == 1 and "embedding rows are missing" in reopened.report.dropped[0]
+    more = vectors(2, 77)
+    assert reopened.add(experiences("next", 2), more) == [kept, kept + 1]
+    consistent(tmp_path, np.concatenate([rows[:kept], more]))
+
+
+def test_a_jsonl_cut_at_every_byte_of_its_last_record_is_cut_back_cleanly(tmp_path: Path) -> None:
+    """Mutants caught (tried): not truncating the torn line (the next record is glued to it); cutting no orphan
+    embedding rows, neither at open nor at add (the next entry's row would not be its id's)."""
+    source = tmp_path / "source"
+    rows = np.concatenate(written(source, episodes=1, steps=3))
+    entries = (source / "entries.jsonl").read_bytes()
+    last = entries.rstrip(b"\n").rfind(b"\n") + 1
+    more = vectors(1, 55)
+    for cut in range(last, len(entries)):
+        folder = tmp_path / f"cut{cut}"
+        shutil.copytree(source, folder)
+        with open(folder / "entries.jsonl", "r+b") as f:
+            f.truncate(cut)
+        reopened = open_memory(folder)
+        assert len(reopened) == 2 and len(reopened.report.dropped) == 1, cut
+        assert reopened.add(experiences("next", 1), more) == [2]
+        consistent(folder, np.concatenate([rows[:2], more]))
+        shutil.rmtree(folder)
+
+
+def test_a_torn_end_is_left_as_it_is_by_a_read_only_reader(tmp_path: Path) -> None:
+    written(tmp_path)
+    with open(tmp_path / "embeddings.f32", "r+b") as f:
+        f.truncate(4 * ROW + 3)
+    before = [(p.name, p.read_bytes()) for p in sorted(tmp_path.iterdir()) if p.suffix != ".lock"]
+    reader = open_memory(tmp_path, read_only=True)
+    assert len(reader) == 4 and len(reader.report.dropped) == 1
+    assert [(p.name, p.read_bytes()) for p in sorted(tmp_path.iterdir()) if p.suffix != ".lock"] == before
+
+
+@pytest.mark.parametrize(
+    ("change", "problem"),
+    [
+        (lambda r: {**r, "id": "1"}, "id '1' is not an integer"),
+        (lambda r: {**r, "id": 1.0}, "id 1.0 is not an integer"),
+        (lambda r: {**r, "id": 4}, "id 4 where 1 comes next"),
+        (lambda r: {k: v for k, v in r.items() if k != "action"}, "no action text"),
+        (lambda r: {k: v for k, v in r.items() if k != "action_key"}, "no action_key text"),
+        (lambda r: {**r, "rewards": "high"}, "rewards is not a list of numbers"),
+        (lambda r: {**r, "step": None}, "step is not an integer"),
+        (lambda r: [r], "not a JSON object"),
+    ],
+)
+def test_a_record_that_is_not_a_memory_record_is_one_line_naming_file_and_line(
+    tmp_path: Path, change: Callable[[dict[str, Any]], Any], problem: str
+) -> None:
+    """Mutant caught (tried): without `checked_record`, these raised a raw ValueError / KeyError or loaded."""
+    written(tmp_path)
+    entries = tmp_path / "entries.jsonl"
+    lines = entries.read_text().splitlines()
+    lines[1] = json.dumps(change(json.loads(lines[1])))
+    entries.write_text("\n".join(lines) + "\n")
+    for read_only in (False, True):
+        with pytest.raises(UserError) as error:
+            open_memory(tmp_path, read_only=read_only)
+        assert str(error.value).startswith(f"{entries} line 2: not a memory record ({problem})")
+        assert "\n" not in str(error.value)
+
+
+def test_ids_written_twice_are_refused(tmp_path: Path) -> None:
+    """The file the old bug wrote (ids 0,1,2,1,2) is named, not searched with duplicate ids."""
+    written(tmp_path, episodes=1)
+    entries = tmp_path / "entries.jsonl"
+    lines = entries.read_text().splitlines()
+    entries.write_text("\n".join(lines + lines[1:]) + "\n")
+    with pytest.raises(UserError, match=r"entries\.jsonl line 4: .*id 1 where 3 comes next"):
+        open_memory(tmp_path)
+
+
+@pytest.mark.parametrize("dim", [0, -16, "16", 16.5, None])
+def test_a_meta_json_without_a_positive_integer_dim_is_a_user_error(tmp_path: Path, dim: object) -> None:
+    """Mutant caught (tried): without the dim check, dim 0 raised ZeroDivisionError at open."""
+    written(tmp_path, episodes=1)
+    (tmp_path / "meta.json").write_text(json.dumps({"format": 1, "dim": dim, "embedder": "x"}))
+    with pytest.raises(UserError, match=r"meta\.json: dim must be a positive integer"):
+        ExperienceMemory(tmp_path, DIM, gamma=0.9)

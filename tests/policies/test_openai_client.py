@@ -28,10 +28,16 @@ from tests.conftest_vllm import (
 )
 
 ATOL = 1e-3
+"""vLLM's float32 scores against transformers' float32 on the same weights: two engines (vLLM's own attention kernel,
+fused ops, its float32 log-softmax) doing the same sums in other orders, so rounding alone, as tests/policies/
+tolerance.py derives it: 1e-3 nats over these candidates of at most 8 tokens is ~1,000 float32 epsilons a token, that
+file's budget. A wrong mask, position or bias moves the worst-hit candidate by over 1 nat (tolerance.py)."""
 
 
 def client(info: VLLMServerInfo, **overrides: object) -> OpenAIPolicy:
-    settings: dict[str, object] = {"base_url": info.base_url, "model": info.model, "tokenizer": info.tokenizer}
+    settings: dict[str, object] = {
+        "base_url": info.base_url, "model": info.model, "tokenizer": info.tokenizer, "api_key_env": info.api_key_env,
+    }  # fmt: skip
     return OpenAIPolicyConfig(**{**settings, **overrides}).make()  # type: ignore[arg-type]
 
 
@@ -213,6 +219,7 @@ def test_server_stopped_mid_use_then_processed_logprobs(  # keep last: it restar
             "return_tokens_as_token_ids": True,
             "logit_bias": {str(t): float(b) for t, b in zip(option_ids, sent, strict=True)},
         },
+        headers={"Authorization": f"Bearer {server.api_key}"},
         timeout=60,
     )
     top = response.json()["choices"][0]["logprobs"]["top_logprobs"][0]

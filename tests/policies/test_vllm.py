@@ -25,6 +25,10 @@ from jitrl_bench.policies.vllm import VLLMPolicyConfig, parse_choice_args
 from tests.conftest_vllm import BIAS, CANDIDATES, OBSERVATION, SYSTEM, option_reference, require_vllm_venv
 
 ATOL = 1e-3
+"""vLLM's float32 scores against transformers' float32 on the same weights: two engines (vLLM's own attention kernel,
+fused ops, its float32 log-softmax) doing the same sums in other orders, so rounding alone, as tests/policies/
+tolerance.py derives it: 1e-3 nats over these candidates of at most 8 tokens is ~1,000 float32 epsilons a token, that
+file's budget. A wrong mask, position or bias moves the worst-hit candidate by over 1 nat (tolerance.py)."""
 
 RAW = "Task Instruction: name a colour\n\nRound 0\n\nThe sky is"
 """Raw text for the completion path (no chat template)."""

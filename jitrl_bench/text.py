@@ -1,0 +1,24 @@
+"""Text that can be written: every string from a model, a page or a game is made valid Unicode where it enters.
+
+A Python string can hold a lone UTF-16 surrogate (U+D800-U+DFFF) that UTF-8 cannot encode: `answer('\\ud83d')` read
+by `ast`, a JSON reply's "\\ud83d" escape, a page's broken emoji. Such a string passes every check, then the
+episode's commit fails with UnicodeEncodeError, and so does every resume that replays it. So parsers and env
+observations pass their strings through `valid_text`, which joins a well-formed surrogate pair into its character and
+replaces a lone surrogate with U+FFFD, and says how many it replaced (the caller records that).
+"""
+
+from __future__ import annotations
+
+import re
+
+REPLACEMENT = "\ufffd"
+SURROGATE = re.compile("[\ud800-\udfff]")
+PAIR = re.compile("[\ud800-\udbff][\udc00-\udfff]")
+
+
+def valid_text(text: str) -> tuple[str, int]:
+    """`text` encodable as UTF-8 (pairs joined, lone surrogates → U+FFFD), and the number of lone ones replaced."""
+    if text.isascii() or SURROGATE.search(text) is None:
+        return text, 0
+    joined = PAIR.sub(lambda m: m.group(0).encode("utf-16-le", "surrogatepass").decode("utf-16-le"), text)
+    return SURROGATE.subn(REPLACEMENT, joined)
