@@ -68,7 +68,7 @@ def user_errors(fn: F) -> F:
             raise typer.Exit(2) from None
         except KeyboardInterrupt as e:
             what = "terminated" if isinstance(e, Terminated) else "interrupted"
-            err.print(f"{what}: finished episodes are saved; the same command (same run.dir) resumes")
+            say(err, f"{what}: finished episodes are saved; the same command (same run.dir) resumes")
             raise typer.Exit(143 if isinstance(e, Terminated) else 130) from None
         finally:
             signal.signal(signal.SIGTERM, previous)

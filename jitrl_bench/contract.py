@@ -195,6 +195,10 @@ class StepView:
     """Non-empty when the finished episode could not be graded: why."""
     html: PageText | None = None
     """Web: the page as simplified HTML (the WebRL checkpoints' observation); None elsewhere."""
+    blocked: tuple[str, ...] = ()
+    """Web: the requests the last action led to that the origin guard aborted (their URLs, as the guard saw them)."""
+    candidates_cut: int = 0
+    """How many candidates beyond `env.max_candidates` this step did not offer."""
 
     @property
     def actions(self) -> list[str]:

@@ -53,6 +53,10 @@ class StepRecord:
     decision: Decision
     observation: str = ""
     """The observation the agent acted on (what the report's decision viewer shows)."""
+    candidates_cut: int = 0
+    """Candidates of the step's page beyond `env.max_candidates`, not offered to the agent (the env counted them)."""
+    blocked_requests: list[str] = field(default_factory=list)
+    """Requests the action led to that the origin guard aborted (the guard's own list)."""
 
 
 @dataclass

@@ -17,11 +17,22 @@ REPO = Path(__file__).resolve().parents[1]
 _started: list[subprocess.Popen[str]] = []
 
 
-def start(command: list[str]) -> subprocess.Popen[str]:
+def _as_at_a_terminal() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)  # a background shell (CI) starts children with Ctrl-C ignored
+
+
+def start(command: list[str], ctrl_c: bool = False) -> subprocess.Popen[str]:
     """In a session of its own: afterwards, every process it started can be found by the session id. A session of its
-    own also escapes the signal that stops the suite, so the suite kills what is left of it when it exits."""
+    own also escapes the signal that stops the suite, so the suite kills what is left of it when it exits.
+    `ctrl_c`: SIGINT acts as at a terminal even where the suite itself runs with it ignored."""
     proc = subprocess.Popen(
-        command, cwd=REPO, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True
+        command,
+        cwd=REPO,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+        preexec_fn=_as_at_a_terminal if ctrl_c else None,
     )
     _started.append(proc)
     return proc

@@ -79,7 +79,7 @@ def stopped(run_dir: Path, when: str, sig: signal.Signals) -> tuple[int, str, in
     and the next is being played (`episode`): exit code, stderr, episodes committed."""
     command = [sys.executable, "-m", "jitrl_bench", "run", "run.progress=false", "run.episodes=3", "run.max_steps=3",
                f"run.dir={run_dir}"]  # fmt: skip
-    proc = start(command)
+    proc = start(command, ctrl_c=True)
     deadline = time.monotonic() + 600
     if when == "load":  # config.yaml is written before the policy loads (experiment.execute's order)
         while not (run_dir / "config.yaml").exists() and time.monotonic() < deadline and proc.poll() is None:
@@ -109,3 +109,14 @@ def test_sigterm_exits_143_in_one_line_and_keeps_finished_episodes(tmp_path: Pat
     ], err
     assert (committed > 0) == (when == "episode")
     assert all(row["status"] == "ok" for row in rows_of(tmp_path / "r"))
+
+
+def test_ctrl_c_mid_episode_exits_130_in_one_line_and_keeps_finished_episodes(tmp_path: Path) -> None:
+    """Ctrl-C (SIGINT, as at a terminal) once an episode is committed. Mutant: `user_errors` not catching
+    KeyboardInterrupt (a traceback and exit 1)."""
+    code, err, committed = stopped(tmp_path / "r", "episode", signal.SIGINT)
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 130 and lines == [
+        "interrupted: finished episodes are saved; the same command (same run.dir) resumes"
+    ]
+    assert committed > 0 and all(row["status"] == "ok" for row in rows_of(tmp_path / "r"))

@@ -381,6 +381,7 @@ class WebEnv(gym.Env[str, str]):
         won = self._done and self._score > 0
         info = self.task.episode_info()
         offered = offer(view, self._goal, self.task.extra_candidates, self.limits.max_candidates)
+        blocked = self._guard.take_blocked() if self._guard is not None else []
         self._step_view = StepView(
             task=self.task_id,
             observation=text,
@@ -400,12 +401,14 @@ class WebEnv(gym.Env[str, str]):
             artifacts=info.artifacts,
             ungraded=info.ungraded,
             html=view.html,
+            blocked=tuple(blocked),
+            candidates_cut=offered.cut,
         )
         extra = {
             "last_action_error": error,
             "messages": list(self._messages),
             "instruction": self.task.instruction,
-            "blocked_requests": self._guard.take_blocked() if self._guard is not None else [],
+            "blocked_requests": blocked,
             "candidates_cut": offered.cut,
         }
         return text, {**self._step_view.info(), **extra}

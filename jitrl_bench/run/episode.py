@@ -104,12 +104,16 @@ def play_episode(
         ledger.merge(decision.usage_by_purpose or {ACTING: decision.usage})
         chosen = view.candidates[decision.index] if decision.index < len(view.candidates) else None
         label = chosen.label if chosen is not None and chosen.action == decision.action else decision.action
-        before = view.observation
+        before, cut = view.observation, view.candidates_cut
         with spent(ENV):
             observation, reward, terminated, _, _ = task.env.step(decision.action)
             view = checked(task.env.view())
         traces.append(StepTrace(before, decision.action, float(reward)))
-        steps.append(StepRecord(t, sha1(observation), decision.action, float(reward), view.score, decision, before))
+        steps.append(
+            StepRecord(
+                t, sha1(observation), decision.action, float(reward), view.score, decision, before, cut, [*view.blocked]
+            )
+        )
         ctx.history.append(Turn(decision.action, label, observation))
         if terminated:
             break

@@ -92,6 +92,8 @@ def sites() -> Iterator[tuple[type[Site], str, type[Site], str]]:
             "/popup": f"<html><body><script>location.href = '{b}/popped'</script></body></html>",
             "/spin": f"<html><head><title>Spin</title></head><body><button>Wait</button>{SPIN}</body></html>",
             "/many": f"<html><head><title>Many</title></head><body>{many}</body></html>",
+            "/leaky": f"<html><head><title>Leaky</title></head><body>{many}<script>"
+            f"setInterval(() => fetch('{b}/polled').catch(() => null), 50)</script></body></html>",
         }
     )
     yield a_handler, a, b_handler, b
@@ -254,3 +256,28 @@ def test_cli_run_records_the_stuck_episode_as_an_error_and_goes_on(
     assert sorted(r["status"] for r in rows) == ["error", "ok"], err[-2000:]
     (error,) = [r for r in rows if r["status"] == "error"]
     assert "timed out after 5 s" in error["error"]
+
+
+@pytest.mark.slow  # a CLI process, like the test above
+def test_cli_run_records_blocked_requests_and_cut_candidates_in_its_steps(
+    sites: tuple[type[Site], str, type[Site], str], tmp_path: Path
+) -> None:
+    """`jitrl-bench run` on a page of 500 buttons that polls another origin every 50 ms: every step in steps.jsonl
+    names the guard's blocked requests and the candidates cut by `env.max_candidates`, and site B hears nothing.
+    Mutants: the episode loop not copying `view.blocked` / `view.candidates_cut` into the step record (empty lists,
+    zeros); a guard that lets the poll through (B's hits)."""
+    _, a, b_site, b = sites
+    run_dir = tmp_path / "run"
+    command = [sys.executable, "-m", "jitrl_bench", "run", "env=webarena_verified", "env.tasks=[44]",
+               f"env.urls.gitlab={a}/leaky", "env.login=none", "env.max_candidates=10", "policy=uniform",
+               "agent=static", "run.episodes=1", "run.max_steps=2", "run.progress=false",
+               f"run.dir={run_dir}"]  # fmt: skip
+    proc = subprocess.run(command, capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    (steps_file,) = (run_dir / "steps").rglob("*.jsonl")
+    steps = [json.loads(line) for line in steps_file.read_text().splitlines()]
+    assert steps
+    for step in steps:
+        assert step["candidates_cut"] >= 490, step["candidates_cut"]
+        assert step["blocked_requests"] and all(u.startswith(f"{b}/polled") for u in step["blocked_requests"])
+    assert b_site.hits == []
