@@ -2,7 +2,7 @@
 episode, the LLM induces reusable workflows from the successful episodes so far (within a site, or a task), and the
 latest induced workflows are appended to the system text of every later episode. Success is the env's own signal or
 an LLM judge (`success: judge`, the method's web protocol). One induction call per success, plus one judge call per
-episode when judging (BASELINES.md §3).
+episode when judging (docs/baselines.md §3).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Full history: the task's earlier episodes in context, the oldest cut first to a token budget.
 
 Long-context in-context learning, which 2026 studies of agent memory find "highly competitive" with memory systems
-(EvoMemBench, CL-Bench; BASELINES.md §4). Each finished episode is kept as a transcript (actions, rewards, what
+(EvoMemBench, CL-Bench; docs/baselines.md §4). Each finished episode is kept as a transcript (actions, rewards, what
 followed, the outcome); an episode's prompt shows as many of the latest ones as fit. No extra LLM call.
 """
 

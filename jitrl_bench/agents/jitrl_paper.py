@@ -1,4 +1,4 @@
-"""JitRL as the authors' reference code decides, rule by rule (facts: shared notes, JITRL.md):
+"""JitRL as the authors' reference code decides, rule by rule (facts: docs/method.md):
 
     p   = π_θ(a|s) over the candidates (probabilities, not logits)
     N   = neighbours of s: embedding recall, then the lexical re-rank

@@ -1,7 +1,7 @@
 """Prompt Update: the paper's channel ablation (JitRL Table 8). The same memory, query, k and threshold as JitRL
 retrieve the same neighbours of the current state, which are written into the prompt (state, action, return,
 similarity) instead of shifting the logits; the LLM's own choice is taken, with no advantage. Its memory is written
-exactly as JitRL's. No extra LLM call (BASELINES.md §1: the paper's prompt text is not released; this one is ours).
+exactly as JitRL's. No extra LLM call (docs/baselines.md §1: the paper's prompt text is not released; this one is ours).
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@ says whether it succeeded, and the LLM distils up to 3 memory items (title, when
 content, no task-specific strings) from the success or the failure. Before an episode, the item set whose task is
 most similar to the current one (cosine of embedded goals, top 1) is placed in the system text. The current task's
 own items are excluded by default (the method's self-retrieval on repeats is its known flaw). One induction call per
-episode, plus one judge call when judging (BASELINES.md §4).
+episode, plus one judge call when judging (docs/baselines.md §4).
 """
 
 from __future__ import annotations

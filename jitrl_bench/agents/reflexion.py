@@ -1,6 +1,6 @@
 """Reflexion (Shinn et al., 2023; noahshinn/reflexion, alfworld_runs): after each failed episode the LLM diagnoses
 what went wrong and writes a short new plan; the last 3 reflections of the task are shown, as "Trial i:" entries,
-before the task in every later episode. One extra LLM call per failed episode (BASELINES.md §2).
+before the task in every later episode. One extra LLM call per failed episode (docs/baselines.md §2).
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """The page as WebRL's checkpoints were trained to read it: VisualAgentBench's simplified HTML, built by a read-only
-script in the page (`js/simplified_html.js`; the rules are restated from that pipeline, see BASELINES.md §6).
+script in the page (`js/simplified_html.js`; the rules are restated from that pipeline, WebRL's observation pipeline).
 
 Its element numbers are its own (0, 1, 2... over the innermost clickable elements on screen, in document order,
 renewed every step), so the view carries them with the env's BrowserGym id of each: an action on element "N" runs

@@ -1,7 +1,7 @@
 """The paper's LLM step evaluator: after an episode ends, an LLM reads the whole trajectory and its outcome and scores
 every step (Jericho −10..10, web −3..3); memory stores those scores as the step rewards.
 
-Facts of the reference code this follows (shared notes, JITRL.md): one call per finished episode; the outcome
+Facts of the reference code this follows (docs/method.md): one call per finished episode; the outcome
 (success or failure, the final score) heads the prompt; each step shows its state, action and env reward; a failed
 episode's last env reward is set to −10; steps the model leaves out score 0; when the model cannot be parsed the env
 rewards stand in. In its Jericho code a stored reward is the LLM's score, or the env reward where the LLM gave 0
