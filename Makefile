@@ -5,10 +5,11 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.setup-stamp
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
-# The project's tests and CI find the Jericho suite beside the repository; users set their own or run `games download`.
-export JITRL_BENCH_GAMES ?= $(abspath ../shared/jericho-games)
+# The Jericho files the tests play: ../shared/jericho-games beside the clone (CI), else fetched once into the cache.
+SHARED_GAMES := $(abspath ../shared/jericho-games)
+export JITRL_BENCH_GAMES ?= $(if $(wildcard $(SHARED_GAMES)),$(SHARED_GAMES),$(HOME)/.cache/jitrl-bench/jericho-games)
 
-.PHONY: setup setup-vllm lock demo test test-fast lint format bench clean
+.PHONY: setup setup-vllm games lock demo test test-fast lint format bench clean
 
 setup: $(STAMP)
 
@@ -28,10 +29,18 @@ lock:
 demo: setup
 	$(BIN)/jitrl-bench run experiment=demo
 
-test: setup setup-vllm
+# The game files the suite needs, verified; fetched with `games download` when absent (that needs the network).
+games: setup
+	@$(BIN)/jitrl-bench games verify >/dev/null 2>&1 || { \
+	  echo "fetching the Jericho game files into $$JITRL_BENCH_GAMES (jitrl-bench games download)"; \
+	  $(BIN)/jitrl-bench games download >$(VENV)/games-download.log 2>&1 || { \
+	    echo "no Jericho game files: the download failed (see $(VENV)/games-download.log); put them in" \
+	      "../shared/jericho-games or set JITRL_BENCH_GAMES to a folder holding them" >&2; exit 1; }; }
+
+test: setup setup-vllm games
 	$(BIN)/pytest -q --durations=25 tests
 
-test-fast: setup
+test-fast: setup games
 	$(BIN)/pytest -q -m "not slow" tests
 
 lint: setup

@@ -9,9 +9,13 @@ import os
 import signal
 import subprocess
 import time
+import uuid
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+TAG_VARIABLE = "JITRL_BENCH_TEST_SUITE"
+SUITE_TAG = f"{os.getpid()}-{uuid.uuid4().hex}"
+os.environ[TAG_VARIABLE] = SUITE_TAG  # inherited by everything the suite starts, directly or through a server or Ray
 
 
 _started: list[subprocess.Popen[str]] = []
@@ -40,11 +44,15 @@ def start(command: list[str], ctrl_c: bool = False) -> subprocess.Popen[str]:
 
 @atexit.register
 def _kill_leftovers() -> None:
-    """The sessions of commands a stopped test left running (their servers and workers are in the same session)."""
+    """What a stopped test left running: the sessions of the commands it started, then any process still carrying the
+    suite's tag (a vLLM server runs in a session of its own, so a killed command's server is not in its session)."""
     for proc in _started:
         if proc.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
+    for pid in suite_processes("") - {os.getpid()}:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
 
 
 def rows_of(run_dir: Path) -> list[dict]:
@@ -66,10 +74,44 @@ def session_processes(sid: int) -> list[str]:
     return found
 
 
-def vllm_servers() -> set[str]:
-    """vLLM servers alive now (a server runs in a session of its own, so it is found by its command line)."""
-    found = subprocess.run(["pgrep", "-f", "vllm.entrypoints.openai.api_server"], capture_output=True, text=True)
-    return set(found.stdout.split())
+def processes_with(env_entry: str, marker: str = "") -> set[int]:
+    """Live processes whose environment holds `env_entry` ("NAME=value") and whose command line contains `marker`."""
+    found = set()
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            if marker.encode() not in (proc / "cmdline").read_bytes():
+                continue
+            if env_entry.encode() + b"\0" not in (proc / "environ").read_bytes() + b"\0":
+                continue
+            if (proc / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
+                found.add(int(proc.name))
+        except OSError:  # gone meanwhile, or not ours to read
+            continue
+    return found
+
+
+def suite_processes(marker: str) -> set[int]:
+    """Live processes this suite started (they inherit its tag), whose command line contains `marker`.
+
+    Leftover checks look only here, never machine-wide: a benchmark or another suite running beside this one has its
+    own servers and Ray workers, and must neither fail these tests nor be counted as theirs."""
+    return processes_with(f"{TAG_VARIABLE}={SUITE_TAG}", marker)
+
+
+def stop_processes(env_entry: str, grace_s: float = 10.0) -> None:
+    """SIGTERM every process holding `env_entry`, then SIGKILL what is left after `grace_s` (e.g. one Ray head's)."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in processes_with(env_entry):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+        deadline = time.monotonic() + grace_s
+        while processes_with(env_entry) and time.monotonic() < deadline:
+            time.sleep(0.2)
+
+
+def vllm_servers() -> set[int]:
+    """vLLM servers this suite started that are alive now (a server runs in a session of its own)."""
+    return suite_processes("vllm.entrypoints.openai.api_server")
 
 
 def terminate_after_first_episode(proc: subprocess.Popen[str], run_dir: Path, timeout_s: float = 600) -> str:

@@ -1,4 +1,4 @@
-"""Shared fixtures for the env tests: an isolated cache, the Jericho game folder, one generated TextWorld game."""
+"""Shared fixtures for the env tests: a fresh cache, the Jericho game folder, one generated TextWorld game."""
 
 from __future__ import annotations
 
@@ -15,15 +15,12 @@ GAMES = Path(os.environ.get("JITRL_BENCH_GAMES") or REPO / ".." / "shared" / "je
 NO_GAMES = "Jericho game files not found: put them in ../shared/jericho-games or set $JITRL_BENCH_GAMES"
 
 
-@pytest.fixture(scope="session", autouse=True)
-def isolated_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """Generated games go to a fresh cache, and Jericho configs find the game folder through the env variable."""
-    cache = tmp_path_factory.mktemp("cache")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("JITRL_BENCH_CACHE", str(cache))
-        if GAMES.is_dir():
-            patch.setenv("JITRL_BENCH_GAMES", str(GAMES))
-        yield cache
+@pytest.fixture
+def isolated_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh, empty cache for a test about making what the cache holds from nothing (the suite shares a kept one)."""
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("JITRL_BENCH_CACHE", str(cache))
+    return cache
 
 
 @pytest.fixture
@@ -34,8 +31,8 @@ def games_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
-def tw_simple(isolated_cache: Path) -> Path:
-    """tw-simple seed 7, generated once per session into the isolated cache."""
+def tw_simple() -> Path:
+    """tw-simple seed 7, generated into the suite's cache (once, then kept)."""
     return make_game("simple", 7)
 
 

@@ -89,3 +89,31 @@ def test_env_used_from_several_threads() -> None:
             _, info = pool.submit(env.reset, seed=seed).result()
             pool.submit(env.step, info["candidates"][0]).result()
     env.close()
+
+
+LATE_BUTTON = """<html><head><title>Late</title></head><body>
+<button id="b" disabled onclick="this.textContent='clicked'">Go</button>
+<script>setTimeout(() => document.getElementById('b').disabled = false, 1000)</script>
+</body></html>"""
+
+
+def test_element_actions_wait_longer_than_browsergyms_500_ms() -> None:
+    """A button enabled 1 s after the page loads (as a busy machine renders a real page late) is clicked, not an error.
+
+    Mutant: `ACTION_SET` without `element_timeout` (BrowserGym's own 500 ms) fails with a TimeoutError."""
+    from jitrl_bench.envs.actions import parse_action
+    from jitrl_bench.envs.browser import ACTION_SET, ELEMENT_TIMEOUT_MS, run_action
+
+    assert "timeout=500)" not in ACTION_SET.python_includes and ELEMENT_TIMEOUT_MS >= 1500
+
+    def click_late() -> tuple[str, str]:
+        context = shared_browser().new_context()
+        page = context.new_page()
+        page.set_content(LATE_BUTTON)
+        (button,) = [e for e in observe(page).elements if e.role == "button"]
+        result = run_action(page, parse_action(f"click({button.bid!r})"))
+        text = page.inner_text("#b")
+        context.close()
+        return result.error, text
+
+    assert on_browser_thread(click_late) == ("", "clicked")

@@ -75,15 +75,27 @@ def test_renamed_rom_has_bad_md5(games_dir: Path, tmp_path: Path) -> None:
 
 
 @pytest.mark.jericho
-def test_verify_shared_folder(games_dir: Path) -> None:
-    rows = games.verify(games_dir)
-    by_status: dict[str, list[str]] = {}
-    for row in rows:
-        by_status.setdefault(row.status, []).append(row.file)
-    assert len(by_status["ok"]) == 56
-    assert by_status["missing"] == ["sherbet.z5"]  # in Jericho's table, not in the shared suite
-    assert by_status["unknown"] == ["lgop.z3"]  # in the suite, not in Jericho's table
-    assert set(by_status) == {"ok", "missing", "unknown"}
+def test_verify_the_game_folder(games_dir: Path, tmp_path: Path) -> None:
+    """Whatever folder the suite was given: each supported file there is ok, each absent one missing, the rest unknown.
+    Then a folder made here, whose contents are known, gives exactly the rows it must (mutant: verify reporting a
+    present but renamed game as ok fails the second half)."""
+    present = {p.name for p in games_dir.iterdir() if p.is_file() and p.name != "MD5SUMS"}
+    table = {rom for rom, _ in games.supported_games().values()}
+    status = {row.file: row.status for row in games.verify(games_dir)}
+    assert status == {f: "ok" for f in present & table} | {f: "missing" for f in table - present} | {
+        f: "unknown" for f in present - table
+    }
+    assert present & table, "no supported game in the folder"
+    for name in ("zork1.z5", "detective.z5"):
+        (tmp_path / name).write_bytes((games_dir / name).read_bytes())
+    (tmp_path / "mine.z5").write_bytes((games_dir / "zork1.z5").read_bytes())  # a supported game under another name
+    mine = {row.file: row.status for row in games.verify(tmp_path)}
+    assert {f: s for f, s in mine.items() if s != "missing"} == {
+        "zork1.z5": "ok",
+        "detective.z5": "ok",
+        "mine.z5": "unknown",
+    }
+    assert sorted(f for f, s in mine.items() if s == "missing") == sorted(table - {"zork1.z5", "detective.z5"})
 
 
 @pytest.fixture

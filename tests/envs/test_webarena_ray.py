@@ -5,7 +5,6 @@ reset once for the run, as a local run with `run.concurrency` leases it across t
 from __future__ import annotations
 
 import json
-import subprocess
 from datetime import datetime, timedelta
 from itertools import combinations
 from pathlib import Path
@@ -15,6 +14,7 @@ from typer.testing import CliRunner
 
 from jitrl_bench.cli import app
 from tests.envs.web_support import require_browser
+from tests.processes import suite_processes
 
 pytest.importorskip("webarena_verified", reason="needs the web extra: make setup")
 pytest.importorskip("ray", reason="needs the cluster extra: make setup")
@@ -62,4 +62,4 @@ def test_two_ray_workers_lease_one_copy_of_the_sites_in_turn(tmp_path: Path) -> 
     spans = sorted(span(Path(r["artifacts"]["har"])) for r in rows)
     for (_, end), (start, _) in combinations(spans, 2):
         assert end <= start, "two episodes used the one copy of the sites at once"
-    assert subprocess.run(["pgrep", "-f", "ray::StreamWorker"], capture_output=True).stdout == b""
+    assert suite_processes("ray::StreamWorker") == set()
