@@ -16,6 +16,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,7 @@ import pytest
 from typer.testing import CliRunner
 
 from jitrl_bench.cli import app
-from tests.processes import REPO, rows_of
+from tests.processes import REPO, rows_of, stop_processes, suite_processes
 
 pytestmark = pytest.mark.slow
 
@@ -45,8 +46,7 @@ def start(*args: str) -> subprocess.Popen[str]:
 
 def workers() -> list[int]:
     """Live Ray actor processes playing streams (Ray names them after the actor class)."""
-    found = subprocess.run(["pgrep", "-f", "ray::StreamWorker"], capture_output=True, text=True).stdout.split()
-    return [int(pid) for pid in found]
+    return sorted(suite_processes("ray::StreamWorker"))
 
 
 def no_workers_left() -> None:
@@ -86,12 +86,13 @@ def cluster() -> Any:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+    head = uuid.uuid4().hex  # this head's processes, and only they, carry it in their environment
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "JITRL_BENCH_TEST_RAY_HEAD": head}
     subprocess.run([RAY, "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}", "--num-cpus=4",
                     "--include-dashboard=false", "--disable-usage-stats"],
                    check=True, capture_output=True, env=env, timeout=120)  # fmt: skip
     yield f"127.0.0.1:{port}"
-    subprocess.run([RAY, "stop", "--force"], capture_output=True, env=env, timeout=120)
+    stop_processes(f"JITRL_BENCH_TEST_RAY_HEAD={head}")  # `ray stop --force` would stop every Ray on the machine
 
 
 @pytest.fixture(scope="module")
