@@ -283,9 +283,27 @@ def test_bench_scale_times_the_local_run_and_ray_workers_on_the_same_episodes(tm
     out = tmp_path / "scale.csv"
     done = jitrl_bench("bench", "scale", "--episodes", "1", "--steps", "3", "--workers", "1", "--out", str(out))
     assert done.returncode == 0, done.stderr
-    local, ray, one, stream, service = csv.DictReader(out.read_text().splitlines())
+    check_scale_rows(list(csv.DictReader(out.read_text().splitlines())))
+
+
+def check_scale_rows(rows: list[dict[str, str]]) -> None:
+    """What the bench measured, row by row: every variant committed the same 8 episodes (4 games × 2 agents) and
+    steps, its rate is its episodes over its own wall time, and its speedup is its rate over the local row's of the
+    same memory (1 for the local rows by definition), within the CSV's rounding. Mutants caught (tried): a speedup
+    computed against the row itself (`rate / rate` in bench/scale.py: Ray's start-up keeps its wall far from the local
+    one's), and a rate per second (`count / wall`)."""
+    local, ray, one, stream, service = rows
     assert (local["variant"], ray["variant"], ray["workers"]) == ("local", "ray, 1 worker", "1")
-    assert local["episodes"] == ray["episodes"] == "8" and ray["same_results"] == "True"  # 4 games × 2 agents
-    assert float(ray["episodes_per_min"]) > 0 and float(local["speedup"]) == 1.0
     assert [r["memory"] for r in (one, stream, service)] == ["one: local", "one: stream", "one: service"]
-    assert one["speedup"] == "1.0" and stream["same_results"] == "True" and service["episodes"] == "8"
+    assert all(r["episodes"] == "8" for r in rows)
+    assert ray["same_results"] == stream["same_results"] == "True"
+    assert 8 <= int(local["steps"]) <= 8 * 3 and ray["steps"] == local["steps"] and stream["steps"] == one["steps"]
+    half = 0.05  # wall_s and episodes_per_min are rounded to 0.1, speedup to 0.01
+    for row in rows:
+        wall, rate = float(row["wall_s"]), float(row["episodes_per_min"])
+        assert 60 * 8 / (wall + half) - half <= rate <= 60 * 8 / (wall - half) + half, row
+    for row, reference in ((local, local), (ray, local), (one, one), (stream, one), (service, one)):
+        ours, theirs = float(row["wall_s"]), float(reference["wall_s"])  # same episodes: rates are 1 / wall
+        low, high = (theirs - half) / (ours + half), (theirs + half) / (ours - half)
+        assert low - 0.005 <= float(row["speedup"]) <= high + 0.005, (row, reference)
+    assert local["speedup"] == one["speedup"] == "1.0"

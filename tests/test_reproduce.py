@@ -54,9 +54,26 @@ def check_run(run_dir: Path) -> pd.DataFrame:
         for agent in ("jitrl_paper", "jitrl", "static")
     }
     assert len({d["prompt_sha1"] for d in first.values()}) == 1  # the same prompt for every agent
-    for d in first.values():
-        assert d["proposal_fallback"] or d["notes"]["proposed"]  # proposals used, or the fallback says why
+    check_proposals_used(run_dir, rows)
+    assert (zork1["proposal fallbacks"] == 0).all()
     return table
+
+
+def check_proposals_used(run_dir: Path, rows: list[dict[str, object]]) -> None:
+    """Every step of every agent acts on the LLM's proposals, never on the env's list: the reply's JSON is kept by
+    lm-format-enforcer (it always parses) and `agent.propose.outside=keep` on Jericho's free-text commands keeps
+    every proposed action, so a fallback could only come from a reply cut by the token budget, which this run does
+    not reach. Mutant caught (tried): `propose` in agents/propose.py returning NoProposal after `match` (the env's
+    candidates stand in with a reason) fails here, as the old `proposal_fallback or proposed` did not."""
+    for row in rows:
+        assert row["proposal_fallbacks"] == 0, row
+        lines = (run_dir / "steps" / "zork1" / str(row["agent"]) / "0.jsonl").read_text().splitlines()
+        assert len(lines) == row["steps"]
+        for line in lines:
+            d = json.loads(line)["decision"]
+            assert d["proposal_fallback"] == "", d["proposal_fallback"]
+            assert d["notes"]["proposed"] and d["candidates"] == d["notes"]["proposed"]  # acted on the proposals
+            assert d["notes"]["dropped"] == [] and len(d["notes"]["p"]) == len(d["candidates"])
 
 
 def test_paper_jericho_smoke_on_the_embedded_model(tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ bad value that slipped past validation fails the test instead of loading somethi
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import re
@@ -165,6 +166,72 @@ KNOBS = [
     ("env=webarena env.login=sso", r"env\.login=sso: choose one of ui, header, none"),
     ("env=webarena env.reset=always", r"env\.reset=always: choose one of none, run, task"),
     ("env=webarena env.judge.timeout_s=0", r"env\.judge\.timeout_s=0(\.0)?: must be >= 0\.1"),
+    # the same key, checked by another class (full key paths: a row per class that checks it)
+    ("agent=jitrl_paper agent.beta=0", r"agent\.beta=0(\.0)?: must be > 0"),
+    ("agent=jitrl_paper agent.k=0", r"agent\.k=0: must be >= 1"),
+    ("agent=jitrl_paper agent.gamma=2", r"agent\.gamma=2(\.0)?: must be in \[0, 1\]"),
+    ("agent=jitrl_paper agent.threshold=-2", r"agent\.threshold=-2(\.0)?: must be in \[-1, 1\]"),
+    ("agent=jitrl_paper agent.name=a/b", r"agent\.name=a/b: use letters"),
+    ("agent=jitrl_paper agent.paper.alpha=-1", r"agent\.paper\.alpha=-1(\.0)?: must be >= 0"),
+    ("agent=jitrl_paper agent.paper.w_start=-1", r"agent\.paper\.w_start=-1(\.0)?: must be >= 0"),
+    ("agent=jitrl_paper agent.paper.w_end=-1", r"agent\.paper\.w_end=-1(\.0)?: must be >= 0"),
+    ("agent=jitrl_paper agent.lexical.recall=0", r"agent\.lexical\.recall=0: must be >= 1"),
+    ("agent=jitrl_paper agent.lexical.unigram_weight=-1", r"agent\.lexical\.unigram_weight=-1(\.0)?: must be >= 0"),
+    ("agent=jitrl_paper agent.lexical.ngram_weight=-1", r"agent\.lexical\.ngram_weight=-1(\.0)?: must be >= 0"),
+    ("agent=jitrl_paper agent.lexical.threshold_start=2", r"agent\.lexical\.threshold_start=2(\.0)?: must be in"),
+    ("agent=jitrl_paper agent.lexical.threshold_end=2", r"agent\.lexical\.threshold_end=2(\.0)?: must be in"),
+    ("agent=jitrl_paper agent.lexical.decay_steps=-1", r"agent\.lexical\.decay_steps=-1: must be >= "),
+    ("agent=prompt_update agent.k=0", r"agent\.k=0: must be >= 1"),
+    ("agent=prompt_update agent.gamma=2", r"agent\.gamma=2(\.0)?: must be in \[0, 1\]"),
+    ("agent=prompt_update agent.threshold=2", r"agent\.threshold=2(\.0)?: must be in \[-1, 1\]"),
+    ("agent=reflexion agent.name=a/b", r"agent\.name=a/b: use letters"),
+    ("agent=reflexion agent.max_new_tokens=0", r"agent\.max_new_tokens=0: must be >= "),
+    ("agent=webrl agent.name=a/b", r"agent\.name=a/b: use letters"),
+    ("agent=webrl agent.max_new_tokens=0", r"agent\.max_new_tokens=0: must be >= "),
+    ("agent=static agent.name=a/b", r"agent\.name=a/b: use letters"),
+    ("agent.propose.max_new_tokens=0", r"agent\.propose\.max_new_tokens=0: must be >= "),
+    ("agent.summary.max_new_tokens=0", r"agent\.summary\.max_new_tokens=0: must be >= "),
+    ("env.name=a/b", r"env\.name=a/b: use letters"),
+    ("env.goal=vague", r"env\.goal=vague: choose one of detailed, brief, none"),
+    ("env.nb_objects=-1", r"env\.nb_objects=-1: must be >= "),
+    ("env.quest_length=0", r"env\.quest_length=0: must be >= 1"),
+    ("env=jericho env.name=a/b", r"env\.name=a/b: use letters"),
+    ("env=jericho env.game=[]", r"env\.game=\[\]: give at least one"),
+    ("env=miniwob env.name=a/b", r"env\.name=a/b: use letters"),
+    ("env=webarena_verified env.name=a/b", r"env\.name=a/b: use letters"),
+    ("env=webarena_verified env.sites=[moon]", r"env\.sites=moon: each must be one of "),
+    ("env=webarena_verified +env.urls.moon=http://x", r"env\.urls=moon: each must be one of "),
+    ("env=webarena_verified env.tasks=[999999]", r"env\.tasks=.*999999"),
+    ("env=webarena_verified env.oracle_stop=true", r"env\.oracle_stop=True: .* grades offline from the HAR"),
+    ("env=webarena_lite env.judge.base_url=ftp://x", r"env\.judge\.base_url=ftp://x: must be an http"),
+    ("env=webarena_lite env.judge.max_retries=-1", r"env\.judge\.max_retries=-1: must be >= 0"),
+    ("env=webarena_lite env.judge.api_key_env=sk-abc123", r"env\.judge\.api_key_env=\*\*\*: give the NAME"),
+    ("memory.partition_by=[task,'']", r"memory\.partition_by=.*: names of state fields"),
+    ("memory.index.exact_below=0", r"memory\.index\.exact_below=0: must be >= 1"),
+    ("memory.index.hnsw_ef_construction=0", r"memory\.index\.hnsw_ef_construction=0: must be >= "),
+    ("memory.index.hnsw_ef_search=0", r"memory\.index\.hnsw_ef_search=0: must be >= "),
+    ("memory.index.ivf_nprobe=0", r"memory\.index\.ivf_nprobe=0: must be >= 1"),
+    ("policy.threads=0", r"policy\.threads=0: must be >= 1"),
+    ("policy=uniform policy.name=a/b", r"policy\.name=a/b: use letters"),
+    ("policy=vllm policy.dtype=float8", r"policy\.dtype=float8: choose one of "),
+    ("policy=vllm policy.logprobs_mode=both", r"policy\.logprobs_mode=both: choose one of "),
+    ("policy=vllm policy.max_prompt_tokens=0", r"policy\.max_prompt_tokens=0: must be >= 16"),
+    ("policy=vllm policy.kv_cache_gb=-1", r"policy\.kv_cache_gb=-1(\.0)?: must be >= "),
+    ("policy=vllm policy.seed=-1", r"policy\.seed=-1: must be >= 0"),
+    ("policy=vllm policy.model=/no/such/model", r"policy\.model=/no/such/model: policy model folder not found"),
+    (
+        "policy=openai policy.tokenizer=null policy.model=/no/such/model",
+        r"policy\.model=/no/such/model: policy model folder not found",
+    ),
+    ("policy=openai policy.tokenizer=/no/such/model", r"policy\.tokenizer=/no/such/model: .*not found"),
+    ("policy=openai policy.max_prompt_tokens=0", r"policy\.max_prompt_tokens=0: must be >= 16"),
+    ("policy=openai policy.max_retries=-1", r"policy\.max_retries=-1: must be >= 0"),
+    ("policy=openai policy.backoff_s=-1", r"policy\.backoff_s=-1(\.0)?: must be >= 0"),
+    ("policy=openai policy.verbalized_max_tokens=0", r"policy\.verbalized_max_tokens=0: must be >= "),
+    ("reward.failure_reward=inf", r"reward\.failure_reward=inf: must be a finite number"),
+    ("reward=llm reward.failure_last=nan", r"reward\.failure_last=nan: must be a finite number"),
+    ("run.ray.cpus_per_worker=-1", r"run\.ray\.cpus_per_worker=-1(\.0)?: must be >= "),
+    ("run.ray.gpus_per_worker=-1", r"run\.ray\.gpus_per_worker=-1(\.0)?: must be >= 0"),
     # syntax
     ("agent.beta==", r"cannot parse override"),
 ]
@@ -181,52 +248,144 @@ def test_bad_value_is_one_line_before_anything_loads(
 
 
 def test_every_knob_with_a_closed_set_or_range_is_covered() -> None:
-    """A new knob with a range or closed set needs a row in KNOBS: the config dataclasses' check() calls are counted
-    against the keys the table exercises."""
-    import ast
-
-    tested = {override.split()[-1].split("=")[0].split(".")[-1] for override, _ in KNOBS}
-    checked: set[str] = set()
-    for path in (REPO / "jitrl_bench").rglob("*.py"):
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.FunctionDef) and node.name == "check":
-                for call in ast.walk(node):
-                    named = isinstance(call, ast.Call) and isinstance(call.func, ast.Name) and call.func.id in HELPERS
-                    if named and call.args and isinstance(call.args[0], ast.Constant):
-                        checked.add(str(call.args[0].value))
-    untested = sorted(checked - tested - TESTED_BELOW - UNTESTED_ON_PURPOSE)
-    assert untested == [], f"knobs checked in code but not tried here: {untested}"
+    """A new knob with a range or closed set needs a row in KNOBS. A knob is a full key path with the class whose
+    check names it (`agent.k` of JitRLConfig and `agent.k` of JitRLPaperConfig are two knobs; `agent.propose.k` is
+    one, whichever agent holds it): every shipped group option is composed, its config tree walked, and each key its
+    check methods name is counted against the knobs the rows reach (a row reaches the knobs of its own group options).
+    Mutant: a row dropped from KNOBS (e.g. `agent=jitrl_paper agent.k=0`, or `env=textworld env.name=...`, whose
+    leaf names other rows share) fails this test with that knob named; an exemption whose knob is tested also fails."""
+    tables = knob_tables()
+    checked = {knob: option for option, table in tables.items() for knob in table}
+    tested = {knob for override, _ in KNOBS for knob in reached(override, tables)} | TESTED_BELOW
+    untested = sorted(f"{knob}  (e.g. {checked[knob]})" for knob in set(checked) - tested - set(UNTESTED_ON_PURPOSE))
+    assert untested == [], "knobs checked in code but not tried here:\n" + "\n".join(untested)
+    assert sorted(set(UNTESTED_ON_PURPOSE) - set(checked)) == [], "exempt, but no such knob"
+    assert sorted(set(UNTESTED_ON_PURPOSE) & tested) == [], "exempt, but tested: drop the exemption"
 
 
 HELPERS = {"one_of", "each_one_of", "at_least", "above", "between", "finite", "name", "env_var_name", "http_url",
            "non_empty", "check_model", "BadValue"}  # fmt: skip
-TESTED_BELOW = {"compare", "metric"}  # the reproduce section: test_reproduce_checks_its_setting_before_anything_loads
-UNTESTED_ON_PURPOSE = {
-    # same helper and message as a tested sibling; listed so the coverage check above stays exact
-    "name", "failure_reward", "nb_objects", "quest_length", "goal", "hnsw_ef_construction", "hnsw_ef_search",
-    "ivf_nprobe", "exact_below", "threads", "kv_cache_gb", "seed", "alpha", "w_start", "w_end", "recall",
-    "unigram_weight", "ngram_weight", "threshold_start", "threshold_end", "decay_steps", "backoff_s", "max_retries",
-    "verbalized_max_tokens", "partition_by", "tokenizer", "sites", "urls", "oracle_stop", "game", "failure_last",
-    "cpus_per_worker", "gpus_per_worker",
-}  # fmt: skip
+GROUP_OPTIONS = ("env", "policy", "agent", "reward", "memory", "prices")
+TESTED_BELOW = {"reproduce.compare (ReproduceConfig)", "reproduce.compare[].metric (Compare)"}
+"""The reproduce section: test_reproduce_checks_its_setting_before_anything_loads."""
+UNTESTED_ON_PURPOSE: dict[str, str] = {}
+"""knob -> why no row tries it."""
+
+
+def knob_tables() -> dict[str, set[str]]:
+    """For each group option ("agent=jitrl_paper"; "run" for the run section, "reproduce=X" for an overlay's
+    reproduce section): the knobs of its config tree, as "full.path (Class)" with list items as [] and dict entries
+    and computed keys as *."""
+    from omegaconf import OmegaConf
+
+    from jitrl_bench import config
+    from jitrl_bench.paths import CONFIG_DIR
+    from jitrl_bench.reproduce import ReproduceConfig
+    from jitrl_bench.run.settings import RunConfig
+
+    run = OmegaConf.load(CONFIG_DIR / "config.yaml").run
+    tables = {"run": walk("run", config.typed("run", run, RunConfig))}
+    for group in GROUP_OPTIONS:  # a group file is its node (no defaults list, no interpolation): read, not composed
+        for option in config.choices(group):
+            node = OmegaConf.load(CONFIG_DIR / group / f"{option}.yaml")
+            node = node if "_target_" in node else node[group]  # `# @package _global_`: the group is one key
+            for missing in OmegaConf.missing_keys(node):  # a `???` the user must give (policy=hf's model)
+                OmegaConf.update(node, missing, "given")
+            module, _, name = str(node._target_).rpartition(".")
+            cls = vars(importlib.import_module(module))[name]
+            fields = OmegaConf.create({k: v for k, v in node.items() if k != "_target_"})
+            tables[f"{group}={option}"] = walk(group, config.typed(group, fields, cls))
+    for option in config.choices("experiment"):
+        overlay = OmegaConf.load(CONFIG_DIR / "experiment" / f"{option}.yaml")
+        if "reproduce" in overlay:
+            reproduce = config.typed("reproduce", overlay.reproduce, ReproduceConfig)
+            tables[f"experiment={option}"] = walk("reproduce", reproduce)
+    return tables
+
+
+def walk(path: str, value: object) -> set[str]:
+    """The knobs of `value` (at `path`) and of every dataclass nested in it, as check_tree and dict loops reach them."""
+    import dataclasses
+
+    found: set[str] = set()
+    if isinstance(value, list):
+        return found.union(*(walk(f"{path}[]", item) for item in value))
+    if isinstance(value, dict):
+        return found.union(*(walk(f"{path}.*", item) for item in value.values()))
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        for f in dataclasses.fields(value):
+            found |= walk(f"{path}.{f.name}", vars(value)[f.name])
+        found |= {f"{path}.{key} ({owner})" for owner, key in checked_keys(type(value))}
+    return found
+
+
+def checked_keys(cls: type) -> set[tuple[str, str]]:
+    """(class, key) for each key the check methods of `cls` and its bases name: the first argument of a helper
+    (a constant, or its constant head then *), or a `self.<field>` handed to any call (check_beta(self.beta))."""
+    import ast
+    import inspect
+    import textwrap
+
+    keys: set[tuple[str, str]] = set()
+    for owner in cls.__mro__:
+        if owner is object or owner.__module__ == "jitrl_bench.checks":
+            continue
+        tree = ast.parse(textwrap.dedent(inspect.getsource(owner)))
+        methods = [n for n in tree.body[0].body if isinstance(n, ast.FunctionDef) and n.name.startswith("check")]  # type: ignore[attr-defined]
+        for call in (c for m in methods for c in ast.walk(m) if isinstance(c, ast.Call) and c.args):
+            first, func = call.args[0], call.func
+            helper = isinstance(func, ast.Name) and func.id in HELPERS
+            if helper and isinstance(first, ast.Constant):
+                keys.add((owner.__name__, str(first.value)))
+            elif helper and isinstance(first, ast.JoinedStr):
+                head = first.values[0]
+                keys.add((owner.__name__, (str(head.value) if isinstance(head, ast.Constant) else "") + "*"))
+            elif helper and isinstance(first, ast.Name):
+                keys.add((owner.__name__, "*"))
+            elif isinstance(first, ast.Attribute) and isinstance(first.value, ast.Name) and first.value.id == "self":
+                keys.add((owner.__name__, first.attr))
+    return keys
+
+
+def reached(override: str, tables: dict[str, set[str]]) -> set[str]:
+    """The knobs a KNOBS row tries: its last key, among the knobs of the group options the row chooses (defaults
+    otherwise); `baselines.<name>.x` is `agent.x` of agent=<name> (the same file, the same check)."""
+    import fnmatch
+
+    from omegaconf import OmegaConf
+
+    from jitrl_bench.paths import CONFIG_DIR
+
+    listed = OmegaConf.to_container(OmegaConf.load(CONFIG_DIR / "config.yaml").defaults)
+    defaults = {k: v for d in listed if isinstance(d, dict) for k, v in d.items()}  # type: ignore[union-attr]
+    tokens = override.split()
+    chosen = {**defaults, **dict(t.split("=", 1) for t in tokens if t.split("=")[0] in GROUP_OPTIONS)}
+    key = re.sub(r"\.(\d+)(?=\.|$)", "[]", tokens[-1].split("=")[0].lstrip("+~"))
+    group = key.split(".")[0]
+    if group == "baselines":
+        _, agent, rest = key.split(".", 2)
+        group, chosen["agent"], key = "agent", agent, f"agent.{rest}"
+    table = tables.get("run" if group == "run" else f"{group}={chosen.get(group)}", set())
+    patterns = {knob: knob.split(" ")[0] for knob in table}  # a key inside a checked dict reaches it (env.urls.x)
+    return {knob for knob, p in patterns.items() if fnmatch.fnmatchcase(key, p) or fnmatch.fnmatchcase(key, p + ".*")}
 
 
 # ---- beyond configs: folders and files that are not what they claim -------------------------------------------
 
 
 def test_run_dir_that_is_a_file_or_unwritable(tripwires: None, tmp_path: Path) -> None:
+    """A run.dir that cannot be made a writable folder gets one line, as any user, root included (root writes past
+    permission bits, so the failures here are ones the filesystem refuses to everyone): a file where the folder
+    should be, a file where a parent should be (ENOTDIR), a name longer than the filesystem allows (ENAMETOOLONG).
+    Mutants: `make_writable_dir` without its `except OSError` fails the last two with a traceback; its `exists()`
+    look outside the `try` fails the last (a traceback from stat, as it did before it moved)."""
     afile = tmp_path / "afile"
     afile.write_text("x")
     one_clear_line(*cli("run", f"run.dir={afile}"), r"run\.dir=.*afile is a file, not a folder")
-    locked = tmp_path / "locked"
-    locked.mkdir()
-    locked.chmod(0o500)
-    try:
-        if os.access(locked, os.W_OK):
-            pytest.skip("running as a user who can write anywhere (root): the permission cannot be taken away")
-        one_clear_line(*cli("run", f"run.dir={locked / 'r'}"), r"cannot be written")
-    finally:
-        locked.chmod(0o700)
+    one_clear_line(*cli("run", f"run.dir={afile / 'r'}"), r"run\.dir=.*afile/r cannot be written \(Not a directory\)")
+    too_long = tmp_path / ("r" * 300)
+    one_clear_line(*cli("run", f"run.dir={too_long}"), r"run\.dir=.*rrr cannot be written \(File name too long\)")
+    assert afile.read_text() == "x" and sorted(p.name for p in tmp_path.iterdir()) == ["afile"]  # nothing written
 
 
 def test_run_dir_holding_something_else(tripwires: None, tmp_path: Path) -> None:

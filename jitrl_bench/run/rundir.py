@@ -210,9 +210,9 @@ def existing_run(path: Path) -> RunDirectory:
 
 def make_writable_dir(path: Path, key: str) -> None:
     """Create `path` (and parents) and prove it can be written, before anything expensive starts."""
-    if path.exists() and not path.is_dir():
-        raise UserError(f"{key}={path} is a file, not a folder: choose another path")
-    try:
+    try:  # even the look can fail (a name too long for the filesystem): one line, not a traceback
+        if path.exists() and not path.is_dir():
+            raise UserError(f"{key}={path} is a file, not a folder: choose another path")
         path.mkdir(parents=True, exist_ok=True)
         probe = path / f".write-test-{os.getpid()}"
         probe.write_bytes(b"")

@@ -92,19 +92,40 @@ def check_step_determinism(make_env: Callable[[], gym.Env[str, str]]) -> None:
     env.close()
 
 
-def check_walkthrough_wins(make_env: Callable[[], gym.Env[str, str]]) -> None:
+def quoted(goal: str) -> str:
+    """The goal's first quoted word: Click on the "cancel" button. -> cancel"""
+    return goal.split('"')[1]
+
+
+WINNING_KEYS: dict[str, Callable[[str], list[str]]] = {
+    "click-button": lambda goal: [f"click button[{quoted(goal)}]"],
+    "enter-text": lambda goal: [f"fill textbox[] {quoted(goal)!r}", "click button[Submit]"],
+}
+"""For a task without a walkthrough (the web envs): the candidate keys that win the episode with this goal."""
+
+
+def check_a_play_wins(make_env: Callable[[], gym.Env[str, str]]) -> None:
+    """Every env is played to a win, checking each step: its walkthrough (from reset()), or else the winning keys of
+    its task (from reset(seed=SEED)); an env with neither fails (it used to pass without playing a step). Mutants
+    caught (tried): a web env that never reports a win (`won = self._done and self._score > 1` in envs/web.py), and
+    a TextWorld backend whose walkthrough is []."""
     env = make_env()
     walkthrough: list[str] = getattr(env.unwrapped, "walkthrough", list)()
+    _, info = env.reset() if walkthrough else env.reset(seed=SEED)
     if not walkthrough:
-        return
-    _, info = env.reset()
-    for action in walkthrough:
-        assert not (info["won"] or info["lost"]), "game ended before the walkthrough did"
+        assert info["task"] in WINNING_KEYS, f"{info['task']} has no walkthrough: add its winning keys to WINNING_KEYS"
+    plan = walkthrough or WINNING_KEYS[info["task"]](info["goal"])
+    terminated, start, total = False, info["score"], 0.0
+    for step in plan:
+        assert not (info["won"] or info["lost"]), "game ended before the winning play did"
         score = info["score"]
+        action = step if walkthrough else dict(zip(info["action_keys"], info["candidates"], strict=True))[step]
         obs, reward, terminated, truncated, info = env.step(action)
         check_step(env, obs, reward, terminated, truncated, info, score)
-    assert terminated and info["won"] and not info["lost"], "the walkthrough must win"
+        total += float(reward)
+    assert terminated and info["won"] and not info["lost"], "the winning play must win"
     assert info["max_score"] == 0 or info["score"] == info["max_score"], "a won game has the full score"
+    assert total == pytest.approx(info["score"] - start), "the rewards add up to the score"
     env.close()
 
 
@@ -123,7 +144,7 @@ def check_env_adapter(make_env: Callable[[], gym.Env[str, str]]) -> None:
     check_gymnasium(make_env)
     check_reset_seed_determinism(make_env)
     check_step_determinism(make_env)
-    check_walkthrough_wins(make_env)
+    check_a_play_wins(make_env)
 
 
 def _text_env_configs() -> list[Path]:

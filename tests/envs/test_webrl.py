@@ -1,6 +1,7 @@
-"""The WebRL agent: its observation builder on real pages (MiniWoB++ and the stand-in WebArena GitLab), its reply
-parser on the full grammar and on malformed replies, recorded checkpoint-style replies executed on real pages through
-the env's safe operations (an injection attempt runs nothing), and a CLI run on the embedded model for the format.
+"""The WebRL agent: its observation builder on real pages (MiniWoB++ and the stand-in WebArena GitLab), recorded
+checkpoint-style replies executed on real pages through the env's safe operations (an injection attempt runs
+nothing), and a CLI run on the embedded model for the format. The parser's browser-free cases are in
+test_webrl_grammar.py, which runs without Chromium.
 The checkpoints need a GPU: `env=webarena_lite agent=webrl policy=vllm policy.model=THUDM/webrl-llama-3.1-8b`.
 """
 
@@ -10,11 +11,12 @@ import json
 import re
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
 
-from jitrl_bench.agents.webrl import ASSISTANT, USER, WebRLAgent, WebRLConfig, webrl_prompt
+from jitrl_bench.agents.webrl import WebRLAgent, WebRLConfig
 from jitrl_bench.agents.webrl_grammar import NOOP, ReplyError, parse_reply, to_env_action
 from jitrl_bench.contract import Generated, Usage
 from tests.envs.web_support import require_browser
@@ -26,77 +28,8 @@ from jitrl_bench.cli import app  # noqa: E402
 from jitrl_bench.envs.miniwob import MiniWoBConfig  # noqa: E402
 from jitrl_bench.envs.web import WebEnv  # noqa: E402
 from jitrl_bench.rewards.base import EnvRewards  # noqa: E402
-from jitrl_bench.run.episode import Protocol, RunConfig, Task, play_episode  # noqa: E402
-
-IDS = {"0": "a12", "4": "13", "7": "20"}
-
-
-@pytest.mark.parametrize(
-    ("reply", "action"),
-    [
-        ('do(action="Click", element="0")', "click('a12')"),
-        (
-            '# Element: the search box\ndo(action="Search", argument="blue shirt", element="4")',
-            "fill('13', 'blue shirt')",
-        ),
-        ('do(action="Type", argument="it\'s \\"quoted\\"", element="4")', "fill('13', 'it\\'s \"quoted\"')"),
-        ('do(action="Hover", element="7")', "hover('20')"),
-        ('do(action="Select Dropdown Option", argument="Red", element="7")', "select_option('20', 'Red')"),
-        ('do(action="Scroll Down")', "scroll(0.0, 480.0)"),
-        ('do(action="Scroll Up")', "scroll(0.0, -480.0)"),
-        ('do(action="Press Enter")', "press('13', 'Enter')"),
-        ('do(action="Go Backward")', "go_back()"),
-        ('do(action="Go Forward")', "go_forward()"),
-        ('# Note: done\nexit(message="The answer is 42")', "send_msg_to_user('The answer is 42')"),
-    ],
-)
-def test_the_whole_grammar_maps_onto_safe_operations(reply: str, action: str) -> None:
-    mapped = to_env_action(parse_reply(reply), IDS, last_element="4")
-    assert mapped.text == action
-    assert mapped.then == ("press('13', 'Enter')" if '"Search"' in reply else "")
-
-
-@pytest.mark.parametrize(
-    "reply",
-    [
-        "", "I will click the button.", 'do(action="Right Click", element="0")', 'do(action="Wait")',
-        'do(action="Switch Tab", argument="1")', "go_backward()", 'do("Click", "0")', 'do(action="Click")',
-        'do(action="Click", element=0.5)', 'do(action="Type", element="4")', 'do(action="Click", element="99")',
-        'do(action="Click", element="0", color="red")', 'click("0")', 'do(action="Click", element="0"',
-        'do(action="Click", element="0"); do(action="Click", element="7")',
-    ],
-)  # fmt: skip
-def test_malformed_replies_are_parse_failures(reply: str) -> None:
-    with pytest.raises(ReplyError):
-        to_env_action(parse_reply(reply), IDS)
-
-
-@pytest.mark.parametrize(
-    "reply",
-    [
-        "do(action=\"Click\", element=__import__('os').system('touch {marker}'))",
-        "exit(message=open('{marker}', 'w').write('x'))",
-        "do(action=\"Click\", element=\"0\") or __import__('os').system('touch {marker}')",
-        "exec(\"open('{marker}', 'w')\")",
-    ],
-)
-def test_an_injection_in_a_reply_runs_nothing(reply: str, tmp_path: Path) -> None:
-    marker = tmp_path / "ran"
-    with pytest.raises(ReplyError):
-        parse_reply(reply.format(marker=marker))
-    assert not marker.exists()
-
-
-def test_the_prompt_is_the_trained_completion_format() -> None:
-    prompt = webrl_prompt("Find the price", ['do(action="Click", element="3")'], "<html> page </html>", 15872)
-    assert prompt == (
-        "Task Instruction: Find the price\n\n"
-        f'Round 0\n\n{USER}Find the price\n\n{ASSISTANT}do(action="Click", element="3")\n\n'
-        f"Round 1\n\n{USER}<html> page </html>\n\n{ASSISTANT}"
-    )
-    later = webrl_prompt("t", ["a", "b"], "x" * 100, 60)
-    history = f"Round 0\n\n{USER}t\n\n{ASSISTANT}a\n\nRound 1\n\n{USER}** Simplified html **\n\n{ASSISTANT}b\n\n"
-    assert history in later and "x" * max(60 - len(history), 0) + "\n\n" in later  # the page's tail is cut
+from jitrl_bench.run.episode import Protocol, Task, play_episode  # noqa: E402
+from jitrl_bench.run.settings import RunConfig  # noqa: E402
 
 
 def test_the_observation_numbers_what_can_be_clicked_and_maps_it_to_the_env_s_ids() -> None:
@@ -191,11 +124,44 @@ def test_webrl_runs_on_the_embedded_model_through_the_cli(tmp_path: Path) -> Non
     result = CliRunner().invoke(app, args, env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
     assert "webrl" in result.output and "static" in result.output
-    lines = (run / "steps" / "click-button" / "webrl" / "0.jsonl").read_text().splitlines()
-    for line in lines:
-        decision = json.loads(line)["decision"]
+    (row,) = [r for r in map(json.loads, (run / "episodes.jsonl").read_text().splitlines()) if r["agent"] == "webrl"]
+    steps = [
+        json.loads(line) for line in (run / "steps" / "click-button" / "webrl" / "0.jsonl").read_text().splitlines()
+    ]
+    assert len(steps) == row["steps"] == 2
+    for step in steps:
+        decision = step["decision"]
         assert decision["usage"]["calls"] == 1 and decision["prompt_sha1"] and decision["notes"]["prompt_chars"] > 0
-        assert "parse_failure" in decision["notes"] or "parsed" in decision["notes"]  # the 135M model: either
+    replay_outcomes(row["seed"], steps)
+
+
+def expected_outcome(reply: str, ids: dict[str, str], last_element: str) -> tuple[str, dict[str, str], str]:
+    """What the agent must make of `reply` on a page numbered `ids`: the action, its note, the element it used."""
+    try:
+        parsed = parse_reply(reply)
+        mapped = to_env_action(parsed, ids, last_element)
+    except ReplyError as failure:
+        return NOOP, {"parse_failure": str(failure)}, last_element
+    return mapped.text, {"parsed": parsed.kind}, parsed.element or last_element
+
+
+def replay_outcomes(seed: int, steps: list[dict[str, Any]]) -> None:
+    """Each step's recorded outcome (a parse failure with its reason, or the parsed action) is exactly what the
+    grammar makes of the recorded reply on that step's page, replayed here from the same seed (the 135M model's
+    replies are whatever they are; what the agent does with each is not). Mutant caught (tried): the agent acting
+    on a parse failure with the env's first candidate instead of the no-op, or noting "parsed" without the kind."""
+    env = MiniWoBConfig(tasks="click-button").make("click-button")
+    env.reset(seed=seed)
+    last_element = ""
+    for step in steps:
+        view = env.view()
+        assert view.observation == step["observation"] and view.html is not None  # the replay is on the same page
+        notes = step["decision"]["notes"]
+        action, note, last_element = expected_outcome(notes["reply"], dict(view.html.ids), last_element)
+        assert step["action"] == action
+        assert {k: notes[k] for k in ("parse_failure", "parsed") if k in notes} == note
+        env.step(step["action"])
+    env.close()
 
 
 class ReadsThePage:
