@@ -31,7 +31,11 @@ def check_engine_traces(run_dir: Path, agents: tuple[str, ...] = ("jitrl", "stat
     for r in rows:
         lines = (run_dir / "steps" / r["task"] / r["agent"] / f"{r['episode']}.jsonl").read_text().splitlines()
         for decision in (json.loads(line)["decision"] for line in lines):
-            assert decision["bias_applied"] == "engine", decision  # the regression: never on the client
+            # "engine" only when the engine's own post-bias log-probs showed the bias (engine_evidence.py); z comes
+            # from the engine without a bias and z' from its processed log-probs with it, so z' - z is what the engine
+            # added, not arithmetic on what was sent. Mutants tried by hand (each fails the run, so the test):
+            # ChoiceLogitsProcessor.apply returns the logits unchanged; OpenAIPolicy.choose sends no logit_bias.
+            assert decision["bias_applied"] == "engine", decision
             z, z_prime, adv = (np.array(decision[k]) for k in ("z", "z_prime", "advantage"))
             shift = (z_prime - z) - (adv / beta if r["agent"] == "jitrl" else 0)
             np.testing.assert_allclose(shift - shift[0], 0, atol=1e-3)  # the engine added exactly Â/β

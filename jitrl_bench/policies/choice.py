@@ -100,23 +100,8 @@ def effective_temperature(temperature: float) -> float:
     return 1.0 if temperature < GREEDY_EPS else max(temperature, 0.01)
 
 
-def from_raw(raw: np.ndarray, bias: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(z, z') from the options' unbiased log-probs (any common offset)."""
-    z = log_softmax(raw)
-    return z, log_softmax(z + bias)
-
-
-def from_processed(
-    processed: np.ndarray, sent_bias: np.ndarray, bias: np.ndarray, temperature: float
-) -> tuple[np.ndarray, np.ndarray]:
-    """(z, z') from processed log-probs = log_softmax((raw + sent_bias) / T_eff) over the vocabulary (any offset):
-    undo the temperature and the bias that was sent, then apply the intended (unclamped) bias."""
-    raw = effective_temperature(temperature) * np.asarray(processed, dtype=np.float64) - sent_bias
-    return from_raw(raw, bias)
-
-
 def sample_index(z_prime: np.ndarray, temperature: float, seed: int) -> int:
-    """Client-side draw from softmax(z'/T) (argmax when greedy); used only where the server's token is unusable."""
+    """Client-side draw from softmax(z'/T) (argmax when greedy): where the engine's output cannot show the bias."""
     if temperature < GREEDY_EPS:
         return int(np.argmax(z_prime))
     p = np.exp(log_softmax(z_prime / temperature))

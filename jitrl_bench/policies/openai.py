@@ -5,9 +5,12 @@ Modes (policy.mode):
   with echo and prompt logprobs; a candidate's log-prob is the sum of its echoed token log-probs. Needs a server that
   takes token-id prompts and echoes logprobs (vLLM) and the served model's tokenizer (policy.tokenizer).
 - choice: the candidates as numbered options, ONE decoding step with `logit_bias` on the option tokens (the bias seam,
-  see choice.py). The options' unbiased log-probs are read with vLLM's `logprob_token_ids` (else from top_logprobs, else
-  by echo scoring), and the result is exact whether the server returns logprobs before the bias (vLLM's default) or
-  after it (`--logprobs-mode processed_logprobs`): `logprobs_mode=auto` probes the server once.
+  see choice.py). z, the options' unbiased log-probs, is read with vLLM's `logprob_token_ids` (else from top_logprobs,
+  else by echo scoring) in a request without a bias. A server that returns logprobs after the bias (`--logprobs-mode
+  processed_logprobs`, what `jitrl-bench serve` and server=auto start) then samples the option under `logit_bias`, and
+  its processed log-probs must show that bias (engine_evidence.py) for the trace to say "engine"; a server with raw
+  logprobs (vLLM's own default) shows nothing, so the option is drawn here ("client"). `logprobs_mode=auto` probes the
+  server once.
 - verbalized: for chat-only APIs: the model rates each option 0-100 in JSON; z_i = log((c_i + 1) / Σ (c_j + 1)).
 
 The API key is read from the environment variable NAMED by `api_key_env`; it is never stored or printed. Calls are
@@ -45,14 +48,13 @@ from jitrl_bench.contract import (
 from jitrl_bench.errors import InfraError, UserError
 from jitrl_bench.policies.choice import (
     check_bias,
-    from_processed,
-    from_raw,
     log_softmax,
     option_labels,
     option_prompt,
     sample_index,
     server_logit_bias,
 )
+from jitrl_bench.policies.engine_evidence import engine_z_prime
 from jitrl_bench.policies.http import JSONClient, choices, message_text
 from jitrl_bench.policies.server import VLLMServer
 from jitrl_bench.policies.tokens import ApproxWindow, ChatTokens, check_model, cut_at
@@ -106,8 +108,9 @@ class OpenAIPolicyConfig(Checked):
     max_prompt_tokens: int = 1024
     """The prompt budget prompt layouts fit to (token-id prompts still longer are cut from the left)."""
     logprobs_mode: str = "auto"
-    """Whether the server's logprobs include logit_bias: "raw" (vLLM's default), "processed" (vLLM with
-    --logprobs-mode processed_logprobs) or "auto" (probe once)."""
+    """Whether the server's logprobs include logit_bias: "processed" (vLLM with --logprobs-mode processed_logprobs,
+    as `jitrl-bench serve` starts it: choice mode checks the bias in them and records "engine"), "raw" (vLLM's own
+    default: they show no bias, so choice mode draws the option here, "client") or "auto" (probe once)."""
     vllm_extras: bool = True
     """Send vLLM's extra request fields (logprob_token_ids, top_k, min_p, ...); false for servers that reject them."""
     verbalized_max_tokens: int = 256
@@ -197,8 +200,10 @@ class OpenAIPolicy:
         if not candidates:
             return Scored(np.zeros(0, dtype=np.float64), Usage())
         if self.config.mode == "choice":
-            choice = self.choose(prompt, candidates, np.zeros(len(candidates)), 0.0, 0)
-            return Scored(choice.z, choice.usage)
+            labels = option_labels(len(candidates))
+            ids = self.tokens.prompt_ids(option_prompt(prompt, candidates, labels))
+            z, usage = self._option_z(ids, self.tokens.single_token_ids(labels))
+            return Scored(z, usage)
         if self.config.mode == "verbalized":
             return self._verbalized(prompt, candidates)
         tokens = self.tokens
@@ -274,8 +279,9 @@ class OpenAIPolicy:
     def choose(
         self, prompt: Prompt, candidates: Sequence[str], bias: np.ndarray, temperature: float, seed: int
     ) -> Choice:
-        """One step over the numbered options with `logit_bias`; see the module docstring for how z, z' stay exact.
-        In verbalized mode the server has no token to bias: the bias is added and the option drawn here."""
+        """One step over the numbered options. z comes from the server without a bias. A server whose logprobs are
+        processed then samples under `logit_bias`, and its processed log-probs must show the bias (engine_evidence.py:
+        "engine", else one UserError); raw logprobs show nothing, so the option is drawn here from z' ("client")."""
         k = len(candidates)
         bias = check_bias(bias, k)
         if self.config.mode == "verbalized":
@@ -288,8 +294,13 @@ class OpenAIPolicy:
         tokens = self.tokens
         option_ids = tokens.single_token_ids(labels)
         ids = tokens.prompt_ids(option_prompt(prompt, candidates, labels))
-        sent = server_logit_bias(bias)
         processed, usage = self._logprobs_processed()
+        z, used = self._option_z(ids, option_ids)
+        usage += used
+        if not processed:
+            z_prime = log_softmax(z + bias)
+            return Choice(sample_index(z_prime, temperature, seed), z, z_prime, usage, site="client")
+        sent = server_logit_bias(bias)
         body, used = self._post_json(
             "/completions",
             {
@@ -310,18 +321,37 @@ class OpenAIPolicy:
         logprobs = choice.get("logprobs") or {}
         sampled = self._token_id(((logprobs.get("tokens") or [None])[0]), option_ids)
         found = self._option_logprobs(((logprobs.get("top_logprobs") or [None])[0]) or {}, option_ids)
+        z_prime = engine_z_prime(found, z, sent, bias, temperature, f"server at {self.base_url}")
+        if sampled not in option_ids:
+            raise UserError(
+                f"server at {self.base_url} sampled token {sampled}, not one of the options it was told to favour by "
+                "about +100: it did not apply logit_bias; choice mode needs a server that does, else use "
+                "policy.mode=score"
+            )
+        return Choice(option_ids.index(sampled), z, z_prime, usage, site="engine")
+
+    def _option_z(self, ids: list[int], option_ids: list[int]) -> tuple[np.ndarray, Usage]:
+        """z: the options' log-probs after the prompt, without a bias, renormalised over them (vLLM's
+        `logprob_token_ids`, else top_logprobs, else echo scoring of the options that were not among them)."""
+        body, usage = self._post_json(
+            "/completions",
+            {
+                "model": self.config.model,
+                "prompt": ids,
+                "max_tokens": 1,
+                "temperature": 0.0,
+                "logprobs": 20,
+                **self._extras({**VLLM_NEUTRAL, "logprob_token_ids": option_ids}),
+            },
+            Usage(1, len(ids), 1),
+        )
+        (choice,) = choices(body, 1, self.base_url)
+        found = self._option_logprobs((((choice.get("logprobs") or {}).get("top_logprobs") or [None])[0]) or {},
+                                      option_ids)  # fmt: skip
         if all(v is not None for v in found):
-            values = np.array(found, dtype=np.float64)
-            z, z_prime = from_processed(values, sent, bias, temperature) if processed else from_raw(values, bias)
-        else:  # the server named only its top tokens and some options were not among them: score those exactly
-            echoed, used = self._echo_option_logprobs(ids, option_ids)
-            usage += used
-            z, z_prime = from_raw(echoed, bias)
-        if sampled in option_ids:
-            return Choice(option_ids.index(sampled), z, z_prime, usage, site="engine")
-        # only if the server ignored logit_bias: draw from z' here (same distribution), and say so in the trace
-        log.warning("server at %s sampled a non-option token; drawing the option locally", self.base_url)
-        return Choice(sample_index(z_prime, temperature, seed), z, z_prime, usage, site="client")
+            return log_softmax(np.array(found, dtype=np.float64)), usage
+        echoed, used = self._echo_option_logprobs(ids, option_ids)
+        return log_softmax(echoed), usage + used
 
     # ---- internals --------------------------------------------------------------------------------------------------
 

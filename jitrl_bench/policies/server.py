@@ -95,7 +95,7 @@ class VLLMServer:
         served_model_name: str | None = None,
         dtype: str = "float32",
         max_model_len: int = 2048,
-        logprobs_mode: str = "raw_logprobs",
+        logprobs_mode: str = "processed_logprobs",
         kv_cache_gb: int = 1,
         extra_args: Sequence[str] = (),
         startup_timeout_s: float = 600.0,
@@ -103,7 +103,9 @@ class VLLMServer:
         api_key: str | None = None,
     ) -> None:
         """`model`: a local folder, a hub id in the local HF cache, or "smollm2". `logprobs_mode`: vLLM's
-        --logprobs-mode ("processed_logprobs" makes returned logprobs include logit_bias; the client handles both).
+        --logprobs-mode: "processed_logprobs" (returned logprobs include logit_bias, the evidence a choice-mode client
+        needs to record the bias as applied in the engine) or "raw_logprobs" (choice-mode clients then draw the option
+        themselves).
         `extra_args` go to the server's command line as they are. `api_key`: None draws a random one."""
         if logprobs_mode not in LOGPROBS_MODES:
             raise UserError(f"logprobs_mode must be one of {LOGPROBS_MODES}, got {logprobs_mode!r}")

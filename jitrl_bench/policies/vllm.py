@@ -6,9 +6,9 @@ logprobs; the sum after the prompt is the candidate's log-prob, the same quantit
 choose: the candidates become numbered options, vLLM decodes ONE token, and `ChoiceLogitsProcessor` (registered with the
 engine) adds the per-request bias Â/β to the option tokens' logits and masks every other token, so the sampled token is
 always an option drawn from softmax((z + bias) / T). The bias travels in `SamplingParams.extra_args["jitrl_choice"]`.
-The options' unbiased log-probs come back through `logprob_token_ids` (raw logprobs, the default), or, with
-`logprobs_mode=processed`, as vLLM's post-processor logprobs, from which the bias is taken off again; z and z' are exact
-either way.
+z, the options' unbiased log-probs, comes from a request without the bias in the same batch (`logprob_token_ids`);
+with `logprobs_mode=processed` (the default) the biased request's post-processor logprobs must show the bias
+(engine_evidence.py) for the trace to say "engine"; with raw logprobs the option is drawn on the client ("client").
 
 Model runners: vLLM's V1 model runner takes `vllm.v1.sample.logits_processor.LogitsProcessor`; "model runner V2" (the
 default of recent GPU releases) takes a different base class. `model_runner=v1` (the default) pins
@@ -45,7 +45,8 @@ from jitrl_bench.contract import (
 )
 from jitrl_bench.errors import UserError
 from jitrl_bench.logs import process_output_to_log
-from jitrl_bench.policies.choice import check_bias, from_processed, from_raw, option_labels, option_prompt
+from jitrl_bench.policies.choice import check_bias, log_softmax, option_labels, option_prompt, sample_index
+from jitrl_bench.policies.engine_evidence import engine_z_prime
 from jitrl_bench.policies.server import SETUP_HINT, vllm_env
 from jitrl_bench.policies.tokens import ChatTokens, check_model, cut_at
 from jitrl_bench.timing import LLM, charged
@@ -75,9 +76,10 @@ class VLLMPolicyConfig(Checked):
     """Longer prompts are cut from the left, exactly as in HFPolicy."""
     max_model_len: int = 2048
     """vLLM's context length (prompt + candidate); smaller saves KV-cache memory."""
-    logprobs_mode: str = "raw"
-    """"raw": unbiased logprobs come straight from vLLM (its default). "processed": vLLM returns logprobs after the
-    logits processor (bias included); the bias is taken off again. Both give the same z and z'."""
+    logprobs_mode: str = "processed"
+    """"processed": vLLM returns logprobs after the logits processor, so its output shows the bias it added
+    (engine_evidence.py) and the engine's draw is used ("engine"). "raw": vLLM's default, which shows no bias: choose
+    draws the option here from the same z' ("client"). z comes from an unbiased request either way."""
     model_runner: str = "v1"
     """"v1" sets VLLM_USE_V2_MODEL_RUNNER=0 (every build); "v2" sets it to 1 (recent GPU builds; needs Triton)."""
     kv_cache_gb: int = 1
@@ -256,27 +258,34 @@ class VLLMPolicy:
         bias = check_bias(bias, len(candidates))
         option_ids = self.tokens.single_token_ids(labels)
         ids = self.tokens.prompt_ids(option_prompt(prompt, candidates, labels))
-        params = SamplingParams(
-            max_tokens=1,
-            temperature=max(float(temperature), 0.0),
-            seed=seed,
-            logprobs=len(option_ids),  # vLLM requires logprobs == len(logprob_token_ids)
-            logprob_token_ids=option_ids,
-            extra_args={EXTRA_KEY: {"ids": option_ids, "bias": [float(b) for b in bias]}},
-        )
+        unbiased = SamplingParams(
+            max_tokens=1, temperature=0.0, logprobs=len(option_ids), logprob_token_ids=option_ids, detokenize=False
+        )  # vLLM requires logprobs == len(logprob_token_ids)
+        requests = [unbiased]
+        if self.config.logprobs_mode == "processed":  # its output can show the bias: the engine samples
+            sent = SamplingParams(
+                max_tokens=1,
+                temperature=max(float(temperature), 0.0),
+                seed=seed,
+                logprobs=len(option_ids),
+                logprob_token_ids=option_ids,
+                extra_args={EXTRA_KEY: {"ids": option_ids, "bias": [float(b) for b in bias]}},
+            )
+            requests.append(sent)
         with self._lock:
-            (out,) = self.llm.generate([TokensPrompt(prompt_token_ids=ids)], params, use_tqdm=False)
-        completion = out.outputs[0]
-        step = completion.logprobs[0]
-        values = np.array([step[token].logprob for token in option_ids], dtype=np.float64)
-        if self.config.logprobs_mode == "processed":
-            z, z_prime = from_processed(values, bias, bias, temperature)
-        else:
-            z, z_prime = from_raw(values, bias)
-        sampled = completion.token_ids[0]
+            outs = self.llm.generate([TokensPrompt(prompt_token_ids=ids)] * len(requests), requests, use_tqdm=False)
+        usage = Usage(len(requests), len(ids) * len(requests), len(requests))
+        steps = [out.outputs[0].logprobs[0] for out in outs]
+        z = log_softmax(np.array([steps[0][token].logprob for token in option_ids], dtype=np.float64))
+        if len(outs) == 1:  # raw logprobs show no bias: draw here from z' (the same distribution), and say so
+            z_prime = log_softmax(z + bias)
+            return Choice(sample_index(z_prime, temperature, seed), z, z_prime, usage, site="client")
+        processed = [steps[1][token].logprob if token in steps[1] else None for token in option_ids]
+        z_prime = engine_z_prime(processed, z, bias, bias, temperature, "vLLM's ChoiceLogitsProcessor")
+        sampled = outs[1].outputs[0].token_ids[0]
         if sampled not in option_ids:  # the processor masks every other token, so this is a wiring error
             raise RuntimeError(f"vLLM sampled token {sampled}, not an option; is ChoiceLogitsProcessor registered?")
-        return Choice(option_ids.index(sampled), z, z_prime, Usage(1, len(ids), 1), site="engine")
+        return Choice(option_ids.index(sampled), z, z_prime, usage, site="engine")
 
     def close(self) -> None:
         """Stop vLLM's engine processes (also happens at interpreter exit)."""

@@ -1,7 +1,8 @@
 """OpenAIPolicy (main venv) against a real vLLM server (.venv-vllm, CPU build), checked against HFPolicy float32.
 
-The last test stops the shared server mid-use and starts it again with --logprobs-mode processed_logprobs, so it must
-stay the last one in this file.
+The shared server returns processed logprobs (the bias included), so choice-mode decisions are checked against the
+engine's own post-bias output (engine_evidence.py). The last test stops it mid-use and starts it again, so it must stay
+the last one in this file.
 """
 
 from __future__ import annotations
@@ -65,7 +66,7 @@ def test_choice_without_bias_is_the_models_own(vllm_server: VLLMServerInfo, hf: 
     result = policy.choose(prompt, CANDIDATES, np.zeros(len(CANDIDATES)), 0.0, 0)
     print(f"\nserver choice K={len(CANDIDATES)}: {time.perf_counter() - start:.3f} s")
     np.testing.assert_allclose(result.z, reference, rtol=0, atol=ATOL)
-    np.testing.assert_allclose(result.z_prime, result.z, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(result.z_prime, result.z, rtol=0, atol=ATOL)  # the engine's two passes
     assert result.index == int(np.argmax(reference))
     np.testing.assert_allclose(policy.score(prompt, CANDIDATES).z, reference, rtol=0, atol=ATOL)  # choice mode: z
     assert result.site == "engine" and result.usage.calls >= 1 and result.usage.completion_tokens >= 1
@@ -78,6 +79,9 @@ def test_choice_bias_shifts_log_odds_exactly(vllm_server: VLLMServerInfo, hf: HF
     reference = option_reference(hf, prompt, CANDIDATES)
     result = policy.choose(prompt, CANDIDATES, bias, 0.0, 0)
     np.testing.assert_allclose(result.z, reference, rtol=0, atol=ATOL)  # z stays the unbiased distribution
+    # z' is the engine's own post-bias log-probs (site "engine"), so this fails when the engine drops the bias
+    # (mutants tried by hand: the client sends no logit_bias; the server ignores it: see test_engine_evidence.py)
+    assert result.site == "engine"
     shift = result.z_prime - result.z
     np.testing.assert_allclose(shift - shift[0], bias - bias[0], rtol=0, atol=ATOL)
     # The server's greedy token follows the biased logits, away from the model's own favourite.
@@ -186,22 +190,25 @@ def test_server_stopped_mid_use_then_processed_logprobs(  # keep last: it restar
     assert calls >= 1 and len(errors) == 1
     assert vllm_server.base_url in str(errors[0]) and "3 tries" in str(errors[0])
 
-    # Back on the same port, now returning logprobs after logit_bias: the client finds out by itself.
-    server.logprobs_mode = "processed_logprobs"
+    # Back on the same port (processed logprobs, as before): a fresh client probes it by itself.
     server.start()
     print(f"\nserver restart (compile cache warm): {server.startup_s:.1f} s")
     policy = client(vllm_server, mode="choice")
     bias = np.array(BIAS)
     reference = option_reference(hf, prompt, CANDIDATES)
     result = policy.choose(prompt, CANDIDATES, bias, 0.0, 0)
-    assert policy._logprobs_processed()[0]
+    assert policy._logprobs_processed()[0] and result.site == "engine"
     np.testing.assert_allclose(result.z, reference, rtol=0, atol=ATOL)
-    shift = result.z_prime - result.z
+    shift = result.z_prime - result.z  # the engine's post-bias log-odds against its unbiased ones
     np.testing.assert_allclose(shift - shift[0], bias - bias[0], rtol=0, atol=ATOL)
     assert result.index == int(np.argmax(reference + bias))
     warm = policy.choose(prompt, CANDIDATES, bias, 0.7, 3)  # processed logprobs are divided by T: undone exactly
     np.testing.assert_allclose(warm.z, reference, rtol=0, atol=ATOL)
     np.testing.assert_allclose(warm.z_prime, result.z_prime, rtol=0, atol=ATOL)
+    # A client told the logprobs are raw cannot see the bias in them: it draws the option itself and says so.
+    raw = client(vllm_server, mode="choice", logprobs_mode="raw").choose(prompt, CANDIDATES, bias, 0.0, 0)
+    assert raw.site == "client" and raw.index == result.index
+    np.testing.assert_allclose(raw.z_prime, result.z_prime, rtol=0, atol=ATOL)
 
     # Inside the server: its post-bias log-odds between options are the model's plus exactly the bias sent.
     labels = option_labels(len(CANDIDATES))
