@@ -87,7 +87,8 @@ def make_game(kind: str, seed: int, out_dir: Path | None = None, **opts: Any) ->
     """Generate (once) the game `<out_dir>/<game_name>.z8` with its .json/.ni sidecars, deterministic by seed.
 
     Safe when several processes ask for the same game: one generates under a file lock into a temporary folder and
-    renames the files into place (the .z8 last); the others wait and reuse it.
+    renames the files into place (the .z8 last); the others wait and reuse it. Byte for byte the same on any day and
+    in any process: tw-make runs with a fixed hash seed and the compile date in the story header is overwritten.
     """
     spec, options = _options(kind, opts)
     name = game_name(kind, seed, **options)
@@ -96,19 +97,37 @@ def make_game(kind: str, seed: int, out_dir: Path | None = None, **opts: Any) ->
     game = folder / f"{name}.z8"
     with FileLock(str(folder / f".{name}.lock")):
         if game.is_file() and game.with_suffix(".json").is_file():
+            _undated(game)  # a cache made before the header was fixed
             return game
         with tempfile.TemporaryDirectory(dir=folder, prefix=f".{name}-") as tmp:
             flags = [arg for key, value in options.items() for arg in (f"--{key.replace('_', '-')}", str(value))]
             command = [*_tw_make(), spec.challenge, *flags, "--seed", str(int(seed)), "--silent", "-f"]
-            done = subprocess.run([*command, "--output", str(Path(tmp, f"{name}.z8"))], capture_output=True, text=True)
+            fixed_hash = {**os.environ, "PYTHONHASHSEED": "0"}  # tw-make iterates over sets when it writes the .json
+            output = Path(tmp, f"{name}.z8")
+            done = subprocess.run([*command, "--output", str(output)], capture_output=True, text=True, env=fixed_hash)
             if done.returncode != 0:
                 reason = (done.stderr.strip().splitlines() or ["no message"])[-1]
                 raise UserError(f"tw-make could not generate {name}: {reason}; check the TextWorld options")
+            _undated(output)
             for suffix in (".ni", ".json", ".z8"):
                 made = Path(tmp, name + suffix)
                 if made.is_file():
                     os.replace(made, folder / (name + suffix))
     return game
+
+
+# Bytes 0x12-0x17 of a Z-machine story are its serial number, which Inform sets to the compile date (YYMMDD); the
+# story's checksum covers only the bytes from 0x40 on, so overwriting the serial leaves a valid game.
+_SERIAL = slice(0x12, 0x18)
+_UNDATED = b"000000"
+
+
+def _undated(story: Path) -> None:
+    with story.open("r+b") as file:
+        file.seek(_SERIAL.start)
+        if file.read(_SERIAL.stop - _SERIAL.start) != _UNDATED:
+            file.seek(_SERIAL.start)
+            file.write(_UNDATED)
 
 
 # The ASCII-art "TextWorld" title printed at the start of every game: 2,000 characters with no information in them.
