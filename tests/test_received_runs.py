@@ -204,6 +204,25 @@ def test_a_planted_link_at_the_output_is_replaced_not_followed(received: Path, t
     assert not (out / "frontier.png").is_symlink() and (out / "frontier.png").read_bytes()[:4] == b"\x89PNG"
 
 
+def test_summary_files_replace_a_link_planted_after_the_check(received: Path, tmp_path: Path) -> None:
+    """`table` refuses a run holding links, but one can appear between that check and the writes: write_summary
+    replaces links at its outputs, never writes through them. Mutant: `to_csv(path)` / `write_text` / savefig to
+    the path -> the targets outside the run are overwritten."""
+    from jitrl_bench.results.tables import write_summary
+
+    targets = []
+    for name in ("summary.csv", "cost.csv", "summary.md", "curve.png"):
+        target = tmp_path / f"target-{name}"
+        target.write_text("keep out")
+        (received / name).unlink(missing_ok=True)
+        (received / name).symlink_to(target)
+        targets.append(target)
+    write_summary(received)
+    assert [t.read_text() for t in targets] == ["keep out"] * 4
+    assert not any((received / name).is_symlink() for name in ("summary.csv", "cost.csv", "summary.md", "curve.png"))
+    assert (received / "summary.csv").read_text().startswith("task,agent") and (received / "curve.png").is_file()
+
+
 def test_oversized_or_binary_files_are_one_line(received: Path) -> None:
     """A config.yaml past its cap, or not UTF-8: one line naming it. Mutant: `read_text` decoding with
     errors="replace" (or no cap) -> the report is written from it."""

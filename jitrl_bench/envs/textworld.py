@@ -87,8 +87,9 @@ def make_game(kind: str, seed: int, out_dir: Path | None = None, **opts: Any) ->
     """Generate (once) the game `<out_dir>/<game_name>.z8` with its .json/.ni sidecars, deterministic by seed.
 
     Safe when several processes ask for the same game: one generates under a file lock into a temporary folder and
-    renames the files into place (the .z8 last); the others wait and reuse it. Byte for byte the same on any day and
-    in any process: tw-make runs with a fixed hash seed and the compile date in the story header is overwritten.
+    renames the files into place (the .z8 last); the others wait and reuse it. The same on any day and in any
+    process: tw-make runs with a fixed hash seed and the compile date in the story header is overwritten (the .json
+    still names where TextWorld is installed).
     """
     spec, options = _options(kind, opts)
     name = game_name(kind, seed, **options)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Any
 
@@ -89,10 +90,11 @@ def write_summary(run_dir: Path, console: Console | None = None) -> pd.DataFrame
     episodes = episodes_frame(run_dir)
     summary = summarize(episodes)
     cost = cost_table(episodes, load_prices(run_dir=run_dir))
-    summary.to_csv(run_dir / "summary.csv", index=False)
-    cost.to_csv(run_dir / "cost.csv", index=False)
+    # through write_file: a run may be someone else's, and no link planted in it is written through
+    received.write_file(run_dir / "summary.csv", summary.to_csv(index=False))
+    received.write_file(run_dir / "cost.csv", cost.to_csv(index=False))
     shown = cost[[c for c in ["task", *SHOWN] if c in cost.columns]]
-    (run_dir / "summary.md").write_text(f"{to_markdown(summary)}\n\n## Cost\n\n{to_markdown(shown)}\n")
+    received.write_file(run_dir / "summary.md", f"{to_markdown(summary)}\n\n## Cost\n\n{to_markdown(shown)}\n")
     if not episodes.empty and (episodes.status == "ok").any():
         plot_curves(episodes[episodes.status == "ok"], run_dir / "curve.png")
     if console is not None and not cost.empty:  # no played episode (every task failed): nothing to tabulate
@@ -121,8 +123,10 @@ def plot_curves(episodes: pd.DataFrame, path: Path) -> None:
         ax.set_ylabel("score")
         ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    png = io.BytesIO()
+    fig.savefig(png, format="png", dpi=110)
     plt.close(fig)
+    received.write_file(path, png.getvalue())
 
 
 def aggregate(run_dirs: list[Path]) -> pd.DataFrame:
