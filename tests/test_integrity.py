@@ -57,7 +57,9 @@ def test_a_run_resumed_after_its_embeddings_file_was_cut_completes_with_consiste
     assert [r["episode"] for r in records[2:]] == [replayed["episode_uid"]] * replayed["steps"]
     assert (folder / "embeddings.f32").stat().st_size == len(records) * embedder.dim * 4
     stored = memory.embeddings_of([r["id"] for r in records])
-    np.testing.assert_allclose(stored, embedder.encode([r["state"] for r in records]), atol=1e-5)
+    # encoded here in one batch, in the run a step at a time: rounding only, within 1e-5 (about 2x the sqrt(n)·eps
+    # budget test_cluster.py derives for these unit vectors); a row stored under another entry's id is ~0.05 off
+    np.testing.assert_allclose(stored, embedder.encode([r["state"] for r in records]), rtol=0, atol=1e-5)
 
 
 class BrokenText:

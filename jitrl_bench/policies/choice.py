@@ -20,7 +20,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from jitrl_bench.contract import Message, Prompt
+from jitrl_bench.contract import Message, Prompt, no_nan
 from jitrl_bench.errors import UserError
 
 MAX_OPTIONS = 20  # the OpenAI API caps top_logprobs at 20 (21 is HTTP 400)
@@ -102,6 +102,7 @@ def effective_temperature(temperature: float) -> float:
 
 def sample_index(z_prime: np.ndarray, temperature: float, seed: int) -> int:
     """Client-side draw from softmax(z'/T) (argmax when greedy): where the engine's output cannot show the bias."""
+    no_nan(z_prime, "the options' log-probs")
     if temperature < GREEDY_EPS:
         return int(np.argmax(z_prime))
     p = np.exp(log_softmax(z_prime / temperature))

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from jitrl_bench.contract import no_nan
 from jitrl_bench.errors import UserError
 from jitrl_bench.policies.choice import effective_temperature, log_softmax
 
@@ -41,6 +42,7 @@ def engine_z_prime(
             "log-probs; choice mode needs a server that applies logit_bias (vLLM), else use policy.mode=score"
         )
     values = np.array(processed, dtype=np.float64)
+    no_nan(values, "the options' processed log-probs")
     mass = float(np.logaddexp.reduce(values))
     if not abs(mass) <= MASS_TOL:
         raise UserError(

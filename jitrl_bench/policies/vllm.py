@@ -47,7 +47,7 @@ from jitrl_bench.errors import UserError
 from jitrl_bench.logs import process_output_to_log
 from jitrl_bench.policies.choice import check_bias, log_softmax, option_labels, option_prompt, sample_index
 from jitrl_bench.policies.engine_evidence import engine_z_prime
-from jitrl_bench.policies.server import SETUP_HINT, vllm_env
+from jitrl_bench.policies.server import SETUP_HINT, vllm_env, without_forced_isa
 from jitrl_bench.policies.tokens import ChatTokens, check_model, cut_at
 from jitrl_bench.timing import LLM, charged
 
@@ -131,6 +131,8 @@ class VLLMPolicy:
 
         os.environ["VLLM_USE_V2_MODEL_RUNNER"] = "1" if config.model_runner == "v2" else "0"
         os.environ.update(vllm_env(current_platform.is_cpu(), config.kv_cache_gb))
+        if current_platform.is_cpu():
+            without_forced_isa(os.environ)  # the engine core is a process of its own: it starts at the CPU's ISA
         self.hardware = "cpu" if current_platform.is_cpu() else "gpu"
 
         processor = ChoiceLogitsProcessorV2 if config.model_runner == "v2" else ChoiceLogitsProcessor

