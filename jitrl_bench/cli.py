@@ -149,7 +149,7 @@ def table(
     ] = False,
 ) -> None:
     """Re-render finished runs: one run → its summary files; several (or a sweep) → one aggregated table."""
-    from jitrl_bench.results.tables import aggregate, rich_table, write_summary
+    from jitrl_bench.results.tables import INTERVALS, aggregate, rich_table, summary_shown, write_summary
     from jitrl_bench.run.received import check_run
     from jitrl_bench.sweep import expand_runs
 
@@ -159,16 +159,17 @@ def table(
     if len(runs) == 1:
         write_summary(runs[0], console=console)
     else:
-        console.print(rich_table(aggregate(runs), title=f"{len(runs)} runs"))
+        console.print(rich_table(summary_shown(aggregate(runs)), title=f"{len(runs)} runs", note=INTERVALS))
     if reference:
-        from jitrl_bench.reproduce import reference_table
+        from jitrl_bench.reproduce import ours_with_interval, reference_table
 
         for run_dir in runs:
             frame = reference_table(run_dir)
             if frame.empty:
                 say(console, f"{run_dir}: no reference row matches this run's benchmark, games and agents")
             else:
-                console.print(rich_table(frame, title=f"{run_dir.name} beside the paper (paper values: their source)"))
+                title = f"{run_dir.name} beside the paper (paper values: their source)"
+                console.print(rich_table(ours_with_interval(frame), title=title))
 
 
 @app.command()

@@ -30,7 +30,7 @@ from jitrl_bench.paths import CONFIG_DIR
 from jitrl_bench.policies.dtype import resolve_auto
 from jitrl_bench.results.cost import PricesConfig
 from jitrl_bench.rewards.base import RewardConfig
-from jitrl_bench.run.settings import RunConfig
+from jitrl_bench.run.settings import DEFAULT_REFERENCE, RunConfig
 
 GROUPS = ("env", "policy", "agent", "memory", "reward", "prices", "experiment")
 SECRET_KEY = re.compile(r"(api_?key|token|secret|password)$", re.IGNORECASE)
@@ -120,6 +120,12 @@ def build_spec(cfg: DictConfig) -> RunSpec:
     twice = sorted({n for n in names if names.count(n) > 1})
     if twice:
         raise UserError(f"two agents named {twice[0]!r} (agent and run.baselines): set a distinct agent.name")
+    reference = spec.run.compare_to
+    if reference is not None and reference not in names and reference != DEFAULT_REFERENCE:  # static may not play
+        raise UserError(
+            f"run.compare_to={reference!r} names no agent of this run ({', '.join(names)}): name one of them, or "
+            "run.compare_to=null for no comparison"
+        )
     return spec
 
 
@@ -140,7 +146,7 @@ def config_hash(cfg: DictConfig) -> str:
     assert isinstance(data, dict)
     data.pop("prices", None)
     run = dict(data.get("run", {}))
-    for key in ("dir", "progress", "executor", "shard", "ray"):
+    for key in ("dir", "progress", "compare_to", "executor", "shard", "ray"):
         run.pop(key, None)
     data["run"] = run
     return hashlib.sha1(OmegaConf.to_yaml(OmegaConf.create(_redact(data))).encode()).hexdigest()[:12]

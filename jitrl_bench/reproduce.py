@@ -14,6 +14,7 @@ import importlib.resources
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from omegaconf import DictConfig
 from rich.console import Console
@@ -25,6 +26,7 @@ from jitrl_bench.errors import UserError
 from jitrl_bench.experiment import execute
 from jitrl_bench.paths import results_dir
 from jitrl_bench.results.tables import episodes_frame, to_markdown
+from jitrl_bench.results.uncertainty import mean_interval
 from jitrl_bench.run.episode import new_run_id
 from jitrl_bench.terminal import say
 
@@ -132,6 +134,7 @@ def reproduction(run_dir: Path, wanted: ReproduceConfig, composed: DictConfig, b
                 "paper": paper["value"] if paper else "",
                 "ours: agent": item.agent,
                 "ours": our_value(mine, item.metric),  # None: this run played none of the tasks compared
+                **our_interval(mine, item.metric, paper["value"] if paper else ""),
                 "episodes": len(mine),
                 "llm calls/step": round(float(mine.llm_calls.sum() / max(mine.steps.sum(), 1)), 2) if len(mine) else 0,
                 "proposal fallbacks": int(mine.proposal_fallbacks.sum()) if len(mine) else 0,
@@ -156,6 +159,37 @@ def our_value(rows: pd.DataFrame, metric: str) -> float | None:
     return round(float(by_task.mean().mean()), 2)
 
 
+def our_interval(rows: pd.DataFrame, metric: str, paper: str) -> dict[str, object]:
+    """Our value's 95% bootstrap interval and whether the paper's value lies inside it. Over the tasks when several
+    were played (ours is a mean of per-task values), else over the episodes the metric reads (one for final_score:
+    no interval)."""
+    if rows.empty:
+        return {"ours 95%": "", "interval over": "", "paper inside": ""}
+    per_task = {task: group.sort_values("episode") for task, group in rows.groupby("task")}
+
+    def pick(episodes: pd.DataFrame) -> pd.Series:
+        """The episodes' values the metric averages."""
+        if metric == "success_rate_pct":
+            return 100.0 * episodes.success.astype(float)
+        return episodes.score.tail({"final_score": 1, "last10_score": 10}.get(metric, len(episodes)))
+
+    if len(per_task) > 1:
+        values, over = [float(pick(g).mean()) for g in per_task.values()], f"{len(per_task)} tasks"
+    else:
+        values = [float(v) for v in pick(next(iter(per_task.values())))]
+        over = f"{len(values)} episodes"
+    interval = mean_interval(np.array(values))
+    if interval.low != interval.low:
+        return {"ours 95%": "", "interval over": f"{over}: too few for an interval", "paper inside": ""}
+    try:
+        reference = float(paper)
+    except ValueError:  # no reference row, or a per-site list
+        inside = ""
+    else:
+        inside = "yes" if interval.low <= reference <= interval.high else "no"
+    return {"ours 95%": f"[{interval.low:.2f}, {interval.high:.2f}]", "interval over": over, "paper inside": inside}
+
+
 def protocol(composed: DictConfig, budget: str) -> dict[str, object]:
     """What our numbers were made with."""
     policy = composed.policy
@@ -177,9 +211,23 @@ def protocol(composed: DictConfig, budget: str) -> dict[str, object]:
     }
 
 
+def ours_with_interval(frame: pd.DataFrame) -> pd.DataFrame:
+    """For a terminal: our value and its interval in one cell; what the interval is over stays in the files."""
+    if "ours 95%" not in frame:
+        return frame
+    out = frame.drop(columns=["ours 95%", "interval over"])
+    out["ours"] = [
+        f"{v} {i}".strip() if v is not None and v == v else ""
+        for v, i in zip(frame.ours, frame["ours 95%"], strict=True)
+    ]
+    return out
+
+
 def rich_reproduction(frame: pd.DataFrame, title: str) -> Table:
     """The terminal's view: the values; the protocol columns (the same on every row) in the caption."""
-    shown = ["setting", "metric", "paper method", "paper", "ours: agent", "ours", "episodes", "llm calls/step"]
+    frame = ours_with_interval(frame)
+    shown = ["setting", "metric", "paper method", "paper", "ours: agent", "ours", "paper inside", "episodes",
+             "llm calls/step"]  # fmt: skip
     first = frame.iloc[0] if len(frame) else None
     caption = None
     if first is not None:
@@ -234,7 +282,8 @@ def reference_table(run_dir: Path) -> pd.DataFrame:
             metric = "final_score" if reference["metric"] == "score" else reference["metric"]
             rows.append({"benchmark": reference["benchmark"], "setting": setting, "metric": reference["metric"],
                          "paper method": reference["method"], "paper": float(reference["value"]),
-                         "ours: agent": agent, "ours": our_value(mine, metric), "tasks": mine.task.nunique(),
+                         "ours: agent": agent, "ours": our_value(mine, metric),
+                         **our_interval(mine, metric, reference["value"]), "tasks": mine.task.nunique(),
                          "episodes": len(mine), "steps": int(mine.max_steps.iloc[0]), "model": str(mine.policy.iloc[0]),
                          "paper source": reference["source"]})  # fmt: skip
     return pd.DataFrame(rows)

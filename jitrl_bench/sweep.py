@@ -31,7 +31,7 @@ from jitrl_bench.config import baselines_of, build_spec, compose_config
 from jitrl_bench.errors import UserError
 from jitrl_bench.paths import CONFIG_DIR, results_dir
 from jitrl_bench.results.report import write_report
-from jitrl_bench.results.tables import aggregate, rich_table, to_markdown
+from jitrl_bench.results.tables import INTERVALS, aggregate, rich_table, summary_shown, to_markdown
 from jitrl_bench.run.rundir import make_writable_dir
 from jitrl_bench.terminal import plain, say
 
@@ -145,8 +145,8 @@ def run_sweep(overrides: list[str], console: Console) -> Path:
     runs = expand_runs([sweep_dir])
     frame = aggregate(runs)
     frame.to_csv(sweep_dir / "summary.csv", index=False)
-    (sweep_dir / "summary.md").write_text(to_markdown(frame) + "\n")
-    console.print(rich_table(frame, title=f"sweep {sweep_dir.name}: {len(runs)} runs"))
+    (sweep_dir / "summary.md").write_text(to_markdown(summary_shown(frame)) + f"\n\n_{INTERVALS}_\n")
+    console.print(rich_table(summary_shown(frame), title=f"sweep {sweep_dir.name}: {len(runs)} runs", note=INTERVALS))
     say(console, f"report: {write_report(runs, sweep_dir / 'report.html')}")
     return sweep_dir
 

@@ -167,7 +167,8 @@ def test_table_reference_sets_a_jericho_run_beside_the_paper(tmp_path: Path) -> 
     code, output = cli("run", *FAST, "env=jericho", "env.game=zork1", f"env.rom_dir={games}", "run.episodes=2",
                        "run.max_steps=4", f"run.dir={run_dir}")  # fmt: skip
     assert code == 0, output
-    code, output = cli("table", str(run_dir), "--reference")
+    shown = CliRunner().invoke(app, ["table", str(run_dir), "--reference"], env={"COLUMNS": "200"})  # no wrapping
+    code, output = shown.exit_code, shown.output
     assert code == 0, output
     from jitrl_bench.reproduce import reference_table
 
@@ -177,6 +178,9 @@ def test_table_reference_sets_a_jericho_run_beside_the_paper(tmp_path: Path) -> 
     assert list(jitrl.paper) == [53.0] and list(jitrl.ours) == [round(mine[mine.agent == "jitrl"].score.mean(), 2)]
     assert set(frame.benchmark) == {"Jericho"} and set(frame.setting.str.split(" ").str[0]) == {"zork1"}
     assert "zork1 (50 steps)" in output and "beside the paper" in output
+    # ours with its interval over the two episodes, and whether the paper's 53 lies in it (4 steps: it cannot)
+    assert list(jitrl["interval over"]) == ["2 episodes"] and list(jitrl["paper inside"]) == ["no"]
+    assert jitrl["ours 95%"].iloc[0].startswith("[") and "paper inside" in output
 
 
 def test_a_sweep_report_has_seed_bands_and_the_beta_k_heatmap(tmp_path: Path) -> None:

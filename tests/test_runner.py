@@ -53,8 +53,9 @@ def test_run_directory_holds_every_episode_step_and_memory_entry(tmp_path: Path,
     assert len(reopened) == jitrl_steps
     assert {rec["episode"] for rec in reopened.records()} == {r.episode_uid for r in rows if r.agent == "jitrl"}
     summary = write_summary(tmp_path)
-    assert list(summary.columns[:9]) == [
-        "task", "agent", "episodes", "mean_score", "final5_score", "max_score", "norm_score", "success_rate", "auc",
+    assert list(summary.columns[:13]) == [
+        "task", "agent", "episodes", "mean_score", "mean_low", "mean_high", "final5_score", "max_score", "norm_score",
+        "success_rate", "success_low", "success_high", "auc",
     ]  # fmt: skip
     assert (tmp_path / "summary.md").exists() and (tmp_path / "curve.png").stat().st_size > 1000
 

@@ -68,6 +68,7 @@ KNOBS = [
     ("run.temperature=-0.5", r"run\.temperature=-0\.5: must be >= 0"),
     ("run.concurrency=0", r"run\.concurrency=0: must be >= 1"),
     ("run.infra_retries=-1", r"run\.infra_retries=-1: must be >= 0"),
+    ("run.compare_to=a/b", r"run\.compare_to=a/b: use letters"),
     ("run.executor=spark", r"run\.executor=spark: choose one of local, ray"),
     ("run.shard=2/2", r"run\.shard=2/2: i/n needs 0 <= i < n \(got i=2, n=2\)"),
     ("run.shard=half", r"run\.shard=half: i/n, e\.g\. 0/4 for the first of four shards"),

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from jitrl_bench.results.comparison import compare, reference_of
 from jitrl_bench.results.cost import PricesConfig, cost_table, literature_table, load_prices
 from jitrl_bench.results.frontier import frontier_points, heatmap_grid, plot_frontier, plot_heatmap, sweep_axes
 from jitrl_bench.results.tables import episodes_frame, flat_configs, labelled, run_configs, summarize, varying_keys
@@ -55,7 +56,7 @@ def gather(run_dirs: list[Path], prices_file: Path | None, image_dir: Path, pref
     flats = flat_configs(configs)
     varying = varying_keys(flats)
     names = _run_names(run_dirs)
-    summaries, costs, episodes, decisions, memories, runs = [], [], [], {}, {}, []
+    summaries, comparisons, costs, episodes, decisions, memories, runs = [], [], [], [], {}, {}, []
     uids: dict[str, list[Any]] = {}
     prices = load_prices(prices_file, run_dirs[0] if run_dirs else None)  # the literature rows: the first run's
     budget, left_out = MAX_DECISIONS, 0
@@ -64,6 +65,7 @@ def gather(run_dirs: list[Path], prices_file: Path | None, image_dir: Path, pref
         summary = labelled(summarize(frame), name, flat, varying)
         cost = labelled(cost_table(frame, load_prices(prices_file, run_dir)), name, flat, varying)
         summaries.append(summary)
+        comparisons.append(labelled(compare(frame, reference_of(run_dir)), name, flat, varying))
         costs.append(cost)
         ok = frame[frame.status != "error"] if not frame.empty else frame
         for row in ok.to_dict("records"):
@@ -78,6 +80,7 @@ def gather(run_dirs: list[Path], prices_file: Path | None, image_dir: Path, pref
         memories[name] = _memory_states(run_dir, decisions, name)
         runs.append(_provenance(run_dir, name, config, frame))
     summary = pd.concat(summaries, ignore_index=True) if summaries else pd.DataFrame()
+    comparison = pd.concat(comparisons, ignore_index=True) if comparisons else pd.DataFrame()
     cost = pd.concat(costs, ignore_index=True) if costs else pd.DataFrame()
     images = _images(summary, cost, varying, configs, image_dir, prefix)
     return {
@@ -85,6 +88,7 @@ def gather(run_dirs: list[Path], prices_file: Path | None, image_dir: Path, pref
         "generated": time.strftime("%Y-%m-%d %H:%M:%S"),
         "varying": varying,
         "summary": _records(summary),
+        "comparison": _records(comparison),
         "episodes": episodes,
         "decisions": decisions,
         "decisions_left_out": left_out,
@@ -238,10 +242,12 @@ def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
 
 
 def _plain(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        value = value.item()
     if isinstance(value, float) and math.isnan(value):
         return None
-    if isinstance(value, np.generic):
-        return value.item()
+    if isinstance(value, float) and math.isinf(value):  # an unbounded interval (too few pairs): said in words
+        return "-inf" if value < 0 else "inf"
     return value
 
 

@@ -15,13 +15,17 @@ from matplotlib.ticker import MaxNLocator
 from rich.console import Console
 from rich.table import Table
 
+from jitrl_bench.results.comparison import DIFFERENCE, compare, reference_of, shown, with_interval
 from jitrl_bench.results.cost import SHOWN, cost_table, load_prices
+from jitrl_bench.results.uncertainty import LEVEL, mean_interval
 from jitrl_bench.run import received
 from jitrl_bench.run.rundir import existing_run
 from jitrl_bench.terminal import cell
 
 PROTOCOL = ["env", "policy", "max_steps", "seeds"]
-SUMMARY = ["task", "agent", "episodes", "mean_score", "final5_score", "max_score", "norm_score", "success_rate", "auc"]
+SUMMARY = ["task", "agent", "episodes", "mean_score", "mean_low", "mean_high", "final5_score", "max_score",
+           "norm_score", "success_rate", "success_low", "success_high", "auc"]  # fmt: skip
+INTERVALS = f"intervals: {LEVEL:.0%} bootstrap over a run's episodes"
 
 
 def episodes_frame(run_dir: Path) -> pd.DataFrame:
@@ -46,16 +50,21 @@ def summarize(episodes: pd.DataFrame) -> pd.DataFrame:
         played = ok[(ok.task == task) & (ok.agent == agent)].sort_values("episode")
         max_score = float(played.max_score.max()) if len(played) else 0.0
         final5 = played.score.tail(5)
+        score, success = mean_interval(played.score.to_numpy()), mean_interval(played.success.to_numpy(dtype=float))
         rows.append(
             {
                 "task": task,
                 "agent": agent,
                 "episodes": len(played),
                 "mean_score": _mean(played.score),
+                "mean_low": score.low,
+                "mean_high": score.high,
                 "final5_score": _mean(final5),
                 "max_score": max_score,
                 "norm_score": _mean(final5) / max_score if max_score > 0 else 0.0,
                 "success_rate": _mean(played.success.astype(float)),
+                "success_low": success.low,
+                "success_high": success.high,
                 "auc": _mean(played.norm_score),
                 "env": group.env.iloc[0],
                 "policy": group.policy.iloc[0],
@@ -86,22 +95,47 @@ def _fallbacks(played: pd.DataFrame) -> int:
 
 
 def write_summary(run_dir: Path, console: Console | None = None) -> pd.DataFrame:
-    """summary.csv, cost.csv, summary.md (results, then cost) and curve.png of one run; prints the tables."""
+    """summary.csv, comparison.csv, cost.csv, summary.md (results, the paired comparison, then cost) and curve.png of
+    one run; prints the tables."""
     episodes = episodes_frame(run_dir)
     summary = summarize(episodes)
+    reference = reference_of(run_dir)
+    comparison = compare(episodes, reference)
     cost = cost_table(episodes, load_prices(run_dir=run_dir))
     # through write_file: a run may be someone else's, and no link planted in it is written through
     received.write_file(run_dir / "summary.csv", summary.to_csv(index=False))
+    received.write_file(run_dir / "comparison.csv", comparison.to_csv(index=False))
     received.write_file(run_dir / "cost.csv", cost.to_csv(index=False))
-    shown = cost[[c for c in ["task", *SHOWN] if c in cost.columns]]
-    received.write_file(run_dir / "summary.md", f"{to_markdown(summary)}\n\n## Cost\n\n{to_markdown(shown)}\n")
+    costs = cost[[c for c in ["task", *SHOWN] if c in cost.columns]]
+    against = f"Against {reference}, paired on task, seed and episode"
+    markdown = [to_markdown(summary_shown(summary)), f"_{INTERVALS}_"]
+    if not comparison.empty:
+        markdown += [f"## {against}", to_markdown(shown(comparison))]
+    received.write_file(run_dir / "summary.md", "\n\n".join([*markdown, "## Cost", to_markdown(costs)]) + "\n")
     if not episodes.empty and (episodes.status == "ok").any():
         plot_curves(episodes[episodes.status == "ok"], run_dir / "curve.png")
     if console is not None and not cost.empty:  # no played episode (every task failed): nothing to tabulate
-        console.print(rich_table(summary, title=str(run_dir)))
+        console.print(rich_table(summary_shown(summary), title=str(run_dir), note=INTERVALS))
+        if not comparison.empty:
+            console.print(rich_table(shown(comparison), title=against, note=VERDICT_NOTE.format(reference=reference)))
         if int(cost.llm_calls.sum()) > 0:
-            console.print(rich_table(shown, title="cost"))
+            console.print(rich_table(costs, title="cost"))
     return summary
+
+
+VERDICT_NOTE = (
+    "verdict: better / worse than {reference} when the paired sign-flip test gives p < 0.05, else no evidence"
+)
+
+
+def summary_shown(summary: pd.DataFrame) -> pd.DataFrame:
+    """The summary as it reads in a table: each mean with its interval in one cell, the bounds' columns dropped."""
+    out = summary.drop(columns=[c for c in ("mean_low", "mean_high", "success_low", "success_high") if c in summary])
+    for column, low, high in (("mean_score", "mean_low", "mean_high"), ("success_rate", "success_low", "success_high")):
+        if column in out and low in summary:
+            bounds = zip(summary[column], summary[low], summary[high], strict=True)
+            out[column] = [with_interval(v, lo, hi) for v, lo, hi in bounds]
+    return out
 
 
 def plot_curves(episodes: pd.DataFrame, path: Path) -> None:
@@ -180,21 +214,25 @@ def to_markdown(frame: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-HEADERS = {"mean_score": "mean", "final5_score": "final5", "max_score": "max", "norm_score": "norm",
-           "success_rate": "success", "episodes": "eps", "calls_per_step": "calls/step", "llm_calls": "calls",
+HEADERS = {"mean_score": "mean [95%]", "final5_score": "final5", "max_score": "max", "norm_score": "norm",
+           "success_rate": "success [95%]", "episodes": "eps", "calls_per_step": "calls/step", "llm_calls": "calls",
            "prompt_tokens": "prompt tok", "completion_tokens": "compl. tok", "embeddings": "embeds",
            "wall_s": "wall s", "compute_s": "compute s", "priced_by": "priced by"}  # fmt: skip
 METRICS = {"episodes", "mean_score", "final5_score", "norm_score", "success_rate", "auc", "calls", "tokens",
            "calls_per_step", "llm_calls", "prompt_tokens", "completion_tokens", "embeddings", "wall_s", "compute_s",
-           "usd", "paper", "ours"}  # fmt: skip
+           "usd", "paper", "ours", "pairs", DIFFERENCE, "p", "verdict", "mean_low", "mean_high", "success_low",
+           "success_high"}  # fmt: skip
 
 
-def rich_table(frame: pd.DataFrame, title: str = "") -> Table:
-    """A terminal-width table: a column with one value in every row (the protocol, usually) moves to the caption."""
+def rich_table(frame: pd.DataFrame, title: str = "", note: str = "") -> Table:
+    """A terminal-width table: a column with one value in every row (the protocol, usually) moves to the caption,
+    after `note`."""
     constant = [c for c in frame.columns if c not in METRICS and len(frame) > 1 and frame[c].nunique(dropna=False) == 1]
     if len(frame) == 1:
         constant = [c for c in frame.columns if c not in METRICS and c not in ("task", "agent")]
-    caption = " · ".join(f"{HEADERS.get(c, c).replace('_', ' ')} {_fmt(frame[c].iloc[0])}" for c in constant)
+    caption = " · ".join(
+        [note] * bool(note) + [f"{HEADERS.get(c, c).replace('_', ' ')} {_fmt(frame[c].iloc[0])}" for c in constant]
+    )
     shown = frame.drop(columns=constant)
     table = Table(title=cell(title), caption=cell(caption) if caption else None, show_lines=False)
     for col in shown.columns:  # every text from a run (names, paths) as a Text: never read as markup

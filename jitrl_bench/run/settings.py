@@ -11,6 +11,9 @@ from jitrl_bench.run.streams import Shard, parse_shard
 
 EXECUTORS = ("local", "ray")
 SHARED_MEMORY = ("stream", "service")
+DEFAULT_REFERENCE = "static"
+"""The agent the tables compare the others with unless `run.compare_to` names another; a run without it plays has no
+comparison (not an error: `run.baselines=[]` is a common choice)."""
 
 
 @dataclass
@@ -66,6 +69,9 @@ class RunConfig(Checked):
     """Episodes in flight at once (threads). Useful against a batching server; a learning agent's episodes of one
     task still run in order, so results do not depend on it."""
     progress: bool = True
+    compare_to: str | None = DEFAULT_REFERENCE
+    """The agent every other is compared with in the tables (paired on task, seed and episode); null: no comparison.
+    It changes what is shown, never what is played: out of the config hash."""
     executor: str = "local"
     """Where episodes are played: `local` (threads of this process) or `ray` (a Ray cluster, `run.ray`)."""
     shard: str | None = None
@@ -81,6 +87,8 @@ class RunConfig(Checked):
             name("baselines", baseline)
         at_least("infra_retries", self.infra_retries, 0)
         at_least("concurrency", self.concurrency, 1)
+        if self.compare_to is not None:
+            name("compare_to", self.compare_to)
         one_of("executor", self.executor, EXECUTORS)
         if self.shard is not None:
             parse_shard(self.shard)

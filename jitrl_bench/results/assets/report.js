@@ -82,6 +82,15 @@ function summarySection() {
   section.append(sortableTable(rows, columns, "summary-table"));
 }
 
+function comparisonSection() {
+  const section = document.getElementById("comparison");
+  const rows = DATA.comparison;
+  if (!rows.length) { section.append(el("p", {}, "No comparison: the run's reference agent (run.compare_to) did not play, or no other agent did.")); return; }
+  const single = new Set(rows.map((r) => r.run)).size === 1;
+  const columns = Object.keys(rows[0]).filter((c) => !(single && c === "run"));
+  section.append(sortableTable(rows, columns, "comparison-table"));
+}
+
 // ---- learning curves ---------------------------------------------------------------------------------------------
 
 function seriesKey(episode) {
@@ -344,6 +353,7 @@ function provenanceSection() {
 document.getElementById("title").textContent = "jitrl-bench report: " + DATA.title;
 document.getElementById("subtitle").textContent = `${DATA.runs.length} run(s) · ${DATA.episodes.length} episodes · generated ${DATA.generated}`;
 summarySection();
+comparisonSection();
 curvesSection();
 viewerSection();
 costSection();
