@@ -160,9 +160,9 @@ def our_value(rows: pd.DataFrame, metric: str) -> float | None:
 
 
 def our_interval(rows: pd.DataFrame, metric: str, paper: str) -> dict[str, object]:
-    """Our value's 95% bootstrap interval and whether the paper's value lies inside it. Over the tasks when several
-    were played (ours is a mean of per-task values), else over the episodes the metric reads (one for final_score:
-    no interval)."""
+    """Our value's 95% bootstrap interval and whether the paper's value lies inside it, over what `our_value` averages:
+    the episodes for a success rate (pooled over tasks); for scores, the tasks when several were played (ours is a
+    mean of per-task values), else the episodes the metric reads (one for final_score: no interval)."""
     if rows.empty:
         return {"ours 95%": "", "interval over": "", "paper inside": ""}
     per_task = {task: group.sort_values("episode") for task, group in rows.groupby("task")}
@@ -173,7 +173,9 @@ def our_interval(rows: pd.DataFrame, metric: str, paper: str) -> dict[str, objec
             return 100.0 * episodes.success.astype(float)
         return episodes.score.tail({"final_score": 1, "last10_score": 10}.get(metric, len(episodes)))
 
-    if len(per_task) > 1:
+    if metric == "success_rate_pct":  # ours pools the episodes of every task (our_value): so does its interval
+        values, over = [float(v) for v in pick(rows)], f"{len(rows)} episodes"
+    elif len(per_task) > 1:
         values, over = [float(pick(g).mean()) for g in per_task.values()], f"{len(per_task)} tasks"
     else:
         values = [float(v) for v in pick(next(iter(per_task.values())))]

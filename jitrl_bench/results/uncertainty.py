@@ -25,6 +25,8 @@ RESAMPLES = 2**14
 EXACT_UP_TO = 14
 """Up to 14 pairs the sign-flip test enumerates all 2^n sign vectors (16,384 at most): exact."""
 SEED = 0
+CHUNK = 1024
+"""Sign vectors drawn at a time: 1,024 × n floats, whatever the number of pairs."""
 """Resampling is seeded: the same scores give the same interval and p-value, in every table and on every machine."""
 VERDICTS = ("better", "worse", "no evidence")
 
@@ -111,14 +113,19 @@ class SignFlip:
     def __init__(self, differences: np.ndarray) -> None:
         self.d = np.asarray(differences, dtype=np.float64)
         n = len(self.d)
-        if n <= EXACT_UP_TO:
-            signs = 1 - 2 * ((np.arange(2**n)[:, None] >> np.arange(n)) & 1)
-            self.extra = 0
-        else:
-            signs = np.random.default_rng(SEED).choice(np.array([-1, 1]), size=(RESAMPLES, n))
-            self.extra = 1  # the observed signs count once: a Monte Carlo p-value is never 0
-        self.flipped_d = signs @ self.d
-        self.flipped_one = signs.sum(axis=1).astype(np.float64)
+        exact = n <= EXACT_UP_TO
+        self.extra = 0 if exact else 1  # Monte Carlo: the observed signs count once, so p is never 0
+        rng = np.random.default_rng(SEED)
+        flipped_d, flipped_one = [], []
+        rows = 2**n if exact else RESAMPLES
+        for start in range(0, rows, CHUNK):  # in chunks: a pooled table may pair thousands of episodes
+            if exact:
+                signs = 1.0 - 2.0 * ((np.arange(start, min(start + CHUNK, rows))[:, None] >> np.arange(n)) & 1)
+            else:
+                signs = rng.choice(np.array([-1.0, 1.0]), size=(min(CHUNK, rows - start), n))
+            flipped_d.append(signs @ self.d)
+            flipped_one.append(signs.sum(axis=1))
+        self.flipped_d, self.flipped_one = np.concatenate(flipped_d), np.concatenate(flipped_one)
 
     def p_value(self, delta: float) -> float:
         observed = abs(float(np.sum(self.d - delta)))

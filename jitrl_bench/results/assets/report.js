@@ -73,22 +73,22 @@ function sortableTable(rows, columns, id) {
 
 // ---- summary -----------------------------------------------------------------------------------------------------
 
-function summarySection() {
-  const section = document.getElementById("summary");
-  const rows = DATA.summary;
-  if (!rows.length) { section.append(el("p", {}, "No finished episodes yet.")); return; }
+function runTable(id, rows, empty) {
+  // one row per (run, task, agent): the run column only when the page holds several runs
+  const section = document.getElementById(id);
+  if (!rows.length) { section.append(el("p", {}, empty)); return; }
   const single = new Set(rows.map((r) => r.run)).size === 1;
   const columns = Object.keys(rows[0]).filter((c) => !(single && c === "run"));
-  section.append(sortableTable(rows, columns, "summary-table"));
+  section.append(sortableTable(rows, columns, id + "-table"));
+}
+
+function summarySection() {
+  runTable("summary", DATA.summary, "No finished episodes yet.");
 }
 
 function comparisonSection() {
-  const section = document.getElementById("comparison");
-  const rows = DATA.comparison;
-  if (!rows.length) { section.append(el("p", {}, "No comparison: the run's reference agent (run.compare_to) did not play, or no other agent did.")); return; }
-  const single = new Set(rows.map((r) => r.run)).size === 1;
-  const columns = Object.keys(rows[0]).filter((c) => !(single && c === "run"));
-  section.append(sortableTable(rows, columns, "comparison-table"));
+  runTable("comparison", DATA.comparison,
+    "No comparison: the run's reference agent (run.compare_to) did not play, or no other agent did.");
 }
 
 // ---- learning curves ---------------------------------------------------------------------------------------------
