@@ -328,7 +328,7 @@ def serve(
         raise UserError("this policy has no model to serve: pick policy=vllm, policy=hf or policy=openai")
     model = wanted.model
     given_key = os.environ.get(KEY_ENV)  # the user's own key stays unprinted; a random one is printed once, here
-    server = VLLMServer(model, port=port, dtype=wanted.dtype, api_key=given_key)
+    server = VLLMServer(model, port=port, dtype=wanted.dtype, api_key=given_key, enforce_eager=wanted.enforce_eager)
     say(console, f"starting vLLM for {model} (log: {server.log_path or 'the jitrl-bench cache'}) ...")
     with server:
         say(console, f"in {server.startup_s:.0f} s: {server.base_url}", "ready", "green")

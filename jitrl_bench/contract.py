@@ -462,6 +462,7 @@ class ServeSpec:
 
     model: str
     dtype: str = "auto"
+    enforce_eager: bool = False  # vLLM's --enforce-eager: no torch.compile, so a start takes about half the time
 
 
 class PolicyConfig(Protocol):

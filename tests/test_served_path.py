@@ -50,6 +50,7 @@ def test_vllm_in_process_choice_applies_the_bias_in_the_engine(tmp_path: Path) -
     require_vllm_venv()
     run_dir = tmp_path / "in-process"
     command = [str(VLLM_PYTHON.parent / "jitrl-bench"), "run", "policy=vllm", "policy.mode=choice",
+               "policy.enforce_eager=true",
                f"run.episodes={EPISODES}", "run.max_steps=4", f"run.dir={run_dir}"]  # fmt: skip
     err = terminate_after_first_episode(start(command), run_dir)
     assert len(err.strip().splitlines()) == 1, f"only our own line on the terminal, got:\n{err}"
@@ -57,7 +58,8 @@ def test_vllm_in_process_choice_applies_the_bias_in_the_engine(tmp_path: Path) -
     _, err = resumed.communicate(timeout=900)
     assert resumed.returncode == 0, err
     assert err.strip() == "", f"library output leaked to the terminal:\n{err}"  # it is in run.log
-    assert "vllm" in (run_dir / "run.log").read_text().lower()
+    log = (run_dir / "run.log").read_text()
+    assert "vllm" in log.lower() and "Enforce eager set" in log  # vLLM's own config check says it runs eager
     check_engine_traces(run_dir)
 
 
@@ -65,6 +67,7 @@ def test_server_auto_choice_applies_the_bias_in_the_server(tmp_path: Path) -> No
     require_vllm_venv()
     run_dir = tmp_path / "server"
     command = [sys.executable, "-m", "jitrl_bench", "run", "policy=openai", "policy.mode=choice", "policy.server=auto",
+               "policy.enforce_eager=true",
                f"run.episodes={EPISODES}", "run.max_steps=4", f"run.dir={run_dir}"]  # fmt: skip
     before = vllm_servers()
     terminate_after_first_episode(start(command), run_dir)

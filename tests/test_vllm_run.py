@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from jitrl_bench.jitrl.memory import ExperienceMemory
-from tests.conftest_vllm import VLLMServerInfo
+from tests.conftest_vllm import VLLMServerInfo, restart
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
@@ -78,7 +78,7 @@ def test_server_lost_mid_run_is_one_error_and_the_run_resumes(vllm_server: VLLMS
     try:
         _, err = proc.communicate(timeout=300)
     finally:
-        vllm_server.server.start()  # same port: the shared server is back for the other tests
+        restart(vllm_server.server)  # same port: the shared server is back for the other tests
     assert proc.returncode == 2, err
     lines = [line for line in err.strip().splitlines() if line.strip()]
     assert len(lines) == 1 and vllm_server.base_url in lines[0] and "Traceback" not in err
@@ -107,7 +107,8 @@ def test_serve_prints_a_working_override_and_stops_on_ctrl_c(
     random key too, without which it refuses requests (mutant that fails it, by reading: no VLLM_API_KEY given)."""
     env = {k: v for k, v in os.environ.items() if k != vllm_server.api_key_env}  # serve draws a key and prints it
     proc = subprocess.Popen(
-        [sys.executable, "-m", "jitrl_bench", "serve", "policy=openai", "policy.tokenizer=smollm2"],
+        [sys.executable, "-m", "jitrl_bench", "serve", "policy=openai", "policy.tokenizer=smollm2",
+         "policy.enforce_eager=true"],
         cwd=REPO, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, preexec_fn=interactive_ctrl_c, env=env,
     )  # fmt: skip
     assert proc.stdout is not None

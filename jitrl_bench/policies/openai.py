@@ -82,6 +82,9 @@ class OpenAIPolicyConfig(Checked):
     server: str = "none"
     """"none": use the server at base_url. "auto": start a local vLLM server for `tokenizer` (a model folder, hub id
     or "smollm2"), served as `model`, when the policy is made; `close()` (or exit) stops it."""
+    enforce_eager: bool = False
+    """server=auto (and `jitrl-bench serve`): start vLLM with --enforce-eager, without torch.compile: on a CPU the
+    server is up in about half the time (37 s against 74 s for SmolLM2 on 2 cores); each step may run slower."""
     model: str = "SmolLM2-135M-Instruct"
     """The model name the server serves (vLLM: --served-model-name)."""
     mode: str = "score"
@@ -142,7 +145,7 @@ class OpenAIPolicyConfig(Checked):
         return OpenAIPolicy(self)
 
     def serve_spec(self) -> ServeSpec | None:
-        return ServeSpec(self.tokenizer or self.model)
+        return ServeSpec(self.tokenizer or self.model, enforce_eager=self.enforce_eager)
 
 
 class OpenAIPolicy:
@@ -156,7 +159,9 @@ class OpenAIPolicy:
         self.server: VLLMServer | None = None
         self.hardware = "api"
         if config.server == "auto":
-            self.server = VLLMServer(config.tokenizer or config.model, served_model_name=config.model).start()
+            self.server = VLLMServer(
+                config.tokenizer or config.model, served_model_name=config.model, enforce_eager=config.enforce_eager
+            ).start()
             atexit.register(self.server.stop)
             self.base_url = self.server.base_url
             self.hardware = "cpu" if self.server.is_cpu_build else "gpu"

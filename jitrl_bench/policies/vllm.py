@@ -107,7 +107,7 @@ class VLLMPolicyConfig(Checked):
         return VLLMPolicy(self)
 
     def serve_spec(self) -> ServeSpec | None:
-        return ServeSpec(self.model, self.dtype)
+        return ServeSpec(self.model, self.dtype, self.enforce_eager)
 
 
 class VLLMPolicy:

@@ -26,6 +26,7 @@ from tests.conftest_vllm import (
     CANDIDATES,
     VLLMServerInfo,
     option_reference,
+    restart,
 )
 
 ATOL = 1e-3
@@ -191,8 +192,8 @@ def test_server_stopped_mid_use_then_processed_logprobs(  # keep last: it restar
     assert vllm_server.base_url in str(errors[0]) and "3 tries" in str(errors[0])
 
     # Back on the same port (processed logprobs, as before): a fresh client probes it by itself.
-    server.start()
-    print(f"\nserver restart (compile cache warm): {server.startup_s:.1f} s")
+    restart(server)
+    print(f"\nserver restart (eager): {server.startup_s:.1f} s")
     policy = client(vllm_server, mode="choice")
     bias = np.array(BIAS)
     reference = option_reference(hf, prompt, CANDIDATES)
