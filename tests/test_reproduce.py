@@ -18,7 +18,7 @@ from jitrl_bench.cli import app
 REPO = Path(__file__).resolve().parents[1]
 GAMES = os.environ.get("JITRL_BENCH_GAMES") or str(REPO.parent / "shared" / "jericho-games")
 pytestmark = pytest.mark.slow
-TINY = ["run.episodes=1", "run.max_steps=3", "run.progress=false", f"env.rom_dir={GAMES}"]
+TINY = ["run.episodes=1", "run.max_steps=2", "run.progress=false", f"env.rom_dir={GAMES}"]
 
 
 def test_list_names_the_settings() -> None:
