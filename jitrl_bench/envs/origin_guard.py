@@ -13,6 +13,10 @@ context routes every request through `RequestGuard`:
 
 Playwright records both the browser's request and its own fetch in the HAR; `scrub_har` keeps the browser's entries
 on allowed origins only and strips the extra headers, so neither a blocked request nor a header value is kept.
+
+Not covered: WebSocket connections (from a page or a worker) are not routed by Playwright 1.44, and CDP's
+`Network.setBlockedURLs` does not stop them either (tried), so a page's script can open one to another origin. It
+carries none of the extra headers (they are added to routed requests only, never set context-wide).
 """
 
 from __future__ import annotations
