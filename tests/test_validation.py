@@ -41,6 +41,7 @@ def tripwires(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setattr(openai.OpenAIPolicy, "__init__", trip("OpenAI client / vLLM server"))
     monkeypatch.setattr(models, "_convert_gguf", trip("GGUF conversion"))
     monkeypatch.setattr(embed.SentenceTransformerEmbedder, "__init__", trip("embedder"))
+    monkeypatch.setattr(embed.MiniLMEmbedder, "__init__", trip("embedder"))
     monkeypatch.setattr(text_game.TextGameEnv, "__init__", trip("game"))
     monkeypatch.setattr(browser.Browser, "__init__", trip("browser"))
     yield

@@ -7,14 +7,18 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import httpx
 import pytest
 
+from jitrl_bench.contract import Prompt
+from jitrl_bench.errors import UserError
 from jitrl_bench.jitrl.memory import ExperienceMemory
-from tests.conftest_vllm import VLLMServerInfo, restart
+from jitrl_bench.policies.openai import OpenAIPolicyConfig
+from tests.conftest_vllm import CANDIDATES, OBSERVATION, SYSTEM, VLLMServerInfo, restart
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
@@ -66,6 +70,33 @@ def test_two_episodes_through_the_server_with_concurrency(vllm_server: VLLMServe
     assert log is not None and secret not in log.read_text(errors="replace")  # nor by the server (not on its argv)
 
 
+class KeepScoring(threading.Thread):
+    """Scores the shared prompt through an OpenAIPolicy until a call fails (the server went away): one error after
+    its 3 tries."""
+
+    def __init__(self, info: VLLMServerInfo) -> None:
+        super().__init__(daemon=True)
+        self.policy = OpenAIPolicyConfig(base_url=info.base_url, model=info.model, tokenizer=info.tokenizer,
+                                         api_key_env=info.api_key_env, max_retries=2, backoff_s=0.2,
+                                         timeout_s=30.0).make()  # fmt: skip
+        self.calls, self.errors = 0, list[UserError]()
+        self.start()
+        deadline = time.monotonic() + 60
+        while self.calls == 0 and not self.errors and time.monotonic() < deadline:
+            time.sleep(0.1)
+
+    def run(self) -> None:
+        prompt = Prompt.chat(SYSTEM, OBSERVATION)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                self.policy.score(prompt, CANDIDATES)
+                self.calls += 1
+            except UserError as error:
+                self.errors.append(error)
+                return
+
+
 def test_server_lost_mid_run_is_one_error_and_the_run_resumes(vllm_server: VLLMServerInfo, tmp_path: Path) -> None:
     run_dir = tmp_path / "lost"
     args = [*server_overrides(vllm_server, "choice"), "run.episodes=4", "run.max_steps=4", f"run.dir={run_dir}"]
@@ -74,11 +105,15 @@ def test_server_lost_mid_run_is_one_error_and_the_run_resumes(vllm_server: VLLMS
     while not rows_of(run_dir) and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.2)
     assert rows_of(run_dir), "no episode finished before the server was stopped"
+    scorer = KeepScoring(vllm_server)  # a client scoring in a loop beside the run: the same outage for both
     vllm_server.server.stop()
     try:
         _, err = proc.communicate(timeout=300)
+        scorer.join()
     finally:
         restart(vllm_server.server)  # same port: the shared server is back for the other tests
+    assert scorer.calls >= 1 and len(scorer.errors) == 1  # the client's own retries, then one error naming the URL
+    assert vllm_server.base_url in str(scorer.errors[0]) and "3 tries" in str(scorer.errors[0])
     assert proc.returncode == 2, err
     lines = [line for line in err.strip().splitlines() if line.strip()]
     assert len(lines) == 1 and vllm_server.base_url in lines[0] and "Traceback" not in err

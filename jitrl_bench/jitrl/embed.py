@@ -80,6 +80,48 @@ class SentenceTransformerEmbedder:
         return np.asarray(vectors, dtype=np.float32).reshape(len(texts), self.dim)
 
 
+class MiniLMEmbedder:
+    """all-MiniLM-L6-v2 through transformers alone: the same three steps as its sentence-transformers pipeline
+    (BERT over at most 256 tokens, the mean of the token vectors under the attention mask, L2 normalisation), in
+    batches of 64 sorted by length as that pipeline does. It skips importing sentence-transformers (3.4 s of CPU
+    per process here, paid again by every Ray worker); tests/jitrl/test_embed.py checks it against that pipeline."""
+
+    MAX_TOKENS = 256  # the model's sentence_bert_config.json
+    BATCH = 64
+
+    def __init__(self, device: str = "cpu") -> None:
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        import torch
+        from transformers import AutoModel, AutoTokenizer
+        from transformers.utils import logging as transformers_logging
+
+        transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]  # the run has its own display
+        source = minilm_path()
+        self._torch = torch
+        self._tokenizer: Any = AutoTokenizer.from_pretrained(source)
+        self._model: Any = AutoModel.from_pretrained(source).to(device).eval()
+        self._device = device
+        self.name = MINILM
+        self.dim = int(self._model.config.hidden_size)
+
+    @charged(EMBEDDING)
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+        torch = self._torch
+        for start in range(0, len(order), self.BATCH):
+            rows = order[start : start + self.BATCH]
+            batch = self._tokenizer([texts[i] for i in rows], padding=True, truncation=True,
+                                    max_length=self.MAX_TOKENS, return_tensors="pt").to(self._device)  # fmt: skip
+            with torch.inference_mode():
+                tokens = self._model(**batch).last_hidden_state
+                mask = batch["attention_mask"].unsqueeze(-1).to(tokens.dtype)
+                mean = (tokens * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
+                unit = torch.nn.functional.normalize(mean, p=2, dim=1)
+            out[rows] = unit.float().cpu().numpy()
+        return out
+
+
 class CachedEmbedder:
     """An embedder that remembers each text's vector for the run: text games revisit the same states constantly, and
     every agent at the same step embeds the same state. Texts not seen before reach the model; those that several
@@ -168,4 +210,6 @@ class EmbedderConfig(Checked):
     def make(self) -> Embedder:
         if self.name == "hashing":
             return HashingEmbedder()
+        if self.name in (MINILM, "minilm", f"sentence-transformers/{MINILM}"):
+            return MiniLMEmbedder(self.device)
         return SentenceTransformerEmbedder(self.name, self.device)
