@@ -37,11 +37,15 @@ games: setup
 	    echo "no Jericho game files: the download failed (see $(VENV)/games-download.log); put them in" \
 	      "../shared/jericho-games or set JITRL_BENCH_GAMES to a folder holding them" >&2; exit 1; }; }
 
-test: setup setup-vllm games
-	$(BIN)/pytest -q --durations=25 tests
+# Two pytest-xdist workers; modules sharing the vLLM server or Ray stay in one (tests/conftest.py: SHARED_GROUPS).
+PYTEST := $(BIN)/pytest -q -n 2 --dist loadgroup
 
+test: setup setup-vllm games
+	$(PYTEST) --durations=25 tests
+
+# The inner loop: no vLLM, no Ray.
 test-fast: setup games
-	$(BIN)/pytest -q -m "not slow" tests
+	$(PYTEST) -m "not slow" tests
 
 lint: setup
 	$(BIN)/ruff check jitrl_bench tests scripts

@@ -15,6 +15,23 @@ from tests.conftest_vllm import vllm_server  # noqa: F401  (the shared vLLM serv
 
 REPO = Path(__file__).resolve().parents[1]
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("COLUMNS", "200")  # tables the tests read stay one row a line under long temporary paths
+
+SHARED_GROUPS = {
+    "vllm": ("tests/test_served_path.py", "tests/test_vllm_run.py", "tests/policies/test_vllm.py",
+             "tests/policies/test_openai_client.py", "tests/policies/test_engine_evidence.py"),
+    "ray": ("tests/test_cluster.py", "tests/envs/test_webarena_ray.py", "tests/test_sweep_submitit.py"),
+}  # fmt: skip
+"""Modules that share a session's process-wide resource (the vLLM server; Ray heads, which are CPU-heavy) run in one
+pytest-xdist worker (`make test` runs two, `--dist loadgroup`); every other module is a group of its own, so its
+module fixtures (a shared run read by several tests) are made once."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        module = item.path.relative_to(REPO).as_posix()
+        group = next((name for name, modules in SHARED_GROUPS.items() if module in modules), module)
+        item.add_marker(pytest.mark.xdist_group(group))
 
 
 def _stop_on_sigterm(signum: int, frame: FrameType | None) -> None:

@@ -62,6 +62,7 @@ def test_submitit_local_runs_a_two_point_sweep(tmp_path: Path) -> None:
     assert launcher.timeout_min == 7 * 24 * 60 and launcher.cpus_per_task >= 1
 
 
+@pytest.mark.slow  # Ray: not in `make test-fast`
 def test_each_point_of_a_sweep_can_play_its_episodes_on_ray(tmp_path: Path) -> None:
     """`run.executor=ray` per job: each point starts its own Ray instance, plays, and stops it before the next."""
     pytest.importorskip("ray")
