@@ -8,20 +8,16 @@ the browser, worker threads), finished episodes stay saved, and the same command
 from __future__ import annotations
 
 import os
-import signal
 import sys
 import time
-from collections.abc import Callable
-from functools import wraps
 from pathlib import Path
-from types import FrameType
-from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
 
+from jitrl_bench.bench.commands import bench_app
+from jitrl_bench.commands import Overrides, console, err, user_errors
 from jitrl_bench.errors import UserError
-from jitrl_bench.logs import quiet_libraries
 from jitrl_bench.terminal import say
 
 if TYPE_CHECKING:
@@ -34,46 +30,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 games_app = typer.Typer(help="The Jericho game files (ROMs): list, download, verify.", no_args_is_help=True)
-bench_app = typer.Typer(help="Benchmarks; results go to results/bench/.", no_args_is_help=True)
 app.add_typer(games_app, name="games")
 app.add_typer(bench_app, name="bench")
-console = Console()
-err = Console(stderr=True)
-F = TypeVar("F", bound=Callable[..., Any])
-Overrides = Annotated[
-    list[str] | None, typer.Argument(help="Hydra overrides, e.g. env=jericho env.game=zork1 agent.beta=0.5")
-]
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM, raised in the main thread like Ctrl-C, so the same clean-up runs."""
-
-
-def _terminate(signum: int, frame: FrameType | None) -> None:
-    raise Terminated()
-
-
-def user_errors(fn: F) -> F:
-    """Bad input → one red line on stderr and exit code 2; Ctrl-C → a resume hint and exit code 130; SIGTERM → the
-    same clean stop and exit code 143."""
-
-    @wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        quiet_libraries()
-        previous = signal.signal(signal.SIGTERM, _terminate)
-        try:
-            return fn(*args, **kwargs)
-        except UserError as e:
-            say(err, str(e), "error:", "red")  # the message as text: no markup, no control characters
-            raise typer.Exit(2) from None
-        except KeyboardInterrupt as e:
-            what = "terminated" if isinstance(e, Terminated) else "interrupted"
-            say(err, f"{what}: finished episodes are saved; the same command (same run.dir) resumes")
-            raise typer.Exit(143 if isinstance(e, Terminated) else 130) from None
-        finally:
-            signal.signal(signal.SIGTERM, previous)
-
-    return wrapper  # type: ignore[return-value]
 
 
 @app.command()
@@ -187,6 +145,30 @@ def merge(
     write_summary(merged, console=console)
     say(console, f"report: {write_report([merged], merged / 'report.html')}")
     say(console, f"run directory: {merged}")
+
+
+@app.command()
+@user_errors
+def export(
+    run_dirs: Annotated[list[Path], typer.Argument(help="Run or sweep directories")],
+    out: Annotated[Path, typer.Option("-o", "--out", help="Folder for the files (one per table, every run in each)")],
+    file_format: Annotated[str, typer.Option("--format", help="File format: parquet")] = "parquet",
+) -> None:
+    """Every run's episodes, steps, decisions, neighbours and memory as Parquet files (schema: docs/run-files.md),
+    for DuckDB, polars or pandas; the same tables as jitrl_bench.open_run(path)."""
+    from jitrl_bench.results.export import FORMATS
+    from jitrl_bench.results.export import export as write
+    from jitrl_bench.run.received import check_run
+    from jitrl_bench.sweep import expand_runs
+
+    if file_format not in FORMATS:
+        raise UserError(f"--format {file_format!r}: use one of {', '.join(FORMATS)}")
+    for path in run_dirs:
+        check_run(path)
+    runs = expand_runs(run_dirs)
+    written = write(runs, out, on_run=lambda path, n: say(console, f"{path}: {n} episodes"))
+    rows = ", ".join(f"{table} {n}" for table, n in written.items())
+    say(console, f"{out}: {len(runs)} run(s) as {file_format} ({rows} rows)")
 
 
 @app.command()
@@ -341,89 +323,6 @@ def serve(
             console.print("stopping the server")
             return
     raise UserError(f"the vLLM server exited; see its log {server.log_path}")
-
-
-@bench_app.command("memory")
-@user_errors
-def bench_memory(
-    sizes: Annotated[str, typer.Option(help="Comma list of memory sizes")] = "1000,10000,100000",
-    out: Annotated[Path, typer.Option(help="CSV to write")] = Path("results/bench/memory.csv"),
-    queries: Annotated[int, typer.Option(help="Decisions timed per size")] = 300,
-) -> None:
-    """Per-decision overhead of retrieve + advantage + update (K=10 candidates, k=10, 384-d), and bytes per entry."""
-    from jitrl_bench.bench.memory import bench_memory as run_bench
-
-    if queries < 1:
-        raise UserError(f"--queries {queries}: give at least 1")
-    run_bench(_ints(sizes, "--sizes"), out, queries=queries, console=console)
-
-
-@bench_app.command("policy")
-@user_errors
-def bench_policy(
-    ks: Annotated[str, typer.Option("--k", help="Comma list of candidate counts K")] = "5,10,30,100",
-    concurrency: Annotated[str, typer.Option(help="Comma list of episodes in flight (vLLM server)")] = "1,4,8",
-    repeats: Annotated[int, typer.Option(help="Timed calls per row (median reported)")] = 3,
-    dtype: Annotated[str, typer.Option(help="transformers dtype: float32 | bfloat16")] = "float32",
-    full: Annotated[bool, typer.Option("--full", help="Also start a vLLM server and time it (minutes more)")] = False,
-    out: Annotated[Path, typer.Option(help="CSV to write")] = Path("results/bench/policy.csv"),
-) -> None:
-    """Candidate scoring against the floor (one pass over the prompt and all candidate tokens): one-pass,
-    shared-prefix and padded at each K; --full adds the vLLM server in score and choice mode."""
-    from jitrl_bench.bench.policy import bench_policy as run_bench
-
-    if dtype not in ("float32", "bfloat16"):
-        raise UserError(f"--dtype {dtype!r}: use float32 or bfloat16")
-    if repeats < 1:
-        raise UserError(f"--repeats {repeats}: give at least 1")
-    run_bench(out, _ints(ks, "--k"), _ints(concurrency, "--concurrency"), repeats, dtype, full, console)
-
-
-@bench_app.command("run")
-@user_errors
-def bench_run(
-    overrides: Overrides = None,
-    episodes: Annotated[int, typer.Option(help="Episodes per agent in each variant")] = 6,
-    steps: Annotated[int, typer.Option(help="Steps per episode")] = 15,
-    out: Annotated[Path, typer.Option(help="CSV to write")] = Path("results/bench/run.csv"),
-) -> None:
-    """Steps per second of the demo configuration (the scorer before one-pass, one-pass, 4 episodes in flight), split
-    into LLM, embedding, retrieval, env, agent and runner time."""
-    from jitrl_bench.bench.run import bench_run as run_bench
-    from jitrl_bench.config import load_spec
-
-    if episodes < 1 or steps < 1:
-        raise UserError(f"--episodes {episodes} --steps {steps}: give at least 1 of each")
-    load_spec(["experiment=demo", *(overrides or [])])  # bad overrides: one line, before any model loads
-    run_bench(out, episodes, steps, list(overrides or []), console)
-
-
-@bench_app.command("scale")
-@user_errors
-def bench_scale(
-    overrides: Overrides = None,
-    episodes: Annotated[int, typer.Option(help="Episodes per task and agent")] = 6,
-    steps: Annotated[int, typer.Option(help="Steps per episode")] = 15,
-    workers: Annotated[str, typer.Option(help="Comma list of Ray worker counts")] = "1,2,4",
-    out: Annotated[Path, typer.Option(help="CSV to write")] = Path("results/bench/scale.csv"),
-) -> None:
-    """Episodes per minute of one run (uniform policy, 4 TextWorld games, JitRL + static) played locally and on a
-    private Ray instance with 1, 2 and 4 workers; every variant must commit the same episodes."""
-    from jitrl_bench.bench.scale import bench_scale as run_bench
-
-    if episodes < 1 or steps < 1:
-        raise UserError(f"--episodes {episodes} --steps {steps}: give at least 1 of each")
-    run_bench(out, episodes, steps, _ints(workers, "--workers"), list(overrides or []), console)
-
-
-def _ints(text: str, option: str, low: int = 1) -> list[int]:
-    try:
-        values = [int(x) for x in text.split(",") if x.strip()]
-    except ValueError:
-        raise UserError(f"{option} {text!r}: expected a comma list of integers, e.g. 5,10") from None
-    if not values or min(values) < low:
-        raise UserError(f"{option} {text!r}: give integers >= {low}")
-    return values
 
 
 def _print_rows(rows: list[RomStatus]) -> None:

@@ -16,7 +16,7 @@ from jitrl_bench.contract import Agent, BuildContext, Policy
 from jitrl_bench.errors import UserError
 from jitrl_bench.logs import log_to
 from jitrl_bench.paths import results_dir
-from jitrl_bench.records import EpisodeRecord
+from jitrl_bench.records import SCHEMA_VERSION, EpisodeRecord
 from jitrl_bench.results.report import write_report
 from jitrl_bench.results.tables import write_summary
 from jitrl_bench.run.episode import Protocol, new_run_id
@@ -99,7 +99,10 @@ def claim(run_dir: RunDirectory, spec: RunSpec, digest: str) -> str:
             f"run.dir {run_dir.path} is not empty and holds no jitrl-bench run (no {CONFIG}): use a new or empty folder"
         )
     run_id = new_run_id()
-    meta = OmegaConf.create({"_meta": {"run_id": run_id, "config_hash": digest, "versions": installed_versions()}})
+    meta = OmegaConf.create(
+        {"_meta": {"run_id": run_id, "config_hash": digest, "schema_version": SCHEMA_VERSION,
+                   "versions": installed_versions()}}
+    )  # fmt: skip
     if spec.resolved:  # e.g. policy.dtype=auto: what this machine chose, and why
         meta._meta.resolved = spec.resolved
     tmp = config_path.with_suffix(".tmp")

@@ -9,6 +9,11 @@ from typing import Any
 
 from jitrl_bench.contract import PromptCut, Usage
 
+SCHEMA_VERSION = 1
+"""The version of the run files' schema (docs/run-files.md), written to config.yaml as `_meta.schema_version`. A
+change that renames or retypes a field raises it; a new field with a default does not (readers ignore what they do not
+know and default what is missing). Runs written before the field existed are version 1."""
+
 
 @dataclass
 class Decision:

@@ -14,6 +14,7 @@ import os
 import re
 import secrets
 import stat
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -56,22 +57,40 @@ def check_run(path: Path) -> None:
                 raise UserError(f"{inner} is larger than {FILE_BYTES >> 20} MiB: not a file a run writes")
 
 
-def read_bytes(path: Path, cap: int = FILE_BYTES) -> bytes:
-    """The file's bytes, if it is a regular file (not a link) of at most `cap` bytes; else one line naming it."""
+def _open_regular(path: Path) -> int:
+    """A read descriptor of `path` if it is a regular file reached without a link; else one line naming it."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)  # O_NONBLOCK: a planted pipe cannot hang us
     except OSError as e:
         if path.is_symlink():
             raise UserError(f"{path} is a symbolic link inside the run: replace it with the file it points to") from e
         raise UserError(f"{path} cannot be read ({e.strerror or e})") from None
-    with os.fdopen(fd, "rb") as f:
-        info = os.fstat(f.fileno())
-        if not stat.S_ISREG(info.st_mode):
-            raise UserError(f"{path} is not a regular file: remove it from the run")
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise UserError(f"{path} is not a regular file: remove it from the run")
+    return fd
+
+
+def read_bytes(path: Path, cap: int = FILE_BYTES) -> bytes:
+    """The file's bytes, if it is a regular file (not a link) of at most `cap` bytes; else one line naming it."""
+    with os.fdopen(_open_regular(path), "rb") as f:
         data = f.read(cap + 1)
     if len(data) > cap:
         raise UserError(f"{path} is larger than {cap >> 20} MiB: not a file a run writes")
     return data
+
+
+def read_lines(path: Path, cap: int = FILE_BYTES) -> Iterator[bytes]:
+    """The file's lines (each with its newline, the last one perhaps without), read as `read_bytes` reads, but a
+    line at a time: a reader of a long log never holds the whole file."""
+    fd = _open_regular(path)
+    with os.fdopen(fd, "rb") as f:
+        read = 0
+        for line in f:
+            read += len(line)
+            if read > cap:
+                raise UserError(f"{path} is larger than {cap >> 20} MiB: not a file a run writes")
+            yield line
 
 
 def read_text(path: Path, cap: int = FILE_BYTES) -> str:
