@@ -168,7 +168,7 @@ def export(
     runs = expand_runs(run_dirs)
     written = write(runs, out, on_run=lambda path, n: say(console, f"{path}: {n} episodes"))
     rows = ", ".join(f"{table} {n}" for table, n in written.items())
-    say(console, f"{out}: {len(runs)} run(s) as {file_format} ({rows} rows)")
+    say(console, f"{out}: {file_format} files of {rows} rows")
 
 
 @app.command()

@@ -148,6 +148,8 @@ def config_hash(cfg: DictConfig) -> str:
     run = dict(data.get("run", {}))
     for key in ("dir", "progress", "compare_to", "executor", "shard", "ray"):
         run.pop(key, None)
+    if run.get("repeats") == 1:  # the default: a run from before the knob existed keeps its hash, and resumes
+        run.pop("repeats")
     data["run"] = run
     return hashlib.sha1(OmegaConf.to_yaml(OmegaConf.create(_redact(data))).encode()).hexdigest()[:12]
 

@@ -23,23 +23,41 @@ from jitrl_bench.run.episode import Protocol, new_run_id
 from jitrl_bench.run.local import run_all
 from jitrl_bench.run.memories import RunMemories
 from jitrl_bench.run.received import read_config
+from jitrl_bench.run.repeats import replicas
 from jitrl_bench.run.rundir import CONFIG, RunDirectory
 from jitrl_bench.terminal import say
 
 
 def execute(spec: RunSpec, console: Console | None = None) -> Path:
-    """Run (or resume) the spec; return the run directory."""
+    """Run (or resume) the spec, each of its replicas in turn when `run.repeats` > 1; return the run directory."""
     console = console or Console()
     digest = config_hash(spec.raw)
     path = Path(spec.run.dir) if spec.run.dir else results_dir("runs", new_run_id())
     run_dir = RunDirectory(path)
     run_id = claim(run_dir, spec, digest)
+    if spec.run.repeats == 1:
+        play(spec, run_dir, run_id, digest, console, show=True)
+    else:
+        for r, replica in enumerate(replicas(spec, path)):
+            say(console, f"replica {r + 1} of {spec.run.repeats}: seeds from {replica.run.seed} ({replica.run.dir})")
+            replica_dir = RunDirectory(Path(str(replica.run.dir)))
+            replica_digest = config_hash(replica.raw)
+            play(replica, replica_dir, claim(replica_dir, replica, replica_digest), replica_digest, console, show=False)
+        write_summary(path, console=console)
+    with log_to(path / "run.log"):
+        report = write_report([path], path / "report.html")
+    say(console, f"report: {report}")
+    return path
+
+
+def play(spec: RunSpec, run_dir: RunDirectory, run_id: str, digest: str, console: Console, show: bool) -> None:
+    """Play what the run directory lacks, then write its tables (printed when `show`)."""
     for repair in run_dir.recover():  # a torn last commit: made whole, or its episode played again
         say(console, repair, "resume:", "yellow")
     finished = run_dir.finished()
     if finished:
-        say(console, f"resuming {path}: {sum(r.episode >= 0 for r in finished)} episodes already finished")
-    with log_to(path / "run.log"):
+        say(console, f"resuming {run_dir.path}: {sum(r.episode >= 0 for r in finished)} episodes already finished")
+    with log_to(run_dir.path / "run.log"):
         memories = RunMemories(spec, run_dir, {r.episode_uid for r in finished}, fresh=not finished, run_id=run_id)
         try:
             if spec.run.executor == "ray":  # the workers load the policy and the envs; this process only writes
@@ -49,10 +67,7 @@ def execute(spec: RunSpec, console: Console | None = None) -> Path:
             else:
                 run_here(spec, memories, finished, run_id, digest, console)
         finally:
-            write_summary(path, console=console)
-        report = write_report([path], path / "report.html")
-    say(console, f"report: {report}")
-    return path
+            write_summary(run_dir.path, console=console if show else None)
 
 
 def run_here(spec: RunSpec, memories: RunMemories, finished: list[EpisodeRecord], run_id: str, digest: str,

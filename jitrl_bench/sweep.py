@@ -32,6 +32,7 @@ from jitrl_bench.errors import UserError
 from jitrl_bench.paths import CONFIG_DIR, results_dir
 from jitrl_bench.results.report import write_report
 from jitrl_bench.results.tables import INTERVALS, aggregate, rich_table, summary_shown, to_markdown
+from jitrl_bench.run.repeats import replica_dirs
 from jitrl_bench.run.rundir import make_writable_dir
 from jitrl_bench.terminal import plain, say
 
@@ -180,12 +181,13 @@ _hydra_entry = hydra.main(config_path=str(CONFIG_DIR), config_name="config", ver
 
 
 def expand_runs(paths: list[Path]) -> list[Path]:
-    """Run directories under the given paths: a run (has episodes.jsonl or config.yaml) or a sweep (runs inside)."""
+    """Run directories under the given paths: a run (has episodes.jsonl, or replicas: run.repeats) or a sweep (runs
+    inside)."""
     runs: list[Path] = []
     for path in paths:
         if not path.is_dir():
             raise UserError(f"{path}: no such run directory")
-        if (path / "episodes.jsonl").exists():
+        if (path / "episodes.jsonl").exists() or replica_dirs(path):  # a run, or a repeated run (one run too)
             runs.append(path)
             continue
         inner = sorted((p for p in path.iterdir() if (p / "episodes.jsonl").exists()), key=_natural)

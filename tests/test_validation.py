@@ -78,6 +78,8 @@ KNOBS = [
     ("run.ray.retries=-1", r"run\.ray\.retries=-1: must be >= 0"),
     ("run.ray.shared_memory=shared", r"run\.ray\.shared_memory=shared: choose one of stream, service"),
     ("run.shard=0/2 run.executor=ray run.ray.shared_memory=service", r"run\.shard=0/2: shards cannot share a memory"),
+    ("run.repeats=0", r"run\.repeats=0: must be >= 1"),
+    ("run.repeats=3 run.shard=0/2", r"run\.repeats=3: 1 with run\.shard"),
     ("run.baselines=[nobody]", r"run\.baselines: unknown agent 'nobody'; choose from awm, full_history, jitrl, "),
     # the in-context baselines
     ("run.baselines=[awm] baselines.awm.scope=page", r"baselines\.awm\.scope=page: choose one of site, task, all"),

@@ -84,3 +84,18 @@ def bench_scale(
     if episodes < 1 or steps < 1:
         raise UserError(f"--episodes {episodes} --steps {steps}: give at least 1 of each")
     run_bench(out, episodes, steps, ints(workers, "--workers"), list(overrides or []), console)
+
+
+@bench_app.command("export")
+@user_errors
+def bench_export(
+    decisions: Annotated[int, typer.Option(help="Candidate rows in the synthetic run")] = 1_000_000,
+    out: Annotated[Path, typer.Option(help="CSV to write")] = Path("results/bench/export.csv"),
+) -> None:
+    """Time and peak memory of `export --format parquet` on a synthetic run of 10^6 decisions, beside loading the
+    same decisions whole with open_run; each reader in a fresh process."""
+    from jitrl_bench.bench.export import bench_export as run_bench
+
+    if decisions < 1:
+        raise UserError(f"--decisions {decisions}: give at least 1")
+    run_bench(out, decisions, console)

@@ -18,6 +18,7 @@ from jitrl_bench.errors import UserError
 from jitrl_bench.records import EpisodeRecord
 from jitrl_bench.results.run_data import TABLES, Row, episode_row, open_run
 from jitrl_bench.run.received import check_run
+from jitrl_bench.run.repeats import REPEATS, replica_dirs
 from jitrl_bench.run.rundir import make_writable_dir
 
 if TYPE_CHECKING:
@@ -111,6 +112,7 @@ def export(run_dirs: Sequence[Path], out: Path, on_run: Callable[[Path, int], No
     renamed when whole, so a failed export leaves no half file under a final name."""
     for path in run_dirs:
         check_run(path)
+    run_dirs = [replica for path in run_dirs for replica in replica_dirs(path) or [path]]  # replicas of run.repeats
     # every run is checked and opened before anything is written
     runs = [open_run(path, name) for path, name in zip(run_dirs, labels(run_dirs), strict=True)]
     make_writable_dir(out, "--out")
@@ -143,9 +145,10 @@ def labels(run_dirs: Sequence[Path]) -> list[str]:
     paths = [p.resolve() for p in run_dirs]
     if len(set(paths)) < len(paths):
         raise UserError("a run is given twice: give each run once")
-    depth = 1
+    least = [3 if p.parent.name == REPEATS else 1 for p in paths]  # a replica reads `run/repeats/0`
+    depth = 0
     while True:
-        names = ["/".join(p.parts[-depth:]) for p in paths]
+        names = ["/".join(p.parts[-max(depth, low) :]) for p, low in zip(paths, least, strict=True)]
         if len(set(names)) == len(names) or depth >= max(len(p.parts) for p in paths):
             return names
         depth += 1

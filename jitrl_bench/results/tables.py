@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import matplotlib
+import numpy as np
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
@@ -17,8 +18,10 @@ from rich.table import Table
 
 from jitrl_bench.results.comparison import DIFFERENCE, compare, reference_of, shown, with_interval
 from jitrl_bench.results.cost import SHOWN, cost_table, load_prices
-from jitrl_bench.results.uncertainty import LEVEL, mean_interval
+from jitrl_bench.results.repeats import SPREAD, repeat_table
+from jitrl_bench.results.uncertainty import LEVEL, Interval, mean_interval
 from jitrl_bench.run import received
+from jitrl_bench.run.repeats import replica_dirs
 from jitrl_bench.run.rundir import existing_run
 from jitrl_bench.terminal import cell
 
@@ -32,6 +35,9 @@ def episodes_frame(run_dir: Path) -> pd.DataFrame:
     """Every committed episode of a run, one row each (an empty frame when none finished yet)."""
     from dataclasses import asdict
 
+    replicas = replica_dirs(run_dir)
+    if replicas:  # a repeated run: every replica's episodes, each row with its replica's number
+        return pd.concat([episodes_frame(r).assign(repeat=int(r.name)) for r in replicas], ignore_index=True)
     if not (run_dir / "episodes.jsonl").is_file():
         return pd.DataFrame()
     rows = [asdict(r) for r in existing_run(run_dir).finished()]
@@ -49,8 +55,8 @@ def summarize(episodes: pd.DataFrame) -> pd.DataFrame:
     for (task, agent), group in episodes.groupby(["task", "agent"], sort=False):
         played = ok[(ok.task == task) & (ok.agent == agent)].sort_values("episode")
         max_score = float(played.max_score.max()) if len(played) else 0.0
-        final5 = played.score.tail(5)
-        score, success = mean_interval(played.score.to_numpy()), mean_interval(played.success.to_numpy(dtype=float))
+        final5 = _final5(played)
+        score, success = _interval(played, "score"), _interval(played, "success")
         rows.append(
             {
                 "task": task,
@@ -59,9 +65,9 @@ def summarize(episodes: pd.DataFrame) -> pd.DataFrame:
                 "mean_score": _mean(played.score),
                 "mean_low": score.low,
                 "mean_high": score.high,
-                "final5_score": _mean(final5),
+                "final5_score": final5,
                 "max_score": max_score,
-                "norm_score": _mean(final5) / max_score if max_score > 0 else 0.0,
+                "norm_score": final5 / max_score if max_score > 0 else 0.0,
                 "success_rate": _mean(played.success.astype(float)),
                 "success_low": success.low,
                 "success_high": success.high,
@@ -78,6 +84,31 @@ def summarize(episodes: pd.DataFrame) -> pd.DataFrame:
             }
         )
     return pd.DataFrame(rows)
+
+
+def _replicated(played: pd.DataFrame) -> bool:
+    return "repeat" in played and played.repeat.nunique() > 1
+
+
+def _interval(played: pd.DataFrame, column: str) -> Interval:
+    """Over the replicas' means when the run has several (the honest unit), else over its episodes."""
+    if _replicated(played):
+        return mean_interval(played.groupby("repeat")[column].mean().to_numpy(dtype=float))
+    return mean_interval(played[column].to_numpy(dtype=float))
+
+
+def _final5(played: pd.DataFrame) -> float:
+    """The mean score of the last 5 episodes (of each replica, then averaged over replicas)."""
+    if _replicated(played):
+        return float(np.mean([g.sort_values("episode").score.tail(5).mean() for _, g in played.groupby("repeat")]))
+    return _mean(played.score.tail(5))
+
+
+def intervals_note(episodes: pd.DataFrame) -> str:
+    """What the intervals of a summary are over."""
+    if _replicated(episodes):
+        return f"intervals: {LEVEL:.0%} bootstrap over the means of {episodes.repeat.nunique()} replicas"
+    return INTERVALS
 
 
 def _calls_per_step(played: pd.DataFrame) -> float:
@@ -108,14 +139,21 @@ def write_summary(run_dir: Path, console: Console | None = None) -> pd.DataFrame
     received.write_file(run_dir / "cost.csv", cost.to_csv(index=False))
     costs = cost[[c for c in ["task", *SHOWN] if c in cost.columns]]
     against = f"Against {reference}, paired on task, seed and episode"
-    markdown = [to_markdown(summary_shown(summary)), f"_{INTERVALS}_"]
+    note = intervals_note(episodes)
+    markdown = [to_markdown(summary_shown(summary)), f"_{note}_"]
+    repeats = repeat_table(episodes)
+    if not repeats.empty:
+        received.write_file(run_dir / "repeats.csv", repeats.to_csv(index=False))
+        markdown += [f"## {REPEATS_TITLE}", to_markdown(repeats), f"_{REPEATS_NOTE}_"]
     if not comparison.empty:
         markdown += [f"## {against}", to_markdown(shown(comparison))]
     received.write_file(run_dir / "summary.md", "\n\n".join([*markdown, "## Cost", to_markdown(costs)]) + "\n")
     if not episodes.empty and (episodes.status == "ok").any():
         plot_curves(episodes[episodes.status == "ok"], run_dir / "curve.png")
     if console is not None and not cost.empty:  # no played episode (every task failed): nothing to tabulate
-        console.print(rich_table(summary_shown(summary), title=str(run_dir), note=INTERVALS))
+        console.print(rich_table(summary_shown(summary), title=str(run_dir), note=note))
+        if not repeats.empty:
+            console.print(rich_table(repeats, title=REPEATS_TITLE, note=REPEATS_NOTE))
         if not comparison.empty:
             console.print(rich_table(shown(comparison), title=against, note=VERDICT_NOTE.format(reference=reference)))
         if int(cost.llm_calls.sum()) > 0:
@@ -123,6 +161,12 @@ def write_summary(run_dir: Path, console: Console | None = None) -> pd.DataFrame
     return summary
 
 
+REPEATS_TITLE = "Across replicas"
+REPEATS_NOTE = (
+    "pass^k: the chance that k replicas of an episode all succeed (unbiased, over episodes every replica finished) · "
+    "agree (consistency): share of those episodes whose replicas agree · final5, sd, min, max: the replicas' final-5 "
+    "scores"
+)
 VERDICT_NOTE = (
     "verdict: better / worse than {reference} when the paired sign-flip test gives p < 0.05, else no evidence"
 )
@@ -217,11 +261,12 @@ def to_markdown(frame: pd.DataFrame) -> str:
 HEADERS = {"mean_score": "mean [95%]", "final5_score": "final5", "max_score": "max", "norm_score": "norm",
            "success_rate": "success [95%]", "episodes": "eps", "calls_per_step": "calls/step", "llm_calls": "calls",
            "prompt_tokens": "prompt tok", "completion_tokens": "compl. tok", "embeddings": "embeds",
-           "wall_s": "wall s", "compute_s": "compute s", "priced_by": "priced by"}  # fmt: skip
+           "wall_s": "wall s", "compute_s": "compute s", "priced_by": "priced by", "final5_mean": "final5",
+           "final5_sd": "sd", "final5_min": "min", "final5_max": "max", "consistency": "agree"}  # fmt: skip
 METRICS = {"episodes", "mean_score", "final5_score", "norm_score", "success_rate", "auc", "calls", "tokens",
            "calls_per_step", "llm_calls", "prompt_tokens", "completion_tokens", "embeddings", "wall_s", "compute_s",
            "usd", "paper", "ours", "pairs", DIFFERENCE, "p", "verdict", "mean_low", "mean_high", "success_low",
-           "success_high"}  # fmt: skip
+           "success_high", "consistency", "items", *SPREAD} | {f"pass^{k}" for k in range(1, 101)}  # fmt: skip
 
 
 def rich_table(frame: pd.DataFrame, title: str = "", note: str = "") -> Table:

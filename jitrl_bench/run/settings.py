@@ -77,6 +77,10 @@ class RunConfig(Checked):
     shard: str | None = None
     """`i/n`: play only shard i of n of the run's memory streams (`jitrl-bench merge` joins the shards' folders)."""
     ray: RayConfig = field(default_factory=lambda: RayConfig())
+    repeats: int = 1
+    """Independent replicas of the whole run, each with fresh memory and its own seeds (replica r plays seeds
+    `seed + r·episodes` onwards), in `<run.dir>/repeats/<r>/`; the tables add pass^k, consistency across replicas and
+    the spread of their scores, and give intervals over replicas."""
 
     def check(self) -> None:
         at_least("episodes", self.episodes, 1)
@@ -90,6 +94,10 @@ class RunConfig(Checked):
         if self.compare_to is not None:
             name("compare_to", self.compare_to)
         one_of("executor", self.executor, EXECUTORS)
+        at_least("repeats", self.repeats, 1)
+        if self.repeats > 1 and self.shard is not None:
+            raise BadValue("repeats", self.repeats, "1 with run.shard (a sharded run is one replica until merged); "
+                           "drop run.shard, or run each replica as its own run with its own run.seed")  # fmt: skip
         if self.shard is not None:
             parse_shard(self.shard)
             if self.executor == "ray" and self.ray.shared_memory == "service":
