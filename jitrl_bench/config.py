@@ -58,6 +58,17 @@ class RunSpec:
     resolved: dict[str, str] = dataclasses.field(default_factory=dict)
     """Keys whose `auto` this machine resolved in `raw`, and why (config.yaml's `_meta.resolved`)."""
 
+    def tasks(self) -> list[str]:
+        """The env's tasks this run plays: those `run.tasks` names (in the env's order), else all of them."""
+        names = self.env.task_names()
+        if self.run.tasks is None:
+            return names
+        unknown = [t for t in self.run.tasks if t not in names]
+        if unknown:
+            raise UserError(f"run.tasks: {', '.join(map(str, unknown))} is not a task of this env config; its tasks "
+                            f"are {', '.join(names)}")  # fmt: skip
+        return [t for t in names if t in self.run.tasks]
+
 
 def choices(group: str, config_dir: Path = CONFIG_DIR) -> list[str]:
     return sorted(p.stem for p in (config_dir / group).glob("*.yaml"))
@@ -148,8 +159,13 @@ def config_hash(cfg: DictConfig) -> str:
     run = dict(data.get("run", {}))
     for key in ("dir", "progress", "compare_to", "executor", "shard", "ray"):
         run.pop(key, None)
-    if run.get("repeats") == 1:  # the default: a run from before the knob existed keeps its hash, and resumes
-        run.pop("repeats")
+    # knobs at their defaults: a run from before they existed keeps its hash, and resumes
+    for key, default in (("repeats", 1), ("tasks", None), ("protocol", "online")):
+        if key in run and run[key] == default:
+            run.pop(key)
+    if run.get("protocol", "online") != "train_test":  # what only train_test reads
+        run.pop("test_tasks", None)
+        run.pop("test_episodes", None)
     data["run"] = run
     return hashlib.sha1(OmegaConf.to_yaml(OmegaConf.create(_redact(data))).encode()).hexdigest()[:12]
 

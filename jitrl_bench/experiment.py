@@ -22,31 +22,34 @@ from jitrl_bench.results.tables import write_summary
 from jitrl_bench.run.episode import Protocol, new_run_id
 from jitrl_bench.run.local import run_all
 from jitrl_bench.run.memories import RunMemories
+from jitrl_bench.run.protocols import parts
 from jitrl_bench.run.received import read_config
 from jitrl_bench.run.repeats import replicas
 from jitrl_bench.run.rundir import CONFIG, RunDirectory
 from jitrl_bench.terminal import say
 
 
-def execute(spec: RunSpec, console: Console | None = None) -> Path:
-    """Run (or resume) the spec, each of its replicas in turn when `run.repeats` > 1; return the run directory."""
+def execute(spec: RunSpec, console: Console | None = None, show: bool = True) -> Path:
+    """Run (or resume) the spec; return the run directory. A run of several replicas (`run.repeats`) or of a
+    protocol's splits (`run.protocol`) plays each as a sub-run of its folder, in order, then tables them together."""
     console = console or Console()
     digest = config_hash(spec.raw)
     path = Path(spec.run.dir) if spec.run.dir else results_dir("runs", new_run_id())
     run_dir = RunDirectory(path)
     run_id = claim(run_dir, spec, digest)
-    if spec.run.repeats == 1:
-        play(spec, run_dir, run_id, digest, console, show=True)
-    else:
-        for r, replica in enumerate(replicas(spec, path)):
-            say(console, f"replica {r + 1} of {spec.run.repeats}: seeds from {replica.run.seed} ({replica.run.dir})")
-            replica_dir = RunDirectory(Path(str(replica.run.dir)))
-            replica_digest = config_hash(replica.raw)
-            play(replica, replica_dir, claim(replica_dir, replica, replica_digest), replica_digest, console, show=False)
-        write_summary(path, console=console)
-    with log_to(path / "run.log"):
-        report = write_report([path], path / "report.html")
-    say(console, f"report: {report}")
+    if spec.run.repeats == 1 and spec.run.protocol == "online":
+        play(spec, run_dir, run_id, digest, console, show=show)
+    else:  # each sub-run's spec is built once the one before it has played (the test split loads the train's memory)
+        subs = replicas(spec, path) if spec.run.repeats > 1 else (sub for _, sub in parts(spec, path))
+        for sub in subs:
+            say(console, f"{Path(str(sub.run.dir)).relative_to(path)}: seeds from {sub.run.seed}, "
+                         f"{sub.run.episodes} episodes of {', '.join(sub.tasks())}")  # fmt: skip
+            execute(sub, console, show=False)
+        write_summary(path, console=console if show else None)
+    if show:
+        with log_to(path / "run.log"):
+            report = write_report([path], path / "report.html")
+        say(console, f"report: {report}")
     return path
 
 
@@ -81,7 +84,7 @@ def run_here(spec: RunSpec, memories: RunMemories, finished: list[EpisodeRecord]
             agent.restore(finished)
         protocol = Protocol(spec.env.name, policy.name, run_id, digest, policy.hardware)
         rewards = spec.reward.make(policy)
-        tasks = spec.env.task_names()
+        tasks = spec.tasks()
         run_all(memories.run_dir, tasks, spec.env.make, agents, spec.run, protocol, console, rewards)
     finally:
         policy.close()  # e.g. stop the vLLM engine or the server that policy.server=auto started

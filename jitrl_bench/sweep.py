@@ -32,6 +32,7 @@ from jitrl_bench.errors import UserError
 from jitrl_bench.paths import CONFIG_DIR, results_dir
 from jitrl_bench.results.report import write_report
 from jitrl_bench.results.tables import INTERVALS, aggregate, rich_table, summary_shown, to_markdown
+from jitrl_bench.run.protocols import part_dirs
 from jitrl_bench.run.repeats import replica_dirs
 from jitrl_bench.run.rundir import make_writable_dir
 from jitrl_bench.terminal import plain, say
@@ -187,7 +188,7 @@ def expand_runs(paths: list[Path]) -> list[Path]:
     for path in paths:
         if not path.is_dir():
             raise UserError(f"{path}: no such run directory")
-        if (path / "episodes.jsonl").exists() or replica_dirs(path):  # a run, or a repeated run (one run too)
+        if (path / "episodes.jsonl").exists() or replica_dirs(path) or part_dirs(path):  # a run with sub-runs too
             runs.append(path)
             continue
         inner = sorted((p for p in path.iterdir() if (p / "episodes.jsonl").exists()), key=_natural)

@@ -79,6 +79,10 @@ KNOBS = [
     ("run.ray.shared_memory=shared", r"run\.ray\.shared_memory=shared: choose one of stream, service"),
     ("run.shard=0/2 run.executor=ray run.ray.shared_memory=service", r"run\.shard=0/2: shards cannot share a memory"),
     ("run.repeats=0", r"run\.repeats=0: must be >= 1"),
+    ("run.protocol=offline", r"run\.protocol=offline: choose one of online, train_test, stream"),
+    ("run.test_episodes=0", r"run\.test_episodes=0: must be >= 1"),
+    ("run.tasks=[]", r"run\.tasks=\[\]: give at least one"),
+    ("run.protocol=stream run.shard=0/2", r"run\.protocol=stream: online with run\.shard"),
     ("run.repeats=3 run.shard=0/2", r"run\.repeats=3: 1 with run\.shard"),
     ("run.baselines=[nobody]", r"run\.baselines: unknown agent 'nobody'; choose from awm, full_history, jitrl, "),
     # the in-context baselines

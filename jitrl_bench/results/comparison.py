@@ -15,6 +15,8 @@ from jitrl_bench.run.settings import DEFAULT_REFERENCE
 POOLED = "all tasks"
 COMPARISON = ["task", "agent", "reference", "metric", "pairs", "difference", "low", "high", "p_value", "verdict"]
 PAIR_KEY = ["task", "seed", "episode"]
+PART_COLUMNS = ("split", "phase")
+"""The columns a protocol's rows carry (`results/parts.py`), kept first when a comparison is shown."""
 DIFFERENCE = f"difference [{LEVEL:.0%} interval]"
 
 
@@ -63,7 +65,7 @@ def _row(task: str, agent: str, reference: str, metric: str, pairs: pd.DataFrame
 
 def shown(comparison: pd.DataFrame) -> pd.DataFrame:
     """The comparison as it reads in a table: the difference with its interval in one cell."""
-    out = comparison[["task", "agent", "metric", "pairs"]].copy()
+    out = comparison[[*(c for c in PART_COLUMNS if c in comparison), "task", "agent", "metric", "pairs"]].copy()
     out[DIFFERENCE] = [
         with_interval(d, lo, hi, signed=True)
         for d, lo, hi in zip(comparison.difference, comparison.low, comparison.high, strict=True)

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from jitrl_bench.errors import UserError
 from jitrl_bench.records import EpisodeRecord
 from jitrl_bench.results.run_data import TABLES, Row, episode_row, open_run
+from jitrl_bench.run.protocols import PARTS, part_dirs
 from jitrl_bench.run.received import check_run
 from jitrl_bench.run.repeats import REPEATS, replica_dirs
 from jitrl_bench.run.rundir import make_writable_dir
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
     import pyarrow.parquet as pq
 
 ROW_GROUP = 65_536
+SUB_NAMES = {name for _, names in PARTS.values() for name in names}
 FORMATS = ("parquet",)
 KEYS = [("run", "string"), ("task", "string"), ("agent", "string"), ("episode", "int64")]
 STEP = [*KEYS, ("step", "int64")]
@@ -112,7 +114,7 @@ def export(run_dirs: Sequence[Path], out: Path, on_run: Callable[[Path, int], No
     renamed when whole, so a failed export leaves no half file under a final name."""
     for path in run_dirs:
         check_run(path)
-    run_dirs = [replica for path in run_dirs for replica in replica_dirs(path) or [path]]  # replicas of run.repeats
+    run_dirs = [sub for path in run_dirs for sub in sub_runs(path)]
     # every run is checked and opened before anything is written
     runs = [open_run(path, name) for path, name in zip(run_dirs, labels(run_dirs), strict=True)]
     make_writable_dir(out, "--out")
@@ -139,16 +141,34 @@ def export(run_dirs: Sequence[Path], out: Path, on_run: Callable[[Path, int], No
     return {table: writer.written for table, writer in writers.items()}
 
 
+def sub_runs(path: Path) -> list[Path]:
+    """The run directories a folder stands for: itself, or its replicas (run.repeats) and splits or phases
+    (run.protocol), recursively."""
+    subs = replica_dirs(path) or [folder for _, _, folder in part_dirs(path)]
+    return [run for sub in subs for run in sub_runs(sub)] if subs else [path]
+
+
 def labels(run_dirs: Sequence[Path]) -> list[str]:
     """Each run's `run` value: its folder name, with as many parent folders as it takes to tell the runs apart (two
     sweeps both hold a run `0`: they become `beta/0` and `k/0`)."""
     paths = [p.resolve() for p in run_dirs]
     if len(set(paths)) < len(paths):
         raise UserError("a run is given twice: give each run once")
-    least = [3 if p.parent.name == REPEATS else 1 for p in paths]  # a replica reads `run/repeats/0`
+    least = [_depth(p) for p in paths]  # a sub-run reads `run/repeats/0/train`, never `train` alone
     depth = 0
     while True:
         names = ["/".join(p.parts[-max(depth, low) :]) for p, low in zip(paths, least, strict=True)]
         if len(set(names)) == len(names) or depth >= max(len(p.parts) for p in paths):
             return names
         depth += 1
+
+
+def _depth(path: Path) -> int:
+    """Path parts that name a sub-run with the run it belongs to: 1 for a run, 2 for `run/train`, 3 for
+    `run/repeats/0`, and so on down."""
+    parts = path.parts
+    if len(parts) >= 2 and parts[-1] in SUB_NAMES:
+        return 1 + _depth(Path(*parts[:-1]))
+    if len(parts) >= 3 and parts[-2] == REPEATS and parts[-1].isdigit():
+        return 2 + _depth(Path(*parts[:-2]))
+    return 1

@@ -14,6 +14,7 @@ import json
 import math
 import time
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ import pandas as pd
 from jitrl_bench.results.comparison import compare, reference_of
 from jitrl_bench.results.cost import PricesConfig, cost_table, literature_table, load_prices
 from jitrl_bench.results.frontier import frontier_points, heatmap_grid, plot_frontier, plot_heatmap, sweep_axes
+from jitrl_bench.results.parts import per_part
 from jitrl_bench.results.tables import episodes_frame, flat_configs, labelled, run_configs, summarize, varying_keys
 from jitrl_bench.run.received import CONFIG_BYTES, check_run, read_text, write_file
 
@@ -65,7 +67,8 @@ def gather(run_dirs: list[Path], prices_file: Path | None, image_dir: Path, pref
         summary = labelled(summarize(frame), name, flat, varying)
         cost = labelled(cost_table(frame, load_prices(prices_file, run_dir)), name, flat, varying)
         summaries.append(summary)
-        comparisons.append(labelled(compare(frame, reference_of(run_dir)), name, flat, varying))
+        paired = per_part(frame, partial(compare, reference=reference_of(run_dir)))
+        comparisons.append(labelled(paired, name, flat, varying))
         costs.append(cost)
         ok = frame[frame.status != "error"] if not frame.empty else frame
         for row in ok.to_dict("records"):

@@ -23,7 +23,8 @@ from jitrl_bench.errors import UserError
 from jitrl_bench.jitrl.entries import checked_record
 from jitrl_bench.records import SCHEMA_VERSION, EpisodeRecord
 from jitrl_bench.run import received
-from jitrl_bench.run.repeats import REPEATS, replica_dirs
+from jitrl_bench.run.protocols import part_dirs
+from jitrl_bench.run.repeats import replica_dirs
 from jitrl_bench.run.rundir import CONFIG, RunDirectory, existing_run
 
 if TYPE_CHECKING:
@@ -49,10 +50,11 @@ def open_run(path: str | Path, name: str | None = None) -> Run:
     its `run` column (default: the folder's name)."""
     run_dir = Path(path)
     received.check_run(run_dir)  # no link, pipe or oversized file inside: before anything is read
-    if replica_dirs(run_dir):
+    subs = [str(p) for p in replica_dirs(run_dir)] + [str(p) for _, _, p in part_dirs(run_dir)]
+    if subs:
         raise UserError(
-            f"{run_dir} is a repeated run (run.repeats): open one replica, open_run('{run_dir / REPEATS / '0'}'), "
-            "or export the folder (jitrl-bench export gives every replica, each row labelled with it)"
+            f"{run_dir} holds sub-runs (run.repeats or run.protocol): open one of them, e.g. open_run('{subs[0]}'), "
+            "or export the folder (jitrl-bench export gives every sub-run, each row labelled with it)"
         )
     return Run(run_dir, existing_run(run_dir), name or run_dir.name)
 

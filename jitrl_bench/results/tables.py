@@ -18,9 +18,14 @@ from rich.table import Table
 
 from jitrl_bench.results.comparison import DIFFERENCE, compare, reference_of, shown, with_interval
 from jitrl_bench.results.cost import SHOWN, cost_table, load_prices
+from jitrl_bench.results.parts import per_part
 from jitrl_bench.results.repeats import SPREAD, repeat_table
+from jitrl_bench.results.stream import NOTE as STREAM_NOTE
+from jitrl_bench.results.stream import TITLE as STREAM_TITLE
+from jitrl_bench.results.stream import stream_shown, stream_table
 from jitrl_bench.results.uncertainty import LEVEL, Interval, mean_interval
 from jitrl_bench.run import received
+from jitrl_bench.run.protocols import part_dirs
 from jitrl_bench.run.repeats import replica_dirs
 from jitrl_bench.run.rundir import existing_run
 from jitrl_bench.terminal import cell
@@ -38,6 +43,9 @@ def episodes_frame(run_dir: Path) -> pd.DataFrame:
     replicas = replica_dirs(run_dir)
     if replicas:  # a repeated run: every replica's episodes, each row with its replica's number
         return pd.concat([episodes_frame(r).assign(repeat=int(r.name)) for r in replicas], ignore_index=True)
+    parts = part_dirs(run_dir)
+    if parts:  # a train_test or stream run: each row says which split or phase it is from
+        return pd.concat([episodes_frame(path).assign(**{c: v}) for c, v, path in parts], ignore_index=True)
     if not (run_dir / "episodes.jsonl").is_file():
         return pd.DataFrame()
     rows = [asdict(r) for r in existing_run(run_dir).finished()]
@@ -45,6 +53,11 @@ def episodes_frame(run_dir: Path) -> pd.DataFrame:
 
 
 def summarize(episodes: pd.DataFrame) -> pd.DataFrame:
+    """`summary_of` per split or phase of the run (`run.protocol`), or of the whole run."""
+    return per_part(episodes, summary_of)
+
+
+def summary_of(episodes: pd.DataFrame) -> pd.DataFrame:
     """One row per (task, agent): mean and final-5 score, the game's max, the final-5 normalised score, success rate,
     and auc = the mean normalised score over all episodes (area under the normalised learning curve). Error rows are
     counted, not scored."""
@@ -131,7 +144,7 @@ def write_summary(run_dir: Path, console: Console | None = None) -> pd.DataFrame
     episodes = episodes_frame(run_dir)
     summary = summarize(episodes)
     reference = reference_of(run_dir)
-    comparison = compare(episodes, reference)
+    comparison = per_part(episodes, lambda part: compare(part, reference))
     cost = cost_table(episodes, load_prices(run_dir=run_dir))
     # through write_file: a run may be someone else's, and no link planted in it is written through
     received.write_file(run_dir / "summary.csv", summary.to_csv(index=False))
@@ -141,10 +154,14 @@ def write_summary(run_dir: Path, console: Console | None = None) -> pd.DataFrame
     against = f"Against {reference}, paired on task, seed and episode"
     note = intervals_note(episodes)
     markdown = [to_markdown(summary_shown(summary)), f"_{note}_"]
-    repeats = repeat_table(episodes)
+    repeats = per_part(episodes, repeat_table)
     if not repeats.empty:
         received.write_file(run_dir / "repeats.csv", repeats.to_csv(index=False))
         markdown += [f"## {REPEATS_TITLE}", to_markdown(repeats), f"_{REPEATS_NOTE}_"]
+    stream = stream_table(episodes)
+    if not stream.empty:
+        received.write_file(run_dir / "stream.csv", stream.to_csv(index=False))
+        markdown += [f"## {STREAM_TITLE}", to_markdown(stream_shown(stream)), f"_{STREAM_NOTE}_"]
     if not comparison.empty:
         markdown += [f"## {against}", to_markdown(shown(comparison))]
     received.write_file(run_dir / "summary.md", "\n\n".join([*markdown, "## Cost", to_markdown(costs)]) + "\n")
@@ -154,6 +171,8 @@ def write_summary(run_dir: Path, console: Console | None = None) -> pd.DataFrame
         console.print(rich_table(summary_shown(summary), title=str(run_dir), note=note))
         if not repeats.empty:
             console.print(rich_table(repeats, title=REPEATS_TITLE, note=REPEATS_NOTE))
+        if not stream.empty:
+            console.print(rich_table(stream_shown(stream), title=STREAM_TITLE, note=STREAM_NOTE))
         if not comparison.empty:
             console.print(rich_table(shown(comparison), title=against, note=VERDICT_NOTE.format(reference=reference)))
         if int(cost.llm_calls.sum()) > 0:

@@ -84,7 +84,7 @@ def merge(paths: list[Path], out: Path, console: Console) -> Path:
             )
             for uid, notes_of in by_uid.items():
                 learned[(shard.shard, agent)].setdefault(uid, Learned()).notes = notes_of
-    tasks = list(dict.fromkeys([*spec.env.task_names(), *(r.task for s in shards for r in s.rows)]))
+    tasks = list(dict.fromkeys([*spec.tasks(), *(r.task for s in shards for r in s.rows)]))
     for unit in order(tasks, agents, spec.run.episodes, sources):
         shard, record = sources[unit]
         if record.status == "error":  # a task that could not run, an episode lost to infrastructure: no steps

@@ -221,7 +221,7 @@ def run_on_ray(spec: RunSpec, memories: RunMemories, finished: list[EpisodeRecor
     try:  # every worker loads its models now, at once; the first one describes the run's agents
         described = Described.parse(ray.get([worker.handle.describe.remote() for worker in workers])[0])
         shapes = [AgentShape(name, within) for name, (within, _) in described.agents.items()]
-        streams = plan(spec.env.task_names(), shapes, service=actors.service is not None)
+        streams = plan(spec.tasks(), shapes, service=actors.service is not None)
         shard = spec.run.shard_of
         if shard is not None:
             streams = shard.take(streams)
@@ -246,7 +246,7 @@ def _drive(ray: Any, died: type[Exception], workers: list[Worker], new_worker: C
     history = list(finished)
     agents = list(dict.fromkeys(s.agent for s in streams))
     ours = {u: s for s in streams for u in s.units(run.episodes)}
-    tasks = spec.env.task_names()
+    tasks = spec.tasks()
     order = [(t, e, a) for t in tasks for e in range(run.episodes) for a in agents if (t, e, a) in ours]
     eager = {u for s in streams if s.shared for u in s.units(run.episodes)}
     arrived = InOrder([u for u in order if u not in committed], eager)

@@ -6,10 +6,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from jitrl_bench.checks import BadValue, Checked, at_least, name, one_of
+from jitrl_bench.checks import BadValue, Checked, at_least, name, non_empty, one_of
 from jitrl_bench.run.streams import Shard, parse_shard
 
 EXECUTORS = ("local", "ray")
+PROTOCOLS = ("online", "train_test", "stream")
 SHARED_MEMORY = ("stream", "service")
 DEFAULT_REFERENCE = "static"
 """The agent the tables compare the others with unless `run.compare_to` names another; a run without it plays has no
@@ -77,6 +78,17 @@ class RunConfig(Checked):
     shard: str | None = None
     """`i/n`: play only shard i of n of the run's memory streams (`jitrl-bench merge` joins the shards' folders)."""
     ray: RayConfig = field(default_factory=lambda: RayConfig())
+    tasks: list[str] | None = None
+    """Play only these of the env's tasks (in the env's order); null: every task the env config names."""
+    protocol: str = "online"
+    """What is learned from and what is scored (`run/protocols.py`): `online` learns and scores on one stream;
+    `train_test` learns on a train split, then scores a test split with memory frozen; `stream` learns over the
+    tasks in order, and measures forward transfer and forgetting."""
+    test_tasks: list[str] = field(default_factory=list)
+    """train_test: the env's tasks held out for the test split (the others are trained on); []: the test split is
+    every task again, on seeds the train split never played."""
+    test_episodes: int = 5
+    """train_test: episodes per task and agent of the test split."""
     repeats: int = 1
     """Independent replicas of the whole run, each with fresh memory and its own seeds (replica r plays seeds
     `seed + r·episodes` onwards), in `<run.dir>/repeats/<r>/`; the tables add pass^k, consistency across replicas and
@@ -95,6 +107,13 @@ class RunConfig(Checked):
             name("compare_to", self.compare_to)
         one_of("executor", self.executor, EXECUTORS)
         at_least("repeats", self.repeats, 1)
+        one_of("protocol", self.protocol, PROTOCOLS)
+        at_least("test_episodes", self.test_episodes, 1)
+        if self.tasks is not None:
+            non_empty("tasks", self.tasks)
+        if self.protocol != "online" and self.shard is not None:
+            raise BadValue("protocol", self.protocol, "online with run.shard (a shard plays part of one stream); "
+                           "drop run.shard")  # fmt: skip
         if self.repeats > 1 and self.shard is not None:
             raise BadValue("repeats", self.repeats, "1 with run.shard (a sharded run is one replica until merged); "
                            "drop run.shard, or run each replica as its own run with its own run.seed")  # fmt: skip
