@@ -30,6 +30,7 @@ from jitrl_bench.paths import CONFIG_DIR
 from jitrl_bench.policies.dtype import resolve_auto
 from jitrl_bench.results.cost import PricesConfig
 from jitrl_bench.rewards.base import RewardConfig
+from jitrl_bench.run.protocols import check as check_protocol
 from jitrl_bench.run.settings import DEFAULT_REFERENCE, RunConfig
 
 GROUPS = ("env", "policy", "agent", "memory", "reward", "prices", "experiment")
@@ -137,6 +138,8 @@ def build_spec(cfg: DictConfig) -> RunSpec:
             f"run.compare_to={reference!r} names no agent of this run ({', '.join(names)}): name one of them, or "
             "run.compare_to=null for no comparison"
         )
+    if run.protocol != "online":
+        check_protocol(spec)
     return spec
 
 

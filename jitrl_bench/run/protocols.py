@@ -43,10 +43,9 @@ def part_dirs(run_dir: Path) -> list[tuple[str, str, Path]]:
     return []
 
 
-def parts(spec: RunSpec, run_dir: Path) -> Iterator[tuple[str, RunSpec]]:
-    """Each sub-run of the spec's protocol with its spec, in the order they must play (none for `online`)."""
-    run = spec.run
-    tasks = spec.tasks()
+def check(spec: RunSpec) -> None:
+    """The protocol's splits against the run's tasks and memory, one line each, before anything loads."""
+    run, tasks = spec.run, spec.tasks()
     if run.protocol == "train_test":
         held = [t for t in run.test_tasks if t in tasks]
         unknown = [t for t in run.test_tasks if t not in tasks]
@@ -56,6 +55,23 @@ def parts(spec: RunSpec, run_dir: Path) -> Iterator[tuple[str, RunSpec]]:
                 + (f"{', '.join(unknown)} is not a task of this run" if unknown else "leaves no task to train on")
                 + f" (its tasks: {', '.join(tasks)})"
             )
+        if held and "task" in spec.memory.partition_by:
+            raise UserError(
+                f"run.test_tasks={held} holds out tasks, but memory.partition_by={list(spec.memory.partition_by)} "
+                "keeps each task's memory apart, so a held-out task would read nothing the train split wrote: "
+                "add memory.partition_by=[] (one memory across tasks)"
+            )
+    elif run.protocol == "stream" and len(tasks) < 2:
+        raise UserError(f"run.protocol=stream needs at least two tasks in order; this run has {tasks}")
+
+
+def parts(spec: RunSpec, run_dir: Path) -> Iterator[tuple[str, RunSpec]]:
+    """Each sub-run of the spec's protocol with its spec, in the order they must play (none for `online`)."""
+    check(spec)
+    run = spec.run
+    tasks = spec.tasks()
+    if run.protocol == "train_test":
+        held = [t for t in run.test_tasks if t in tasks]
         train = [t for t in tasks if t not in held] if held else tasks
         yield "train", _part(spec, run_dir / "train", {"run.tasks": train})
         yield "test", _part(spec, run_dir / "test", {
@@ -63,8 +79,6 @@ def parts(spec: RunSpec, run_dir: Path) -> Iterator[tuple[str, RunSpec]]:
             "memory.load_from": str(run_dir / "train"), "memory.frozen": True,
         })  # fmt: skip
     elif run.protocol == "stream":
-        if len(tasks) < 2:
-            raise UserError(f"run.protocol=stream needs at least two tasks in order; this run has {tasks}")
         replayed = min(REPLAYED, run.episodes)
         yield "stream", _part(spec, run_dir / "stream", {"run.tasks": tasks, "memory.partition_by": []})
         yield "scratch", _part(spec, run_dir / "scratch", {"run.tasks": tasks, "memory.partition_by": ["task"]})

@@ -57,7 +57,10 @@ def test_train_test_holds_out_tasks_and_refuses_a_split_that_leaves_none(tmp_pat
     bad = tmp_path / "bad"
     code, output = cli("run", *args, "run.test_tasks=[tw-simple-7,tw-simple-11]", f"run.dir={bad}")
     assert code == 2 and "leaves no task to train on" in output, output
-    assert not (bad / "train").exists()  # refused before anything played
+    assert not bad.exists()  # refused before anything was written or loaded
+    code, output = cli("run", *args, "run.test_tasks=[tw-simple-11]", f"run.dir={bad}")  # task partitions by default
+    assert code == 2 and "add memory.partition_by=[]" in output, output
+    assert not bad.exists()
 
 
 def test_stream_gives_transfer_and_forgetting_with_their_known_values(tmp_path: Path) -> None:
