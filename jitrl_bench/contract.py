@@ -346,6 +346,11 @@ class EnvConfig(Protocol):
         """What this env's episodes change and must lease (WebArena's instances), or None (episodes share nothing)."""
         ...
 
+    def test_split(self) -> dict[str, str]:
+        """The env keys that turn this config into its benchmark's own test split (`run.protocol=train_test` plays
+        its test episodes there), e.g. {"split": "test"}; {} when the benchmark defines none."""
+        ...
+
 
 # ---- what a policy can do ---------------------------------------------------------------------------------------
 

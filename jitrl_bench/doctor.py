@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from rich.markup import escape
 from rich.table import Table
 
+SIMULATORS = {"scienceworld": ("scienceworld", "1.2.3"), "textworld_express": ("textworld_express", "1.1.0")}
+"""The envs whose simulator is a jar in a wheel: the package and its locked version."""
 WEBARENA_URLS = ("WA_SHOPPING", "WA_SHOPPING_ADMIN", "WA_REDDIT", "WA_GITLAB", "WA_MAP", "WA_WIKIPEDIA", "WA_HOMEPAGE")
 
 
@@ -65,12 +67,29 @@ def checks() -> list[Check]:
     )
     has_tw = shutil.which("tw-make") is not None or importlib.util.find_spec("textworld") is not None
     rows.append(Check("textworld", has_tw, "tw-make", "pip install textworld==1.7.0", required=True))
+    rows += java_checks()
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     rows.append(Check("chromium (web envs)", bool(chromium), chromium or "not found", "apt-get install -y chromium"))
     rows.append(vllm_check())
     gpu = shutil.which("nvidia-smi") is not None
     rows.append(Check("GPU", gpu, "nvidia-smi found" if gpu else "none (CPU runs only)", "optional"))
     rows += webarena_checks()
+    return rows
+
+
+def java_checks() -> list[Check]:
+    """The Java runtime the simulator jars need, and each simulator's package."""
+    from jitrl_bench.envs.java_sims import JAVA_HINT, MIN_JAVA, java_version
+
+    version = java_version()
+    ok = version is not None and version >= MIN_JAVA
+    rows = [
+        Check("java (scienceworld, textworld_express)", ok, f"java {version}" if version else "not found", JAVA_HINT)
+    ]
+    for env, (package, pin) in SIMULATORS.items():
+        found = importlib.util.find_spec(package) is not None
+        detail = f"{package} package (its simulator jar)" + ("" if found else " missing")
+        rows.append(Check(f"env={env}", found and ok, detail, f"pip install {package.replace('_', '-')}=={pin}"))
     return rows
 
 

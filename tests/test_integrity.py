@@ -97,6 +97,12 @@ class BrokenText:
     def state_fields(self) -> dict[str, str]:
         return {k: f"{v} \udcff" for k, v in self.game.state_fields().items()}
 
+    def played(self) -> dict[str, str]:
+        return self.game.played()
+
+    def goal(self) -> str:
+        return self.game.goal() + " \udcff"
+
     def walkthrough(self) -> list[str]:
         return self.game.walkthrough()
 

@@ -99,6 +99,12 @@ class JerichoBackend:
             self._env.set_state(saved)
         return str(text)
 
+    def played(self) -> dict[str, str]:
+        return {}  # one game file, named by the task
+
+    def goal(self) -> str:
+        return ""  # the opening text states it
+
     def walkthrough(self) -> list[str]:
         return list(self._env.get_walkthrough())
 
@@ -140,6 +146,9 @@ class JerichoConfig(Checked):
 
     def regrader(self) -> Regrader | None:
         return None  # the game's score is final at every step
+
+    def test_split(self) -> dict[str, str]:
+        return {}  # Jericho's games have no split of their own
 
     def shared(self) -> SharedCopies | None:
         return None  # each episode plays its own copy of the game

@@ -119,5 +119,8 @@ class MiniWoBConfig(WebLimits):
     def regrader(self) -> Regrader | None:
         return None  # graded by the page itself, during the episode
 
+    def test_split(self) -> dict[str, str]:
+        return {}  # MiniWoB++ defines no split: the run's held-out tasks or seeds
+
     def shared(self) -> SharedCopies | None:
         return None  # each episode opens its own page

@@ -58,6 +58,15 @@ class GameBackend(Protocol):
         """`location` and `inventory` texts, read without spending a game move."""
         ...
 
+    def played(self) -> dict[str, str]:
+        """What the simulator itself reports it is playing since the last reset (its task, instance, split), kept with
+        each episode as evidence; {} when the game is one fixed file."""
+        ...
+
+    def goal(self) -> str:
+        """The task as the simulator states it apart from the observation; "" when the opening text states it."""
+        ...
+
     def walkthrough(self) -> list[str]:
         """Commands that win the game from a reset with the default seed; empty when none is known."""
         ...
@@ -84,11 +93,13 @@ def action_key(action: str) -> str:
     return " ".join(action.lower().split())
 
 
-def candidate_list(commands: list[str]) -> list[str]:
-    """Deduplicated and sorted (a stable order across runs), never empty: see FALLBACK_COMMANDS."""
-    cleaned = {clean_text(clean_command(c), COMMAND_CHARS) for c in commands}
-    cleaned.discard("")
-    return sorted(cleaned or FALLBACK_COMMANDS)
+def candidate_list(commands: list[str], limit: int | None = None) -> tuple[list[str], int]:
+    """Deduplicated and sorted (a stable order across runs), never empty (see FALLBACK_COMMANDS); past `limit`, the
+    first in the simulator's order are kept. Returns the list and how many were cut."""
+    cleaned = list(dict.fromkeys(clean_text(clean_command(c), COMMAND_CHARS) for c in commands))
+    cleaned = [c for c in cleaned if c]
+    kept = cleaned if limit is None else cleaned[:limit]
+    return sorted(kept or FALLBACK_COMMANDS), len(cleaned) - len(kept)
 
 
 class TextGameEnv(gym.Env[str, str]):
@@ -98,21 +109,24 @@ class TextGameEnv(gym.Env[str, str]):
     the last seed (the game's default at first), so every episode of a run replays the same game unless asked otherwise.
     """
 
-    def __init__(self, backend: GameBackend, task: str) -> None:
+    def __init__(self, backend: GameBackend, task: str, max_candidates: int | None = None) -> None:
         self.backend = backend
         self.task = task
+        self.max_candidates = max_candidates
         self.observation_space = text_space(OBS_CHARS)
         self.action_space = text_space(COMMAND_CHARS)
         self._game_seed: int | None = None
         self._score = 0.0
         self._started = False
         self._view: StepView | None = None
+        self._played: dict[str, str] = {}
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[str, dict[str, Any]]:
         super().reset(seed=seed)
         if seed is not None:
             self._game_seed = seed
         obs = clean_text(self.backend.reset(self._game_seed), OBS_CHARS)
+        self._played = {key: clean_text(value, FIELD_CHARS) for key, value in self.backend.played().items()}
         self._score = self.backend.score
         self._started = True
         self._view = self._read(obs)
@@ -149,7 +163,7 @@ class TextGameEnv(gym.Env[str, str]):
         fields = self.backend.state_fields()
         state = {key: clean_text(fields.get(key, ""), FIELD_CHARS) for key in ("location", "inventory")}
         state["observation"] = clean_text(obs, FIELD_CHARS)
-        commands = candidate_list(self.backend.candidates())
+        commands, cut = candidate_list(self.backend.candidates(), self.max_candidates)
         keys: dict[str, str] = {}  # two commands that differ only in case would share a key: keep the first
         for command in commands:
             keys.setdefault(action_key(command), command)
@@ -159,9 +173,12 @@ class TextGameEnv(gym.Env[str, str]):
             candidates=tuple(Candidate(command, key, command) for key, command in keys.items()),
             state=state,
             layout=TEXT_GAME,
+            goal=clean_text(self.backend.goal(), FIELD_CHARS),
             score=float(self._score),
             max_score=float(self.backend.max_score),
             won=bool(self.backend.won),
             lost=bool(self.backend.lost),
             free_text=True,
+            candidates_cut=cut,
+            artifacts=self._played,
         )

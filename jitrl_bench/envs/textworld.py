@@ -201,6 +201,12 @@ class TextWorldBackend:
     def state_fields(self) -> dict[str, str]:
         return {"location": self._state["description"] or "", "inventory": self._state["inventory"] or ""}
 
+    def played(self) -> dict[str, str]:
+        return {}  # one game file, named by the task
+
+    def goal(self) -> str:
+        return ""  # the opening text states it
+
     def walkthrough(self) -> list[str]:
         return list(textworld.Game.load(str(self._path.with_suffix(".json"))).walkthrough or [])
 
@@ -248,6 +254,9 @@ class TextWorldConfig(Checked):
 
     def regrader(self) -> Regrader | None:
         return None  # the game's score is final at every step
+
+    def test_split(self) -> dict[str, str]:
+        return {}  # games are made by seed: the split is the run's (held-out tasks or seeds)
 
     def shared(self) -> SharedCopies | None:
         return None  # each episode plays its own copy of the game

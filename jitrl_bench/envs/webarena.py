@@ -354,6 +354,9 @@ class WebArenaConfigBase(WebLimits):
     def grader(self) -> Grader:
         raise NotImplementedError
 
+    def test_split(self) -> dict[str, str]:
+        return {}  # the WebArena sets are evaluation sets: no train split to learn from
+
     def shared(self) -> SharedCopies | None:
         return self.pool
 

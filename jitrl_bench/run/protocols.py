@@ -4,7 +4,8 @@
 - `train_test`: `RUN/train/` learns on the train split, then `RUN/test/` scores the test split with the memory the
   train split left, frozen (`memory.load_from` + `memory.frozen`: nothing is written, no learning call is made). The
   test split is `run.test_tasks` (held-out tasks, the others trained on), or, when that is empty, every task again
-  for `run.test_episodes` episodes on seeds the train split never played.
+  for `run.test_episodes` episodes on seeds the train split never played. Where the benchmark has a test split of
+  its own (ScienceWorld's variations, TextWorld Express's folds: `EnvConfig.test_split`), the test episodes play it.
 - `stream`: `RUN/stream/` learns over the tasks in order with one memory read across tasks; `RUN/scratch/` plays
   each task with its own memory only (same seeds); `RUN/replay/` replays every task but the last, at the end, with
   the stream's final memory frozen, on the seeds of its last min(5, episodes) stream episodes. Forward transfer and
@@ -55,6 +56,13 @@ def check(spec: RunSpec) -> None:
                 + (f"{', '.join(unknown)} is not a task of this run" if unknown else "leaves no task to train on")
                 + f" (its tasks: {', '.join(tasks)})"
             )
+        same = {k: v for k, v in spec.env.test_split().items() if str(spec.raw.env.get(k)) == v}
+        if same:
+            key, value = next(iter(same.items()))
+            raise UserError(
+                f"env.{key}={value} is {spec.env.name}'s test split, which run.protocol=train_test keeps for its "
+                f"test episodes: learn on another (e.g. env.{key}=train)"
+            )
         if held and "task" in spec.memory.partition_by:
             raise UserError(
                 f"run.test_tasks={held} holds out tasks, but memory.partition_by={list(spec.memory.partition_by)} "
@@ -77,6 +85,7 @@ def parts(spec: RunSpec, run_dir: Path) -> Iterator[tuple[str, RunSpec]]:
         yield "test", _part(spec, run_dir / "test", {
             "run.tasks": held or tasks, "run.episodes": run.test_episodes, "run.seed": run.seed + run.episodes,
             "memory.load_from": str(run_dir / "train"), "memory.frozen": True,
+            **{f"env.{key}": value for key, value in spec.env.test_split().items()},
         })  # fmt: skip
     elif run.protocol == "stream":
         replayed = min(REPLAYED, run.episodes)

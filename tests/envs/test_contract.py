@@ -21,7 +21,7 @@ from jitrl_bench.paths import CONFIG_DIR
 
 SEED = 123
 ROLLOUT_STEPS = 8
-OVERRIDES = {"jericho": {"game": "detective"}}  # a short game whose walkthrough wins
+OVERRIDES = {"jericho": {"game": "detective"}, "scienceworld": {"tasks": ["find-plant"]}}  # short games that win
 NEEDS_GAMES = {"jericho"}
 
 

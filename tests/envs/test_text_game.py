@@ -17,8 +17,12 @@ def test_commands_are_one_line_without_frotz_escapes() -> None:
 
 
 def test_candidates_sorted_unique_never_empty() -> None:
-    assert candidate_list(["take lamp", "north", " north ", "", "take  lamp"]) == ["north", "take lamp"]
-    assert candidate_list([]) == sorted(FALLBACK_COMMANDS)
+    assert candidate_list(["take lamp", "north", " north ", "", "take  lamp"]) == (["north", "take lamp"], 0)
+    assert candidate_list([]) == (sorted(FALLBACK_COMMANDS), 0)
+
+
+def test_past_the_cap_the_simulators_first_commands_are_kept_and_the_cut_counted() -> None:
+    assert candidate_list(["wait", "look", "look", "eat", "open"], limit=2) == (["look", "wait"], 2)
 
 
 def test_long_commands_are_cut_to_the_input_line() -> None:

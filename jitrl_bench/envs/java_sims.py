@@ -1,0 +1,54 @@
+"""What ScienceWorld and TextWorld Express share: simulators written in Java, shipped as jars inside their wheels and
+driven over py4j, whose tasks come in the benchmark's own train / dev / test splits of numbered instances."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from collections.abc import Sequence
+
+from jitrl_bench.checks import BadValue
+from jitrl_bench.errors import UserError
+
+SPLITS = ("train", "dev", "test")
+MIN_JAVA = 11
+JAVA_HINT = "make setup installs it (apt-get install default-jre-headless), or put a java >= 11 on PATH"
+
+
+def java_version() -> int | None:
+    """The major version of the `java` on PATH, None when there is none (or it does not say)."""
+    java = shutil.which("java")
+    if java is None:
+        return None
+    try:
+        done = subprocess.run([java, "-version"], capture_output=True, text=True, timeout=30, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    found = re.search(r'version "(\d+)(?:\.(\d+))?', done.stderr + done.stdout)
+    if found is None:
+        return None
+    major = int(found.group(1))
+    return int(found.group(2) or 0) if major == 1 else major  # "1.8" is Java 8
+
+
+def require_java(env: str) -> None:
+    """One line, before a simulator starts, when the runtime its jar needs is missing or too old."""
+    version = java_version()
+    if version is None or version < MIN_JAVA:
+        found = "no java on PATH" if version is None else f"java {version} on PATH"
+        raise UserError(f"env={env} runs its simulator on Java >= {MIN_JAVA}, and there is {found}: {JAVA_HINT}")
+
+
+def instance(instances: Sequence[int], seed: int | None, fixed: int | None) -> int:
+    """The split's instance an episode plays: `fixed` (an index into the split) for every episode, else the episode's
+    env seed taken as an index (seed s plays the split's s-th instance, wrapping), the first one when unseeded."""
+    if not instances:
+        raise UserError("the simulator lists no instance for this split")
+    index = fixed if fixed is not None else (seed or 0)
+    return int(instances[index % len(instances)])
+
+
+def check_instance(fixed: int | None) -> None:
+    if fixed is not None and fixed < 0:
+        raise BadValue("instance", fixed, "null (each episode's seed picks its instance) or an index >= 0")
