@@ -139,7 +139,9 @@ def test_endless_script_fails_within_the_deadline_and_frees_the_browser(
     took = time.perf_counter() - start
     assert not worker.is_alive(), "the endless script still holds the browser thread"
     assert isinstance(outcome[0], InfraError) and "timed out after 2 s" in str(outcome[0])
-    assert took < 2.0 + 3.0, took  # the deadline, then the context closed (about 0.4 s; the grace is 3 s)
+    # the deadline, then the context closed (about 0.4 s on a quiet machine, 3.7 s on two cores busy with the rest of
+    # the suite); without the deadline the reset never returns (the mutant above), so a loose bound still tells
+    assert took < 2.0 + 8.0, took
     _, _, terminated, _, _ = in_flight.step(by_key(flight_info)["answer NAVIGATE"])  # its page survived
     assert terminated
     in_flight.close()
