@@ -68,6 +68,9 @@ def checks() -> list[Check]:
     has_tw = shutil.which("tw-make") is not None or importlib.util.find_spec("textworld") is not None
     rows.append(Check("textworld", has_tw, "tw-make", "pip install textworld==1.7.0", required=True))
     rows += java_checks()
+    has_minigrid = importlib.util.find_spec("minigrid") is not None
+    rows.append(Check("env=babyai", has_minigrid, "minigrid package" + ("" if has_minigrid else " missing"),
+                      "pip install minigrid==3.2.0"))  # fmt: skip
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     rows.append(Check("chromium (web envs)", bool(chromium), chromium or "not found", "apt-get install -y chromium"))
     rows.append(vllm_check())

@@ -162,7 +162,7 @@ KNOBS = [
     ("policy=openai policy.api_key_env=sk-abc123", r"policy\.api_key_env=\*\*\*: give the NAME"),
     ("policy=openai policy.api_key_env=JITRL_NOT_SET_ANYWHERE", r"\$JITRL_NOT_SET_ANYWHERE is not set"),
     # env
-    ("env=nosuchenv", r"unknown env 'nosuchenv': choose one of jericho, "),
+    ("env=nosuchenv", r"unknown env 'nosuchenv': choose one of babyai, jericho, "),
     ("env.kind=huge", r"env\.kind=huge: choose one of simple, custom"),
     ("env.seeds=[]", r"env\.seeds=\[\]: give at least one"),
     ("env.rewards=lots", r"env\.rewards=lots: choose one of dense, balanced, sparse"),
@@ -215,6 +215,9 @@ KNOBS = [
     ("env=scienceworld env.simplifications=[easy,openDoors]", r"env\.simplifications=\[.easy., .openDoors.\]: "),
     ("env=scienceworld env.max_candidates=0", r"env\.max_candidates=0: must be >= 1"),
     ("env=scienceworld run.protocol=train_test env.split=test", r"env\.split=test is scienceworld's test split"),
+    ("env=babyai env.name=a/b", r"env\.name=a/b: use letters"),
+    ("env=babyai env.level=[]", r"env\.level=\[\]: give at least one"),
+    ("env=babyai env.level=[GoToRedBal]", r"env\.level=GoToRedBal: each must be one of ActionObjDoor, "),
     ("env=textworld_express env.name=a/b", r"env\.name=a/b: use letters"),
     ("env=textworld_express env.game=[]", r"env\.game=\[\]: give at least one"),
     ("env=textworld_express env.game=coins", r"env\.game=coins: choose one of coin, cookingworld, "),
