@@ -3,13 +3,15 @@ driven over py4j, whose tasks come in the benchmark's own train / dev / test spl
 
 from __future__ import annotations
 
+import contextlib
 import re
 import shutil
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 from jitrl_bench.checks import BadValue
-from jitrl_bench.errors import UserError
+from jitrl_bench.errors import InfraError, UserError
 
 SPLITS = ("train", "dev", "test")
 MIN_JAVA = 11
@@ -52,3 +54,42 @@ def instance(instances: Sequence[int], seed: int | None, fixed: int | None) -> i
 def check_instance(fixed: int | None) -> None:
     if fixed is not None and fixed < 0:
         raise BadValue("instance", fixed, "null (each episode's seed picks its instance) or an index >= 0")
+
+
+class Simulator:
+    """The library's env object over its JVM, started again after it dies. A call that fails (the JVM crashed or was
+    killed) raises `InfraError`, so the runner plays the episode again; the next reset starts a fresh JVM."""
+
+    def __init__(self, name: str, start: Callable[[], Any]) -> None:
+        self._name, self._start = name, start
+        self.env: Any = start()
+        self._dead = False
+
+    @contextlib.contextmanager
+    def calls(self) -> Iterator[Any]:
+        """The env object, for calls whose failure means the simulator is gone."""
+        from py4j.protocol import Py4JError
+
+        if self._dead:
+            raise InfraError(f"the {self._name} simulator stopped earlier in this episode")
+        try:
+            yield self.env
+        except Py4JError as error:
+            self._dead = True
+            first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+            raise InfraError(f"the {self._name} simulator failed ({first[:200]}); a fresh one starts") from None
+
+    def revive(self) -> bool:
+        """After a failure: the dead JVM closed and a new one started (True); False when nothing had failed."""
+        if not self._dead:
+            return False
+        with contextlib.suppress(Exception):  # the old JVM is gone: closing it can only fail
+            self.close()
+        self.env, self._dead = self._start(), False
+        return True
+
+    def close(self) -> None:
+        env, self.env = self.env, None
+        if env is not None:
+            env.close()
+            env.close = lambda: None  # the library's __del__ closes again: once is enough

@@ -17,7 +17,7 @@ from typing import Any
 
 from jitrl_bench.checks import BadValue, Checked, at_least, each_one_of, name, non_empty, one_of
 from jitrl_bench.contract import Regrader, SharedCopies
-from jitrl_bench.envs.java_sims import SPLITS, check_instance, instance, require_java
+from jitrl_bench.envs.java_sims import SPLITS, Simulator, check_instance, instance, require_java
 from jitrl_bench.envs.text_game import TextGameEnv
 from jitrl_bench.errors import UserError
 
@@ -40,22 +40,30 @@ class ScienceWorldBackend:
     """One task of the simulator (its own JVM); each variation is loaded when an episode first plays it."""
 
     def __init__(self, task: str, split: str, fixed: int | None, simplifications: str) -> None:
-        from scienceworld import ScienceWorldEnv  # starts nothing until constructed
-
-        self._env: Any = ScienceWorldEnv("", envStepLimit=STEP_LIMIT)
-        self._task, self._split, self._fixed = task, split, fixed
-        self._simplifications, self._open = simplifications, True
-        self._env.load(task, 0, simplifications)  # the variation lists are per loaded task
+        self._task, self._split, self._fixed, self._simplifications = task, split, fixed, simplifications
+        self._sim = Simulator("ScienceWorld", self._start)
         self._instances = self.splits()[split]
         self._loaded: tuple[int, bool] | None = None
         self._info: dict[str, Any] = {}
         self._completed = False
 
+    def _start(self) -> Any:
+        from scienceworld import ScienceWorldEnv  # starts nothing until constructed
+
+        env = ScienceWorldEnv("", envStepLimit=STEP_LIMIT)
+        try:
+            env.load(self._task, 0, self._simplifications)  # the variation lists are per loaded task
+        except ValueError as error:  # the simulator's check, e.g. noElectricalAction on an electrical task
+            env.close()
+            env.close = lambda: None
+            raise UserError(f"env.simplifications for {self._task}: {error}") from None
+        return env
+
     def splits(self) -> dict[str, list[int]]:
         """The task's variations in each split, as the simulator lists them."""
-        env = self._env
-        calls = {"train": env.get_variations_train, "dev": env.get_variations_dev, "test": env.get_variations_test}
-        return {split: [int(v) for v in call()] for split, call in calls.items()}
+        with self._sim.calls() as env:
+            calls = {"train": env.get_variations_train, "dev": env.get_variations_dev, "test": env.get_variations_test}
+            return {split: [int(v) for v in call()] for split, call in calls.items()}
 
     @property
     def score(self) -> float:
@@ -74,17 +82,21 @@ class ScienceWorldBackend:
         return self.score < 0
 
     def reset(self, seed: int | None, gold: bool = False) -> str:
+        if self._sim.revive():
+            self._loaded = None
         variation = instance(self._instances, seed, self._fixed)
-        if self._loaded != (variation, gold):
-            self._env.load(self._task, variation, self._simplifications, generateGoldPath=gold)
-            self._loaded = (variation, gold)
-        obs, self._info = self._env.reset()
-        self._completed = bool(self._env.server.getCompleted())
+        with self._sim.calls() as env:
+            if self._loaded != (variation, gold):
+                env.load(self._task, variation, self._simplifications, generateGoldPath=gold)
+                self._loaded = (variation, gold)
+            obs, self._info = env.reset()
+            self._completed = bool(env.server.getCompleted())
         return str(obs)
 
     def step(self, command: str) -> str:
-        obs, _, _, self._info = self._env.step(command)
-        self._completed = bool(self._env.server.getCompleted())
+        with self._sim.calls() as env:
+            obs, _, _, self._info = env.step(command)
+            self._completed = bool(env.server.getCompleted())
         return str(obs)
 
     def candidates(self) -> list[str]:
@@ -94,7 +106,8 @@ class ScienceWorldBackend:
         return {"location": str(self._info.get("look", "")), "inventory": str(self._info.get("inv", ""))}
 
     def played(self) -> dict[str, str]:
-        history = json.loads(str(self._env.server.getRunHistoryJSON()))  # the simulator's record: one step since reset
+        with self._sim.calls() as env:  # the simulator's own record: one step since the reset
+            history = json.loads(str(env.server.getRunHistoryJSON()))
         return {"task": str(history.get("taskName", "")), "split": self._split,
                 "instance": str(history.get("variationIdx", "")),
                 "simplifications": str(history.get("simplifications", ""))}  # fmt: skip
@@ -106,7 +119,8 @@ class ScienceWorldBackend:
         """The simulator's gold path for the default variation, up to the step that completes the task (the path
         goes on past it, e.g. "examine steam" after boiling); the task is left reset to that variation."""
         self.reset(None, gold=True)
-        path = [str(a) for a in self._env.get_gold_action_sequence()]
+        with self._sim.calls() as env:
+            path = [str(a) for a in env.get_gold_action_sequence()]
         for played, command in enumerate(path, start=1):
             self.step(command)
             if self._completed:
@@ -116,10 +130,7 @@ class ScienceWorldBackend:
         return path
 
     def close(self) -> None:
-        if self._open:
-            self._open = False
-            self._env.close()
-            self._env.close = lambda: None  # the library's __del__ closes again: once is enough
+        self._sim.close()
 
 
 @dataclass

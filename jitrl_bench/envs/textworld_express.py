@@ -15,7 +15,7 @@ from typing import Any
 
 from jitrl_bench.checks import BadValue, Checked, name, non_empty, one_of
 from jitrl_bench.contract import Regrader, SharedCopies
-from jitrl_bench.envs.java_sims import SPLITS, check_instance, instance, require_java
+from jitrl_bench.envs.java_sims import SPLITS, Simulator, check_instance, instance, require_java
 from jitrl_bench.envs.text_game import TextGameEnv
 from jitrl_bench.errors import UserError
 
@@ -28,23 +28,29 @@ class TextWorldExpressBackend:
     """One game of the simulator (its own JVM). The state fields and valid actions come with every reply."""
 
     def __init__(self, game: str, params: str, split: str, fixed: int | None) -> None:
-        from textworld_express import TextWorldExpressEnv  # starts nothing until constructed
-
-        self._env: Any = TextWorldExpressEnv(envStepLimit=STEP_LIMIT)
-        self._game, self._params, self._split, self._fixed, self._open = game, params, split, fixed, True
-        try:
-            self._env.load(game, params)
-        except ValueError as error:  # the simulator's message, e.g. an unknown parameter
-            self.close()
-            raise UserError(f"env.params={params!r} for {game}: {error}") from None
+        self._game, self._params, self._split, self._fixed = game, params, split, fixed
+        self._sim = Simulator("TextWorld Express", self._start)
         self._instances = self.splits()[split]
         self._info: dict[str, Any] = {}
 
+    def _start(self) -> Any:
+        from textworld_express import TextWorldExpressEnv  # starts nothing until constructed
+
+        env = TextWorldExpressEnv(envStepLimit=STEP_LIMIT)
+        try:
+            env.load(self._game, self._params)
+        except ValueError as error:  # the simulator's message, e.g. an unknown parameter
+            env.close()
+            env.close = lambda: None
+            raise UserError(f"env.params={self._params!r} for {self._game}: {error}") from None
+        return env
+
     def splits(self) -> dict[str, list[int]]:
         """The game's instance seeds in each fold, as the simulator lists them."""
-        server = self._env.server
-        calls = {"train": server.getSeedsTrain, "dev": server.getSeedsDev, "test": server.getSeedsTest}
-        return {split: [int(seed) for seed in call()] for split, call in calls.items()}
+        with self._sim.calls() as env:
+            server = env.server
+            calls = {"train": server.getSeedsTrain, "dev": server.getSeedsDev, "test": server.getSeedsTest}
+            return {split: [int(seed) for seed in call()] for split, call in calls.items()}
 
     @property
     def score(self) -> float:
@@ -63,12 +69,15 @@ class TextWorldExpressBackend:
         return bool(self._info.get("taskfailure", False))
 
     def reset(self, seed: int | None, gold: bool = False) -> str:
+        self._sim.revive()
         game = instance(self._instances, seed, self._fixed)
-        obs, self._info = self._env.reset(seed=game, gameFold=self._split, generateGoldPath=gold)
+        with self._sim.calls() as env:
+            obs, self._info = env.reset(seed=game, gameFold=self._split, generateGoldPath=gold)
         return str(obs)
 
     def step(self, command: str) -> str:
-        obs, _, _, self._info = self._env.step(command)
+        with self._sim.calls() as env:
+            obs, _, _, self._info = env.step(command)
         return str(obs)
 
     def candidates(self) -> list[str]:
@@ -78,7 +87,8 @@ class TextWorldExpressBackend:
         return {"location": str(self._info.get("look", "")), "inventory": str(self._info.get("inventory", ""))}
 
     def played(self) -> dict[str, str]:
-        properties = self._env.getGenerationProperties()  # the simulator's own record of the game it generated
+        with self._sim.calls() as env:
+            properties = env.getGenerationProperties()  # the simulator's own record of the game it generated
         return {"game": self._game, "split": self._split, "instance": str(properties.get("seed", "")),
                 "params": self._params}  # fmt: skip
 
@@ -88,13 +98,11 @@ class TextWorldExpressBackend:
     def walkthrough(self) -> list[str]:
         """The simulator's gold path for the default instance (the game is left reset to it)."""
         self.reset(None, gold=True)
-        return [str(a) for a in self._env.getGoldActionSequence()]
+        with self._sim.calls() as env:
+            return [str(a) for a in env.getGoldActionSequence()]
 
     def close(self) -> None:
-        if self._open:
-            self._open = False
-            self._env.close()
-            self._env.close = lambda: None  # the library's __del__ closes again: once is enough
+        self._sim.close()
 
 
 @dataclass
