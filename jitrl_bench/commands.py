@@ -10,14 +10,14 @@ from types import FrameType
 from typing import Annotated, Any, TypeVar
 
 import typer
-from rich.console import Console
 
+from jitrl_bench import terminal
 from jitrl_bench.errors import UserError
 from jitrl_bench.logs import quiet_libraries
 from jitrl_bench.terminal import say
 
-console = Console()
-err = Console(stderr=True)
+console = terminal.console()
+err = terminal.console(stderr=True)
 F = TypeVar("F", bound=Callable[..., Any])
 Overrides = Annotated[
     list[str] | None, typer.Argument(help="Hydra overrides, e.g. env=jericho env.game=zork1 agent.beta=0.5")

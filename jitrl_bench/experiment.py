@@ -11,6 +11,7 @@ from pathlib import Path
 from omegaconf import OmegaConf
 from rich.console import Console
 
+from jitrl_bench import terminal
 from jitrl_bench.config import RunSpec, config_hash, installed_versions, resolved_yaml
 from jitrl_bench.contract import Agent, BuildContext, Policy
 from jitrl_bench.errors import UserError
@@ -32,7 +33,7 @@ from jitrl_bench.terminal import say
 def execute(spec: RunSpec, console: Console | None = None, show: bool = True) -> Path:
     """Run (or resume) the spec; return the run directory. A run of several replicas (`run.repeats`) or of a
     protocol's splits (`run.protocol`) plays each as a sub-run of its folder, in order, then tables them together."""
-    console = console or Console()
+    console = console or terminal.console()
     digest = config_hash(spec.raw)
     path = Path(spec.run.dir) if spec.run.dir else results_dir("runs", new_run_id())
     run_dir = RunDirectory(path)

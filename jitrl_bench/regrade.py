@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.progress import track
 from rich.table import Table
 
+from jitrl_bench import terminal
 from jitrl_bench.checks import BadValue
 from jitrl_bench.config import instantiate_group
 from jitrl_bench.contract import EnvConfig
@@ -58,7 +59,7 @@ def _local_har(run_dir: Path, artifacts: dict[str, Any]) -> dict[str, Any]:
 
 def regrade(run_dir: Path, console: Console | None = None, judge: JudgeChoice | None = None) -> pd.DataFrame:
     """Re-grade every graded episode of `run_dir`; writes regrade.csv and returns its rows."""
-    console = console or Console()
+    console = console or terminal.console()
     check_run(run_dir)
     if not (run_dir / CONFIG).is_file():
         raise UserError(f"{run_dir} is not a run directory (no config.yaml): pass the folder `jitrl-bench run` printed")

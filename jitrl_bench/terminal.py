@@ -8,6 +8,7 @@ with control characters and bidirectional overrides removed; only the label in f
 
 from __future__ import annotations
 
+import os
 import re
 
 from rich.console import Console
@@ -15,6 +16,19 @@ from rich.text import Text
 
 CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 """C0 and C1 control characters (tab and newline kept), DEL, and the marks that reorder text on screen."""
+
+
+PIPE_WIDTH = 160
+"""The width tables take when the output is a file or a pipe (a log, CI) and $COLUMNS is unset: Rich's 80 would wrap
+a results table into cells of four characters."""
+
+
+def console(stderr: bool = False) -> Console:
+    """A console for the CLI: the terminal's width on a terminal, `PIPE_WIDTH` (or $COLUMNS) elsewhere."""
+    made = Console(stderr=stderr)
+    if not made.is_terminal and not os.environ.get("COLUMNS"):
+        made.width = PIPE_WIDTH
+    return made
 
 
 def plain(text: str) -> str:

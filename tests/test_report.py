@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 import math
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -146,6 +148,17 @@ def test_prices_apply_per_model_and_gpu_time_when_no_token_price() -> None:
 def test_pareto_front_keeps_only_undominated_points() -> None:
     points = [Point("a", 1, 0.2), Point("b", 2, 0.1), Point("c", 2, 0.5), Point("d", 3, 0.5), Point("e", 0, 0.0)]
     assert [p.label for p in pareto(points)] == ["e", "a", "c"]
+
+
+def test_tables_piped_to_a_file_keep_each_row_on_one_line(text_run: Path) -> None:
+    """`jitrl-bench table RUN > file` (a log, CI) with $COLUMNS unset: one line per row. Mutant (tried): the CLI's
+    console at Rich's default 80 columns wraps the row for jitrl over three lines, and this fails."""
+    env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
+    shown = subprocess.run([sys.executable, "-m", "jitrl_bench", "table", str(text_run)], env=env,
+                           capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert shown.returncode == 0, shown.stderr
+    rows = [line for line in shown.stdout.splitlines() if line.startswith("│ jitrl ")]
+    assert rows and "[" in rows[0] and "]" in rows[0], shown.stdout  # the summary row: the mean and its interval
 
 
 def test_bad_prices_are_one_line_before_anything_loads(tmp_path: Path, text_run: Path) -> None:

@@ -17,6 +17,7 @@ import numpy as np
 from rich.console import Console
 from rich.progress import track
 
+from jitrl_bench import terminal
 from jitrl_bench.bench import publish
 from jitrl_bench.jitrl.advantage import clean_advantage
 from jitrl_bench.jitrl.index import IndexConfig
@@ -105,7 +106,7 @@ def embed_ms(repeats: int = 50) -> float:
 def bench_memory(
     sizes: list[int], out: Path, queries: int = 300, console: Console | None = None
 ) -> list[dict[str, float | int | str]]:
-    console = console or Console()
+    console = console or terminal.console()
     index = IndexConfig()
     embedding = embed_ms()
     rows = []
