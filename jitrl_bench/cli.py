@@ -8,7 +8,6 @@ the browser, worker threads), finished episodes stay saved, and the same command
 from __future__ import annotations
 
 import os
-import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -335,7 +334,3 @@ def _print_rows(rows: list[RomStatus]) -> None:
     for r in rows:
         table.add_row(*(escape(str(value)) for value in (r.name, r.file, r.status, r.detail)))
     console.print(table)
-
-
-def main() -> None:  # pragma: no cover - console entry point
-    sys.exit(app())

@@ -22,3 +22,9 @@ def valid_text(text: str) -> tuple[str, int]:
         return text, 0
     joined = PAIR.sub(lambda m: m.group(0).encode("utf-16-le", "surrogatepass").decode("utf-16-le"), text)
     return SURROGATE.subn(REPLACEMENT, joined)
+
+
+def first_line(error: BaseException) -> str:
+    """The first line of an exception's message, or its type name when it has none."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__

@@ -40,7 +40,8 @@ from jitrl_bench.policies.kv import (
     prefix,
 )
 from jitrl_bench.policies.structured import JsonConstraints
-from jitrl_bench.policies.tokens import ChatTokens, check_model, cut_at, first_line
+from jitrl_bench.policies.tokens import ChatTokens, check_model, cut_at
+from jitrl_bench.text import first_line
 from jitrl_bench.timing import LLM, charged
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}

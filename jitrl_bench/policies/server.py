@@ -293,12 +293,6 @@ class VLLMServer:
             except subprocess.TimeoutExpired:
                 continue
 
-    def pids(self) -> list[int]:
-        """The server's process and its children (for measuring memory)."""
-        if self.process is None:
-            return []
-        return [self.process.pid, *_children(self.process.pid)]
-
     def log_tail(self, lines: int = 20) -> str:
         if self.log_path is None or not self.log_path.is_file():
             return ""
@@ -325,20 +319,6 @@ def _get(url: str, api_key: str, timeout_s: float = 2.0) -> bytes | None:
             return bytes(response.read()) if response.status == 200 else None
     except (urllib.error.URLError, OSError, ValueError):
         return None
-
-
-def _children(pid: int) -> list[int]:
-    """Descendants of `pid`, from /proc (Linux); empty elsewhere."""
-    found: list[int] = []
-    todo = [pid]
-    while todo:
-        parent = todo.pop()
-        path = Path(f"/proc/{parent}/task/{parent}/children")
-        with contextlib.suppress(OSError):
-            kids = [int(p) for p in path.read_text().split()]
-            found.extend(kids)
-            todo.extend(kids)
-    return found
 
 
 def _wait_group_gone(pgid: int, timeout_s: float) -> None:

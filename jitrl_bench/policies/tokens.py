@@ -20,6 +20,7 @@ from jitrl_bench.checks import BadValue
 from jitrl_bench.contract import Prompt
 from jitrl_bench.errors import UserError
 from jitrl_bench.policies.models import SMOLLM2_NAME, smollm2_gguf, smollm2_path
+from jitrl_bench.text import first_line
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")  # "owner/name"; anything else must be a local folder
 
@@ -174,12 +175,6 @@ def check_model(key: str, model: str) -> None:
             resolve_model(model)
     except UserError as e:
         raise BadValue(key, model, str(e)) from None
-
-
-def first_line(error: BaseException) -> str:
-    """The first line of an exception's message, or its type name when it has none."""
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
 
 
 def cut_at(text: str, stop: Sequence[str]) -> str:

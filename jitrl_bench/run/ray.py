@@ -41,10 +41,11 @@ from jitrl_bench.run.local import describe, progress_bar
 from jitrl_bench.run.memories import RunMemories
 from jitrl_bench.run.remote import KeeperLeases, MemoryService, ServiceClient
 from jitrl_bench.run.replica import Learned, StreamMemories, Uses
-from jitrl_bench.run.rundir import first_line, safe_name
+from jitrl_bench.run.rundir import safe_name
 from jitrl_bench.run.streams import AgentShape, Stream, Unit, plan
 from jitrl_bench.run.writer import InOrder, Outcome, RunWriter, Shipped
 from jitrl_bench.terminal import say
+from jitrl_bench.text import first_line
 
 OK, INFRA, TASK = "ok", "infrastructure", "task"
 """What a worker's `play` returns first: an episode, an infrastructure failure to retry, or a task that cannot run."""

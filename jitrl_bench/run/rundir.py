@@ -20,6 +20,7 @@ from typing import Any, BinaryIO
 
 from jitrl_bench.errors import UserError
 from jitrl_bench.records import EpisodeRecord, StepRecord
+from jitrl_bench.text import first_line
 
 CONFIG = "config.yaml"
 EPISODES = "episodes.jsonl"
@@ -223,8 +224,3 @@ def make_writable_dir(path: Path, key: str) -> None:
 
 def safe_name(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
-
-
-def first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
