@@ -12,6 +12,7 @@ from typing import Any
 
 from jitrl_bench.checks import BadValue
 from jitrl_bench.errors import InfraError, UserError
+from jitrl_bench.text import first_line
 
 SPLITS = ("train", "dev", "test")
 MIN_JAVA = 11
@@ -76,8 +77,9 @@ class Simulator:
             yield self.env
         except Py4JError as error:
             self._dead = True
-            first = (str(error).strip().splitlines() or [type(error).__name__])[0]
-            raise InfraError(f"the {self._name} simulator failed ({first[:200]}); a fresh one starts") from None
+            raise InfraError(
+                f"the {self._name} simulator failed ({first_line(error)[:200]}); a fresh one starts"
+            ) from None
 
     def revive(self) -> bool:
         """After a failure: the dead JVM closed and a new one started (True); False when nothing had failed."""
@@ -91,5 +93,10 @@ class Simulator:
     def close(self) -> None:
         env, self.env = self.env, None
         if env is not None:
-            env.close()
-            env.close = lambda: None  # the library's __del__ closes again: once is enough
+            close_once(env)
+
+
+def close_once(env: Any) -> None:
+    """Close the library's env and its JVM; its __del__ would close again, and once is enough."""
+    env.close()
+    env.close = lambda: None

@@ -17,7 +17,7 @@ from typing import Any
 
 from jitrl_bench.checks import BadValue, Checked, at_least, each_one_of, name, non_empty, one_of
 from jitrl_bench.contract import Regrader, SharedCopies
-from jitrl_bench.envs.java_sims import SPLITS, Simulator, check_instance, instance, require_java
+from jitrl_bench.envs.java_sims import SPLITS, Simulator, check_instance, close_once, instance, require_java
 from jitrl_bench.envs.text_game import TextGameEnv
 from jitrl_bench.errors import UserError
 
@@ -54,8 +54,7 @@ class ScienceWorldBackend:
         try:
             env.load(self._task, 0, self._simplifications)  # the variation lists are per loaded task
         except ValueError as error:  # the simulator's check, e.g. noElectricalAction on an electrical task
-            env.close()
-            env.close = lambda: None
+            close_once(env)
             raise UserError(f"env.simplifications for {self._task}: {error}") from None
         return env
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from jitrl_bench.checks import BadValue, Checked, name, non_empty, one_of
 from jitrl_bench.contract import Regrader, SharedCopies
-from jitrl_bench.envs.java_sims import SPLITS, Simulator, check_instance, instance, require_java
+from jitrl_bench.envs.java_sims import SPLITS, Simulator, check_instance, close_once, instance, require_java
 from jitrl_bench.envs.text_game import TextGameEnv
 from jitrl_bench.errors import UserError
 
@@ -40,8 +40,7 @@ class TextWorldExpressBackend:
         try:
             env.load(self._game, self._params)
         except ValueError as error:  # the simulator's message, e.g. an unknown parameter
-            env.close()
-            env.close = lambda: None
+            close_once(env)
             raise UserError(f"env.params={self._params!r} for {self._game}: {error}") from None
         return env
 
