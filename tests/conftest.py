@@ -11,7 +11,20 @@ from typing import Any
 
 import pytest
 
-from jitrl_bench.jitrl.embed import Embedder, EmbedderConfig
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # One intra-op thread per process while two workers share two cores (and what they start inherits it): torch's
+    # default of a thread per core made 4+ spinning threads fight for 2, and the generation-heavy tests took 3-6x as
+    # long (tests/test_baselines.py's run: 515 s against 87 s; the paper smoke: 435 s against 79 s). Set before torch
+    # is imported, as it reads the variable once.
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    os.environ.setdefault("MKL_NUM_THREADS", "1")
+    # vLLM's CPU engine binds its OpenMP threads to the cores it names (jitrl_bench/policies/server.py binds every
+    # core by default): in the suite, one core per worker, so a server does not spin on the core the other worker uses.
+    cores = sorted(os.sched_getaffinity(0))
+    worker = int(os.environ["PYTEST_XDIST_WORKER"].removeprefix("gw") or 0)
+    os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", str(cores[worker % len(cores)]))
+
+from jitrl_bench.jitrl.embed import Embedder, EmbedderConfig  # after the thread count is set
 from tests.conftest_vllm import vllm_server  # noqa: F401  (the shared vLLM server, started by the first test using it)
 
 REPO = Path(__file__).resolve().parents[1]

@@ -15,13 +15,15 @@ rebuilt by `jitrl_bench.envs.actions`; model text never reaches it.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
+import queue
 import threading
 import time
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Coroutine, Sequence
+from concurrent.futures import Future
 from concurrent.futures import TimeoutError as WaitedTooLong
 from dataclasses import dataclass, field
 from importlib.util import find_spec
@@ -227,13 +229,43 @@ class Browser:
 
 
 BROWSER_THREAD = "jitrl-browser"
-_EXECUTOR = ThreadPoolExecutor(max_workers=1, thread_name_prefix=BROWSER_THREAD)
-_BROWSER: Browser | None = None
+
+
+class BrowserThread:
+    """The one thread that runs browser calls, in order. A daemon: one stuck in a page that never answers must not
+    keep the process alive at exit (a ThreadPoolExecutor's workers are joined at exit, and the run would hang)."""
+
+    def __init__(self) -> None:
+        self._work: queue.SimpleQueue[tuple[Callable[[], Any], Future[Any]]] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def submit(self, work: Callable[[], T]) -> Future[T]:
+        future: Future[T] = Future()
+        self._work.put((work, future))
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._serve, name=BROWSER_THREAD, daemon=True)
+                self._thread.start()
+        return future
+
+    def _serve(self) -> None:
+        while True:
+            work, future = self._work.get()
+            if future.set_running_or_notify_cancel():
+                try:
+                    future.set_result(work())
+                except BaseException as error:  # the caller re-raises it
+                    future.set_exception(error)
+
+
 T = TypeVar("T")
+_EXECUTOR = BrowserThread()
+_BROWSER: Browser | None = None
 
 
 def on_browser_thread(
-    work: Callable[[], T], deadline_s: float | None = None, on_expiry: Callable[[], None] | None = None
+    work: Callable[[], T], deadline_s: float | None = None, on_expiry: Sequence[Callable[[], None]] = ()
 ) -> T:
     """Run `work` on the one thread that owns Playwright, and return its result (or raise its exception).
 
@@ -242,12 +274,12 @@ def on_browser_thread(
     are short next to a policy's forward pass, so serialising them costs little.
 
     A page that never answers (a script in an endless loop: `evaluate` has no timeout) would hold this thread, and
-    with it every web env of the process. With `deadline_s`, the caller stops waiting then and calls `on_expiry`
-    (which closes the page's context, see `close_soon`: the stuck call then fails on the browser thread, and the
-    browser's other contexts go on; measured: the call fails about 0.4 s after the deadline). Only if the thread is
-    still held `EXPIRY_GRACE_S` later (a close that did not get through) is the whole browser closed, as a last
-    resort: episodes in flight on other contexts then fail as infrastructure (the runner retries them) and the next
-    call launches a new browser. If even that does not free the thread (stuck in Python), InfraError.
+    with it every web env of the process. With `deadline_s`, the caller stops waiting then and tries each of
+    `on_expiry` in turn, each given `EXPIRY_GRACE_S` to free the thread (web envs: stop the page's script, see
+    `interrupt_soon`, measured to free it 0.3-0.4 s after the deadline with two cores fully busy; then close the page's
+    context). Only if the thread is still held after them all is the whole browser closed, as a last resort: episodes
+    in flight on other contexts then fail as infrastructure (the runner retries them) and the next call launches a
+    new browser. If even that does not free the thread (stuck in Python), InfraError.
     """
     if threading.current_thread().name.startswith(BROWSER_THREAD):
         return work()
@@ -256,14 +288,12 @@ def on_browser_thread(
         return future.result()
     with contextlib.suppress(WaitedTooLong):
         return future.result(timeout=deadline_s)
-    if on_expiry is not None:
-        on_expiry()
-    with contextlib.suppress(WaitedTooLong):
-        return future.result(timeout=EXPIRY_GRACE_S)
-    close_browser_soon()
-    with contextlib.suppress(WaitedTooLong):
-        return future.result(timeout=EXPIRY_GRACE_S)
-    raise InfraError(f"the browser thread is still busy {deadline_s + 2 * EXPIRY_GRACE_S:g} s into a call")
+    for free in (*on_expiry, close_browser_soon):
+        free()
+        with contextlib.suppress(WaitedTooLong):
+            return future.result(timeout=EXPIRY_GRACE_S)
+    waited = deadline_s + (len(on_expiry) + 1) * EXPIRY_GRACE_S
+    raise InfraError(f"the browser thread is still busy {waited:g} s into a call")
 
 
 def close_soon(target: pw.BrowserContext | pw.Browser) -> None:
@@ -280,9 +310,29 @@ def close_soon(target: pw.BrowserContext | pw.Browser) -> None:
         with contextlib.suppress(Exception):
             await impl.close()
 
+    _on_playwright_loop(loop, close)
+
+
+def interrupt_soon(session: pw.CDPSession) -> None:
+    """Stop the script running in a page (`Runtime.terminateExecution` on its CDP session), from any thread.
+
+    Chromium takes this command on the renderer's IO thread, so it reaches a page stuck in `while (true) {}`; the call
+    waiting on that page then fails at once, without the renderer being torn down (which a context close needs, and
+    which a starved machine can take seconds to finish). Same reach into Playwright's wrappers as `close_soon`.
+    """
+    loop, impl = session._loop, session._impl_obj
+
+    async def interrupt() -> None:
+        with contextlib.suppress(Exception):
+            await impl.send("Runtime.terminateExecution")
+
+    _on_playwright_loop(loop, interrupt)
+
+
+def _on_playwright_loop(loop: asyncio.AbstractEventLoop, work: Callable[[], Coroutine[Any, Any, None]]) -> None:
     if not loop.is_closed():
-        with contextlib.suppress(RuntimeError):  # the loop closed in between: nothing is left to close
-            loop.call_soon_threadsafe(lambda: loop.create_task(close()))
+        with contextlib.suppress(RuntimeError):  # the loop closed in between: nothing is left to do
+            loop.call_soon_threadsafe(lambda: loop.create_task(work()))
 
 
 def close_browser_soon() -> None:

@@ -26,9 +26,9 @@ from jitrl_bench.envs.browser import (
     TEXT_ROLES,
     Element,
     PageView,
-    close_browser_soon,
     close_quietly,
     close_soon,
+    interrupt_soon,
     observe,
     on_browser_thread,
     run_action,
@@ -239,6 +239,7 @@ class WebEnv(gym.Env[str, str]):
         self._seed: int | None = None
         self._context: pw.BrowserContext | None = None
         self._page: pw.Page | None = None
+        self._session: pw.CDPSession | None = None  # the page's DevTools session: how a stuck script is stopped
         self._goal = ""
         self._score = 0.0
         self._done = False
@@ -291,6 +292,7 @@ class WebEnv(gym.Env[str, str]):
             self._guard = RequestGuard(self.task.site_policy())
             self._guard.install(self._context)
             self._page = self._context.new_page()
+            self._session = self._context.new_cdp_session(self._page)
             self._goal = valid_text(" ".join(self.task.setup(self._page, self._seed).split()))[0]
         except BaseException:
             self._end_episode()
@@ -330,33 +332,46 @@ class WebEnv(gym.Env[str, str]):
     def _call(self, work: Callable[[], T]) -> T:
         """`work` on the browser thread, under the step deadline (`limits.step_timeout_s`)."""
         self._expired = False
-        return on_browser_thread(lambda: self._guarded(work), self.limits.step_timeout_s, self._expire)
+        return on_browser_thread(lambda: self._guarded(work), self.limits.step_timeout_s, self._deadlines())
 
-    def _expire(self) -> None:
-        """The deadline passed (called off the browser thread): close the episode's context, which fails the call
-        that waits on its page; before a context exists, the browser."""
-        self._expired = True
-        context = self._context
-        if context is not None:
-            close_soon(context)
-        else:
-            close_browser_soon()
+    def _deadlines(self) -> tuple[Callable[[], None], ...]:
+        """What frees the browser thread once a call passes its deadline (called off that thread), mildest first:
+        stop the page's script, then close the episode's context (before a context exists, `on_browser_thread`
+        closes the browser)."""
+
+        def interrupt() -> None:
+            self._expired = True
+            if self._session is not None:
+                interrupt_soon(self._session)
+
+        def close_context() -> None:
+            if self._context is not None:
+                close_soon(self._context)
+
+        return interrupt, close_context
 
     def _guarded(self, work: Callable[[], T]) -> T:
         """A browser that crashed or vanished, or a page past its deadline, is an infrastructure failure, not the
-        agent's: end the episode, say so (the runner retries it on a fresh context)."""
+        agent's: end the episode, say so (the runner retries it on a fresh context). A call that still returned after
+        its deadline (its script was stopped, then it went on) fails too: the page is no longer the one it showed."""
         try:
-            return work()
-        except pw.Error as error:
+            result = work()
+        except Exception as error:  # past a deadline, Playwright's own races can raise more than pw.Error
+            if not (self._expired or isinstance(error, pw.Error)):
+                raise
             self._end_episode()
-            if self._expired:
+            if not self._expired:
                 raise InfraError(
-                    f"browser call timed out after {self.limits.step_timeout_s:g} s (env.step_timeout_s): the page"
-                    " did not answer (an endless script?) and was closed"
+                    f"browser failure: {str(error).splitlines()[0] if str(error) else type(error).__name__}"
                 ) from None
-            raise InfraError(
-                f"browser failure: {str(error).splitlines()[0] if str(error) else type(error).__name__}"
-            ) from None
+        else:
+            if not self._expired:
+                return result
+            self._end_episode()
+        raise InfraError(
+            f"browser call timed out after {self.limits.step_timeout_s:g} s (env.step_timeout_s): the page did not"
+            " answer (an endless script?), and its episode was ended"
+        )
 
     def _end_early(self) -> StepView:
         if self._page is None or self._view is None:
@@ -369,7 +384,7 @@ class WebEnv(gym.Env[str, str]):
 
     def _end_episode(self) -> None:
         close_quietly(self._context)
-        self._context, self._page, self._guard = None, None, None
+        self._context, self._page, self._guard, self._session = None, None, None, None
         if self._begun:
             self._begun = False
             self.task.end()

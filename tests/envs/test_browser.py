@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -117,3 +119,23 @@ def test_element_actions_wait_longer_than_browsergyms_500_ms() -> None:
         return result.error, text
 
     assert on_browser_thread(click_late) == ("", "clicked")
+
+
+STUCK_IN_PYTHON = """
+import threading
+from jitrl_bench.envs.browser import on_browser_thread
+from jitrl_bench.errors import InfraError
+try:
+    on_browser_thread(threading.Event().wait, deadline_s=0.1)  # never returns, and nothing can stop it
+except InfraError as error:
+    print(error)
+"""
+
+
+def test_a_browser_thread_stuck_for_good_does_not_keep_the_process_alive() -> None:
+    """Past every way of freeing it, the caller gets InfraError and the process still exits: the browser thread is a
+    daemon. Mutant (tried): the thread from a ThreadPoolExecutor, whose workers are joined at exit: the process never
+    ends (the CLI run of tests/envs/test_web_guards.py hung that way once its browser thread was stuck)."""
+    proc = subprocess.run([sys.executable, "-c", STUCK_IN_PYTHON], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "the browser thread is still busy" in proc.stdout
