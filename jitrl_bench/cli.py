@@ -20,7 +20,7 @@ from jitrl_bench.errors import UserError
 from jitrl_bench.terminal import say
 
 if TYPE_CHECKING:
-    from jitrl_bench.envs.games import RomStatus
+    from jitrl_bench.envs.text.roms import RomStatus
 
 app = typer.Typer(
     help="Run, compare and reproduce Just-In-Time Reinforcement Learning (JitRL) for LLM agents.",
@@ -242,21 +242,21 @@ def regrade(
 @user_errors
 def games_list(rom_dir: Annotated[str | None, typer.Option(help="ROM folder")] = None) -> None:
     """Jericho's supported games and whether each file is present and valid."""
-    from jitrl_bench.envs import games
+    from jitrl_bench.envs.text import roms
 
-    _print_rows(games.verify(games.rom_dir(rom_dir)))
+    _print_rows(roms.verify(roms.rom_dir(rom_dir)))
 
 
 @games_app.command("verify")
 @user_errors
 def games_verify(rom_dir: Annotated[str | None, typer.Option(help="ROM folder")] = None) -> None:
     """Check every ROM's header and md5 against Jericho's table; exit 1 if any file is bad or none is there."""
-    from jitrl_bench.envs import games
+    from jitrl_bench.envs.text import roms
 
-    folder = games.rom_dir(rom_dir)
+    folder = roms.rom_dir(rom_dir)
     if not folder.is_dir():
         raise UserError(f"{folder}: no such folder (give --rom-dir, set $JITRL_BENCH_GAMES, or games download)")
-    rows = games.verify(folder)
+    rows = roms.verify(folder)
     if all(r.status == "missing" for r in rows):  # nothing checked is not a pass
         raise UserError(f"no Jericho game files in {folder}: jitrl-bench games download, or --rom-dir elsewhere")
     _print_rows(rows)
@@ -272,9 +272,9 @@ def games_download(
     names: Annotated[list[str] | None, typer.Argument(help="Games to fetch (default: all)")] = None,
 ) -> None:
     """Fetch the public Jericho game suite and verify md5s."""
-    from jitrl_bench.envs import games
+    from jitrl_bench.envs.text import roms
 
-    rows = games.download(games.rom_dir(dest), base_url or games.SUITE_URL, names or None)
+    rows = roms.download(roms.rom_dir(dest), base_url or roms.SUITE_URL, names or None)
     _print_rows(rows)
     if any(r.status == "failed" for r in rows):
         raise typer.Exit(1)

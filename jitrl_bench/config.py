@@ -25,7 +25,7 @@ from omegaconf.errors import OmegaConfBaseException
 from jitrl_bench.checks import check_tree
 from jitrl_bench.contract import AgentConfig, EnvConfig, PolicyConfig
 from jitrl_bench.errors import UserError
-from jitrl_bench.jitrl.memory import MemoryConfig
+from jitrl_bench.memory.store import MemoryConfig
 from jitrl_bench.paths import CONFIG_DIR
 from jitrl_bench.policies.dtype import resolve_auto
 from jitrl_bench.results.cost import PricesConfig
@@ -153,6 +153,36 @@ def resolved_yaml(cfg: DictConfig) -> str:
     return OmegaConf.to_yaml(OmegaConf.create(_redact(data)))
 
 
+MOVED = {
+    "jitrl_bench.envs.textworld": "jitrl_bench.envs.text.textworld",
+    "jitrl_bench.envs.jericho": "jitrl_bench.envs.text.jericho",
+    "jitrl_bench.envs.babyai": "jitrl_bench.envs.text.babyai",
+    "jitrl_bench.envs.scienceworld": "jitrl_bench.envs.text.scienceworld",
+    "jitrl_bench.envs.textworld_express": "jitrl_bench.envs.text.textworld_express",
+    "jitrl_bench.envs.miniwob": "jitrl_bench.envs.web.miniwob",
+    "jitrl_bench.envs.webarena_original": "jitrl_bench.envs.web.webarena.original",
+    "jitrl_bench.envs.webarena_verified": "jitrl_bench.envs.web.webarena.verified",
+    "jitrl_bench.jitrl.memory": "jitrl_bench.memory.store",
+}
+"""Modules of config classes before the package took its present rooms (envs/text, envs/web, memory/). A run's
+config.yaml names its classes by module: an older run still builds, and the hash is taken over the old names, so
+every run keeps the hash it was written with and resumes."""
+_BEFORE_THE_MOVE = {new: old for old, new in MOVED.items()}
+
+
+def _targets_renamed(data: Any, modules: dict[str, str]) -> Any:
+    if isinstance(data, dict):
+        renamed = {k: _targets_renamed(v, modules) for k, v in data.items()}
+        target = renamed.get("_target_")
+        if isinstance(target, str):
+            module, _, name = target.rpartition(".")
+            renamed["_target_"] = f"{modules.get(module, module)}.{name}"
+        return renamed
+    if isinstance(data, list):
+        return [_targets_renamed(v, modules) for v in data]
+    return data
+
+
 def config_hash(cfg: DictConfig) -> str:
     """Identity of a run's science: everything but where it is written, where it is played and how it is displayed
     (re-pricing a run never stops it resuming; nor does moving it to Ray, or splitting it in shards)."""
@@ -170,6 +200,7 @@ def config_hash(cfg: DictConfig) -> str:
         run.pop("test_tasks", None)
         run.pop("test_episodes", None)
     data["run"] = run
+    data = _targets_renamed(data, _BEFORE_THE_MOVE)
     return hashlib.sha1(OmegaConf.to_yaml(OmegaConf.create(_redact(data))).encode()).hexdigest()[:12]
 
 
@@ -189,6 +220,7 @@ def instantiate_group(group: str, node: Any) -> Any:
     if "_target_" not in node:
         raise UserError(f"{group}: config has no _target_ (which class builds it?)")
     module_name, _, class_name = str(node._target_).rpartition(".")
+    module_name = MOVED.get(module_name, module_name)
     try:
         cls = getattr(importlib.import_module(module_name), class_name)
     except (ImportError, AttributeError) as e:

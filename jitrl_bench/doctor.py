@@ -27,12 +27,12 @@ class Check:
 
 
 def checks() -> list[Check]:
-    from jitrl_bench.envs import games
+    from jitrl_bench.envs.text import roms
 
     rows = []
     try:
-        folder = games.rom_dir(None)
-        verified = games.verify(folder)
+        folder = roms.rom_dir(None)
+        verified = roms.verify(folder)
         ok = [r for r in verified if r.status == "ok"]
         rows.append(
             Check(
@@ -82,7 +82,7 @@ def checks() -> list[Check]:
 
 def java_checks() -> list[Check]:
     """The Java runtime the simulator jars need, and each simulator's package."""
-    from jitrl_bench.envs.java_sims import JAVA_HINT, MIN_JAVA, java_version
+    from jitrl_bench.envs.text.java_sims import JAVA_HINT, MIN_JAVA, java_version
 
     version = java_version()
     ok = version is not None and version >= MIN_JAVA
@@ -145,8 +145,8 @@ def webarena_checks() -> list[Check]:
 
 
 def _login_check(site: str, url: str) -> Check:
-    from jitrl_bench.envs.browser import on_browser_thread, shared_browser
-    from jitrl_bench.envs.webarena_sites import LOGIN_FORMS, env_var, ui_login
+    from jitrl_bench.envs.web.browser import on_browser_thread, shared_browser
+    from jitrl_bench.envs.web.webarena.sites import LOGIN_FORMS, env_var, ui_login
 
     part = f"{site} login"
     if site not in LOGIN_FORMS:

@@ -20,7 +20,7 @@ from jitrl_bench.paths import results_dir
 from jitrl_bench.records import SCHEMA_VERSION, EpisodeRecord
 from jitrl_bench.results.report import write_report
 from jitrl_bench.results.tables import write_summary
-from jitrl_bench.run.episode import Protocol, new_run_id
+from jitrl_bench.run.episode import Provenance, new_run_id
 from jitrl_bench.run.local import run_all
 from jitrl_bench.run.memories import RunMemories
 from jitrl_bench.run.protocols import parts
@@ -65,7 +65,7 @@ def play(spec: RunSpec, run_dir: RunDirectory, run_id: str, digest: str, console
         memories = RunMemories(spec, run_dir, {r.episode_uid for r in finished}, fresh=not finished, run_id=run_id)
         try:
             if spec.run.executor == "ray":  # the workers load the policy and the envs; this process only writes
-                from jitrl_bench.run.ray import run_on_ray
+                from jitrl_bench.run.cluster.scheduler import run_on_ray
 
                 run_on_ray(spec, memories, finished, run_id, digest, console)
             else:
@@ -83,7 +83,7 @@ def run_here(spec: RunSpec, memories: RunMemories, finished: list[EpisodeRecord]
         agents = build_agents(spec, policy, memories, run_id, digest)
         for agent in agents:
             agent.restore(finished)
-        protocol = Protocol(spec.env.name, policy.name, run_id, digest, policy.hardware)
+        protocol = Provenance(spec.env.name, policy.name, run_id, digest, policy.hardware)
         rewards = spec.reward.make(policy)
         tasks = spec.tasks()
         run_all(memories.run_dir, tasks, spec.env.make, agents, spec.run, protocol, console, rewards)

@@ -23,7 +23,7 @@ from jitrl_bench import terminal
 from jitrl_bench.checks import BadValue
 from jitrl_bench.config import instantiate_group
 from jitrl_bench.contract import EnvConfig
-from jitrl_bench.envs.webarena import Ungradable
+from jitrl_bench.envs.web.webarena.episode import Ungradable
 from jitrl_bench.errors import InfraError, UserError
 from jitrl_bench.run.received import FILE_BYTES, buildable, check_run, read_config, write_file
 from jitrl_bench.run.rundir import CONFIG, existing_run
@@ -99,7 +99,7 @@ def regrade(run_dir: Path, console: Console | None = None, judge: JudgeChoice | 
 
 def _use_judge(env: EnvConfig, choice: JudgeChoice, recorded: Any) -> None:
     """The original WebArena's judge, as the reader names it (the web extra is only imported for a web run)."""
-    from jitrl_bench.envs.webarena_original import JudgeConfig, WebArenaConfig
+    from jitrl_bench.envs.web.webarena.original import JudgeConfig, WebArenaConfig
 
     if not isinstance(env, WebArenaConfig):
         return

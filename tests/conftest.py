@@ -14,8 +14,8 @@ import pytest
 if os.environ.get("PYTEST_XDIST_WORKER"):
     # One intra-op thread per process while two workers share two cores (and what they start inherits it): torch's
     # default of a thread per core made 4+ spinning threads fight for 2, and the generation-heavy tests took 3-6x as
-    # long (tests/test_baselines.py's run: 515 s against 87 s; the paper smoke: 435 s against 79 s). Set before torch
-    # is imported, as it reads the variable once.
+    # long (tests/agents/test_baselines.py's run: 515 s against 87 s; the paper smoke: 435 s against 79 s). Set before
+    # torch is imported, as it reads the variable once.
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     os.environ.setdefault("MKL_NUM_THREADS", "1")
     # vLLM's CPU engine binds its OpenMP threads to the cores it names (jitrl_bench/policies/server.py binds every
@@ -24,7 +24,7 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     worker = int(os.environ["PYTEST_XDIST_WORKER"].removeprefix("gw") or 0)
     os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", str(cores[worker % len(cores)]))
 
-from jitrl_bench.jitrl.embed import Embedder, EmbedderConfig  # after the thread count is set
+from jitrl_bench.memory.embed import Embedder, EmbedderConfig  # after the thread count is set
 from tests.conftest_vllm import vllm_server  # noqa: F401  (the shared vLLM server, started by the first test using it)
 
 REPO = Path(__file__).resolve().parents[1]
@@ -32,9 +32,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("COLUMNS", "200")  # tables the tests read stay one row a line under long temporary paths
 
 SHARED_GROUPS = {
-    "vllm": ("tests/test_served_path.py", "tests/test_vllm_run.py", "tests/policies/test_vllm.py",
+    "vllm": ("tests/policies/test_served_path.py", "tests/policies/test_vllm_run.py", "tests/policies/test_vllm.py",
              "tests/policies/test_openai_client.py", "tests/policies/test_engine_evidence.py"),
-    "ray": ("tests/test_cluster.py", "tests/envs/test_webarena_ray.py", "tests/test_sweep_submitit.py"),
+    "ray": ("tests/run/cluster/test_cluster.py", "tests/envs/web/test_webarena_ray.py",
+            "tests/sweep/test_sweep_submitit.py"),
 }  # fmt: skip
 """Modules that share a process-wide resource (the session's vLLM server; Ray heads, which are CPU-heavy) run in one
 pytest-xdist worker (`make test` runs two); every other module is a unit of its own, so its module fixtures (a shared

@@ -62,7 +62,7 @@ def _acquire() -> VLLMServer:
     with _lock:
         if _server is None:
             # Eager (--enforce-eager): up in about 40 s instead of 120 s. The compiled engine, the default users get,
-            # is started by `bench policy` in tests/test_served_path.py.
+            # is started by `bench policy` in tests/policies/test_served_path.py.
             server = VLLMServer(
                 MODEL, python=require_vllm_venv(), dtype="float32", startup_timeout_s=420, enforce_eager=True
             )

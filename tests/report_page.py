@@ -35,7 +35,7 @@ class OpenReport:
 def open_report(path: Path, fragment: str = "") -> Iterator[OpenReport]:
     from playwright.sync_api import sync_playwright
 
-    from jitrl_bench.envs.browser import chromium_executable
+    from jitrl_bench.envs.web.browser import chromium_executable
 
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=chromium_executable())

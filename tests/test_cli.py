@@ -15,7 +15,7 @@ from omegaconf import OmegaConf
 from typer.testing import CliRunner
 
 from jitrl_bench.cli import app
-from jitrl_bench.jitrl.memory import ExperienceMemory
+from jitrl_bench.memory.store import ExperienceMemory
 
 REPO = Path(__file__).resolve().parents[1]
 FAST = ["policy=uniform", "run.progress=false"]

@@ -14,11 +14,11 @@ from jitrl_bench.agents.jitrl import JitRLConfig
 from jitrl_bench.agents.recall import GivenMemories
 from jitrl_bench.cli import app
 from jitrl_bench.contract import BuildContext
-from jitrl_bench.envs.text_game import GameBackend, TextGameEnv
-from jitrl_bench.envs.textworld import TextWorldConfig
-from jitrl_bench.jitrl.memory import ExperienceMemory, MemoryConfig
+from jitrl_bench.envs.text.game import GameBackend, TextGameEnv
+from jitrl_bench.envs.text.textworld import TextWorldConfig
+from jitrl_bench.memory.store import ExperienceMemory, MemoryConfig
 from jitrl_bench.policies.uniform import UniformPolicy
-from jitrl_bench.run.episode import Protocol, RunConfig
+from jitrl_bench.run.episode import Provenance, RunConfig
 from jitrl_bench.run.local import run_all
 from jitrl_bench.run.rundir import RunDirectory
 
@@ -123,7 +123,7 @@ def test_a_game_whose_text_holds_lone_surrogates_commits_and_resumes(tmp_path: P
 
     memory = MemoryConfig().open(tmp_path / "memory" / "jitrl", embedder.dim, 0.9, embedder.name)
     ctx = BuildContext(UniformPolicy(), 1.0, GivenMemories(embedder, lambda agent, gamma: memory))
-    protocol = Protocol("textworld", "uniform", "run-1", "abc")
+    protocol = Provenance("textworld", "uniform", "run-1", "abc")
     for episodes in (1, 2):  # a run, then its resume with one more episode
         run = RunConfig(episodes=episodes, max_steps=4, seed=3, progress=False)
         agent = JitRLConfig().build(ctx)

@@ -12,12 +12,11 @@ from jitrl_bench.agents.reasoning_bank import complete_items, memory_items
 from jitrl_bench.agents.summary import render
 from jitrl_bench.agents.webrl_grammar import ReplyError, parse_reply
 from jitrl_bench.contract import Generated, Prompt, Usage
-from jitrl_bench.envs.text_game import clean_text
 from jitrl_bench.policies.verbalized import parse_confidences
 from jitrl_bench.replies import MAX_DEPTH, json_reply
 from jitrl_bench.rewards.evaluator import parse_scores
-from jitrl_bench.text import valid_text
-from tests.test_paper_protocol import OPTIONS, Scripted, option, text_view
+from jitrl_bench.text import clean_text, valid_text
+from tests.agents.test_paper_protocol import OPTIONS, Scripted, option, text_view
 
 DEEP = [
     '{"options": ' + "[" * 1000 + "]" * 1000 + "}",

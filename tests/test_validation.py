@@ -26,8 +26,9 @@ class Loaded(Exception):
 
 @pytest.fixture
 def tripwires(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    from jitrl_bench.envs import browser, text_game
-    from jitrl_bench.jitrl import embed
+    from jitrl_bench.envs.text import game as text_game
+    from jitrl_bench.envs.web import browser
+    from jitrl_bench.memory import embed
     from jitrl_bench.policies import hf, models, openai, vllm
 
     def trip(what: str):  # type: ignore[no-untyped-def]

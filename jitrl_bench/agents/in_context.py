@@ -34,11 +34,11 @@ from jitrl_bench.contract import (
     StepView,
     Usage,
 )  # fmt: skip
-from jitrl_bench.envs.text_prompt import clip
 from jitrl_bench.errors import UserError
 from jitrl_bench.jitrl.update import softmax
 from jitrl_bench.records import Decision, EpisodeRecord
 from jitrl_bench.replies import json_object
+from jitrl_bench.text import clip
 
 SUCCESS_RULES = ("won", "improved", "judge")
 

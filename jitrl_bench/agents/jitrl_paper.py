@@ -31,9 +31,9 @@ from jitrl_bench.agents.summary import SummaryConfig
 from jitrl_bench.checks import Checked, at_least, between, name
 from jitrl_bench.contract import BuildContext, Candidate, EpisodeContext, Policy, StepView, Usage
 from jitrl_bench.jitrl.advantage import Advantage, adaptive_exploration, paper_advantage, paper_weight
-from jitrl_bench.jitrl.memory import Neighbour
 from jitrl_bench.jitrl.retrieval import LexicalConfig
 from jitrl_bench.jitrl.update import paper_scores, softmax
+from jitrl_bench.memory.store import Neighbour
 from jitrl_bench.records import Decision
 
 

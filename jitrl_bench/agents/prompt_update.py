@@ -16,9 +16,9 @@ from jitrl_bench.agents.in_context import InContextAgent, InContextConfig
 from jitrl_bench.agents.recall import EpisodeRecall, RecallSettings, state_text, traced
 from jitrl_bench.checks import Checked, at_least, between
 from jitrl_bench.contract import BuildContext, Candidate, EpisodeContext, FinishedEpisode, StepView, Usage
-from jitrl_bench.envs.text_prompt import clip
 from jitrl_bench.jitrl.retrieval import LexicalConfig
 from jitrl_bench.records import EpisodeRecord
+from jitrl_bench.text import clip
 
 HEADER = "Similar past situations from your memory (what was done, and the return that followed; higher is better):"
 

@@ -18,9 +18,9 @@ import numpy as np
 
 from jitrl_bench.checks import Checked, at_least, between, one_of
 from jitrl_bench.contract import ACTING, PROPOSING, Candidate, Ledger, Message, Policy, Prompt, StepView
-from jitrl_bench.envs.text_game import action_key
 from jitrl_bench.jitrl.update import softmax
 from jitrl_bench.replies import json_reply
+from jitrl_bench.text import action_key
 
 MODES = ("none", "verbalized", "token")
 

@@ -1,7 +1,7 @@
 """WebRL (Qi et al., 2025; THUDM/WebRL): fine-tuned web agents (`THUDM/webrl-llama-3.1-8b` and kin), run as they
 were trained in VisualAgentBench's WebArena-Lite, as the RL-trained baseline beside JitRL:
 
-- observation: the page's simplified HTML with its own element numbers (`envs/simplified_html.py`);
+- observation: the page's simplified HTML with its own element numbers (`envs/web/simplified_html.py`);
 - prompt: a raw completion (no chat template, no system text), "Task Instruction: <intent>", then one block per
   earlier round with its raw reply (earlier pages shown only as "** Simplified html **"), then the current round with
   the page, history + page cut to 15,872 characters (the page's tail goes);
@@ -30,7 +30,7 @@ from jitrl_bench.contract import (
     StepView,
     Usage,
 )  # fmt: skip
-from jitrl_bench.envs.actions import Action
+from jitrl_bench.envs.web.actions import Action
 from jitrl_bench.errors import UserError
 from jitrl_bench.records import Decision, EpisodeRecord, sha1
 

@@ -20,10 +20,10 @@ from rich.progress import track
 from jitrl_bench import terminal
 from jitrl_bench.bench import publish
 from jitrl_bench.jitrl.advantage import clean_advantage
-from jitrl_bench.jitrl.index import IndexConfig
-from jitrl_bench.jitrl.memory import Experience, ExperienceMemory
 from jitrl_bench.jitrl.retrieval import retrieve
 from jitrl_bench.jitrl.update import jitrl_logits, select
+from jitrl_bench.memory.index import IndexConfig
+from jitrl_bench.memory.store import Experience, ExperienceMemory
 
 DIM, K_CANDIDATES, K_NEIGHBOURS = 384, 10, 10
 COLUMNS = ["entries", "index", "p50_ms", "p99_ms", "bytes_per_entry", "build_s", "embed_ms"]
@@ -92,7 +92,7 @@ def measure(n: int, queries: int, index: IndexConfig, seed: int = 0) -> dict[str
 
 
 def embed_ms(repeats: int = 50) -> float:
-    from jitrl_bench.jitrl.embed import EmbedderConfig
+    from jitrl_bench.memory.embed import EmbedderConfig
 
     embedder = EmbedderConfig().make()
     text = "location: West of House\ninventory: a leaflet\nobservation: You are standing in an open field."

@@ -135,10 +135,10 @@ def episodes_per_minute(base_url: str, model: str, concurrency: int, episodes: i
     from jitrl_bench.agents.recall import GivenMemories
     from jitrl_bench.agents.static import StaticConfig
     from jitrl_bench.contract import Agent, BuildContext
-    from jitrl_bench.envs.textworld import TextWorldConfig
+    from jitrl_bench.envs.text.textworld import TextWorldConfig
     from jitrl_bench.policies.openai import OpenAIPolicyConfig
     from jitrl_bench.policies.server import KEY_ENV
-    from jitrl_bench.run.episode import Protocol
+    from jitrl_bench.run.episode import Provenance
     from jitrl_bench.run.local import run_all
     from jitrl_bench.run.rundir import RunDirectory
     from jitrl_bench.run.settings import RunConfig
@@ -151,7 +151,7 @@ def episodes_per_minute(base_url: str, model: str, concurrency: int, episodes: i
     with tempfile.TemporaryDirectory() as folder:
         agents: list[Agent] = [StaticConfig().build(BuildContext(policy, 1.0, GivenMemories()))]
         t0 = time.perf_counter()
-        protocol = Protocol("textworld", model, "b", "b")
+        protocol = Provenance("textworld", model, "b", "b")
         run_all(RunDirectory(Path(folder)), env.task_names(), env.make, agents, run, protocol, Quiet(quiet=True))
         wall = time.perf_counter() - t0
     out = row("vllm-server", "episodes", 0, concurrency, wall * 1000 / episodes)

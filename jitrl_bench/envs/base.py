@@ -2,7 +2,7 @@
 
 Each adapter is a Gymnasium env with text observations and text actions (`reset(seed=...) -> (obs, info)`,
 `step(action) -> (obs, reward, terminated, truncated, info)`), and it also hands out a typed `StepView` of the current
-step (`view()`, see `jitrl_bench/contract.py`), which is what the runner and the agents read. `info` is that view as a
+step (`view()`, see `jitrl_bench/contract/`), which is what the runner and the agents read. `info` is that view as a
 plain dict, for users of the envs outside the runner.
 
 `reward` is the score delta of the step. `terminated` means the game ended (won or lost); truncation by a step budget
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import gymnasium as gym
 
-TEXT_CHARSET = frozenset(chr(c) for c in range(32, 127)) | frozenset("\n\t")
+from jitrl_bench.text import TEXT_CHARSET
 
 
 def text_space(max_length: int = 100_000) -> gym.spaces.Text:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from jitrl_bench.jitrl.memory import Neighbour
+from jitrl_bench.memory.store import Neighbour
 
 
 @dataclass(frozen=True)

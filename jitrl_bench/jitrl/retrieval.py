@@ -8,7 +8,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from jitrl_bench.checks import Checked, at_least, between
-from jitrl_bench.jitrl.memory import ExperienceMemory, Neighbour
+from jitrl_bench.memory.store import ExperienceMemory, Neighbour
 
 
 @dataclass

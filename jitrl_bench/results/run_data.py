@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from jitrl_bench.errors import UserError
-from jitrl_bench.jitrl.entries import checked_record
+from jitrl_bench.memory.entries import checked_record
 from jitrl_bench.records import SCHEMA_VERSION, EpisodeRecord
 from jitrl_bench.run import received
 from jitrl_bench.run.protocols import part_dirs

@@ -9,7 +9,7 @@ from typing import Any, Protocol
 from jitrl_bench.checks import Checked, finite
 from jitrl_bench.contract import FinishedEpisode, Policy, StepTrace, Usage
 
-__all__ = ["FinishedEpisode", "StepTrace"]  # re-exported: the seam lives in contract.py
+__all__ = ["FinishedEpisode", "StepTrace"]  # re-exported: the seam lives in contract/agent.py
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from jitrl_bench.contract import (
     StepView,
     Turn,
 )  # fmt: skip
-from jitrl_bench.jitrl.embed import embedded_in_this_thread
+from jitrl_bench.memory.embed import embedded_in_this_thread
 from jitrl_bench.records import EpisodeRecord, StepRecord, sha1
 from jitrl_bench.rewards.base import Rewards, RewardSource
 from jitrl_bench.run.settings import RunConfig
@@ -47,7 +47,7 @@ class Played:
 
 
 @dataclass
-class Protocol:
+class Provenance:
     """What every episode row says about how it was produced."""
 
     env: str
@@ -78,7 +78,7 @@ def play_episode(
     task: Task,
     episode: int,
     run: RunConfig,
-    protocol: Protocol,
+    protocol: Provenance,
     reward_source: RewardSource,
     stop: threading.Event | None = None,
 ) -> Played:
@@ -180,7 +180,7 @@ def play_episode(
 
 
 def error_record(
-    task: str, agent: str, run: RunConfig, protocol: Protocol, error: str, episode: int = -1
+    task: str, agent: str, run: RunConfig, protocol: Provenance, error: str, episode: int = -1
 ) -> EpisodeRecord:
     """A task that could not run at all (episode -1) or an episode lost to infrastructure failures."""
     return EpisodeRecord(

@@ -14,7 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from jitrl_bench.contract import Agent, EpisodeEnv
 from jitrl_bench.errors import InfraError, UserError
 from jitrl_bench.rewards.base import EnvRewards, RewardSource
-from jitrl_bench.run.episode import Played, Protocol, Task, error_record, play_episode
+from jitrl_bench.run.episode import Played, Provenance, Task, error_record, play_episode
 from jitrl_bench.run.rundir import RunDirectory
 from jitrl_bench.run.settings import RunConfig
 from jitrl_bench.run.streams import AgentShape, Unit, plan
@@ -55,7 +55,7 @@ def run_all(
     make_env: Callable[[str], EpisodeEnv],
     agents: list[Agent],
     run: RunConfig,
-    protocol: Protocol,
+    protocol: Provenance,
     console: Console,
     reward_source: RewardSource | None = None,
 ) -> None:

@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 
 from jitrl_bench.agents.notebook import NOTES, Note, Notebook
-from jitrl_bench.jitrl.embed import Embedder
-from jitrl_bench.jitrl.memory import ExperienceMemory, MemoryConfig, experiences
+from jitrl_bench.memory.embed import Embedder
+from jitrl_bench.memory.store import ExperienceMemory, MemoryConfig, experiences
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ anywhere and in any order, and each one's results equal a sequential run's.
 
 With a memory service (`run.ray.shared_memory=service`), an agent that reads across tasks has one stream per task
 instead, `shared`: the streams run at once and read each other's committed episodes through the service, so what an
-episode reads depends on what was committed when it started (see `run/remote.py`).
+episode reads depends on what was committed when it started (see `run/cluster/remote.py`).
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from jitrl_bench.agents.notebook import Note, Notebook
-from jitrl_bench.jitrl.memory import ExperienceMemory, experiences
+from jitrl_bench.memory.store import ExperienceMemory, experiences
 from jitrl_bench.records import EpisodeRecord
 from jitrl_bench.run.episode import Played
 from jitrl_bench.run.memories import RunMemories

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from jitrl_bench.envs.textworld import make_game
+from jitrl_bench.envs.text.textworld import make_game
 
 REPO = Path(__file__).resolve().parents[2]
 GAMES = Path(os.environ.get("JITRL_BENCH_GAMES") or REPO / ".." / "shared" / "jericho-games").resolve()

@@ -1,4 +1,4 @@
-"""The env contract (jitrl_bench/envs/base.py, jitrl_bench/contract.py) as one flat list of checks, run against every
+"""The env contract (jitrl_bench/envs/base.py, jitrl_bench/contract/) as one flat list of checks, run against every
 text env config."""
 
 from __future__ import annotations
@@ -16,13 +16,13 @@ from gymnasium.utils.env_checker import check_env
 from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from jitrl_bench.envs.text_game import TextGameEnv
+from jitrl_bench.envs.text.game import TextGameEnv
 from jitrl_bench.paths import CONFIG_DIR
 
 SEED = 123
 ROLLOUT_STEPS = 8
 PACED = {"babyai"}
-"""Envs whose win scores less the more steps it took (tests/envs/test_babyai.py checks the rule)."""
+"""Envs whose win scores less the more steps it took (tests/envs/text/test_babyai.py checks the rule)."""
 OVERRIDES = {"jericho": {"game": "detective"}, "scienceworld": {"tasks": ["find-plant"]}}  # short games that win
 NEEDS_GAMES = {"jericho"}
 
@@ -109,7 +109,7 @@ WINNING_KEYS: dict[str, Callable[[str], list[str]]] = {
 def check_a_play_wins(make_env: Callable[[], gym.Env[str, str]], full_score: bool = True) -> None:
     """Every env is played to a win, checking each step: its walkthrough (from reset()), or else the winning keys of
     its task (from reset(seed=SEED)); an env with neither fails (it used to pass without playing a step). Mutants
-    caught (tried): a web env that never reports a win (`won = self._done and self._score > 1` in envs/web.py), and
+    caught (tried): a web env that never reports a win (`won = self._done and self._score > 1` in envs/web/env.py), and
     a TextWorld backend whose walkthrough is []."""
     env = make_env()
     walkthrough: list[str] = getattr(env.unwrapped, "walkthrough", list)()

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from jitrl_bench.jitrl.advantage import adaptive_exploration, clean_advantage, paper_advantage, paper_weight
-from jitrl_bench.jitrl.memory import Neighbour
 from jitrl_bench.jitrl.update import jitrl_logits, select
+from jitrl_bench.memory.store import Neighbour
 
 
 def nb(action: str, ret: float, sim: float = 1.0, i: int = 0) -> Neighbour:

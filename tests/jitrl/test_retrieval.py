@@ -5,8 +5,8 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from jitrl_bench.jitrl.memory import Experience, ExperienceMemory, Neighbour
 from jitrl_bench.jitrl.retrieval import LexicalConfig, lexical_rerank, multiset_jaccard, ngrams, retrieve, tokens
+from jitrl_bench.memory.store import Experience, ExperienceMemory, Neighbour
 
 
 def nb(i: int, ret: float = 0.0) -> Neighbour:

@@ -164,8 +164,8 @@ def test_a_fresh_client_finds_processed_logprobs_and_the_bias_inside_the_engine(
     hf: HFPolicy,
     prompt: Prompt,
 ) -> None:
-    """Whatever --logprobs-mode the shared server runs now (the outage test in tests/test_vllm_run.py restarts it),
-    a fresh client probes it by itself."""
+    """Whatever --logprobs-mode the shared server runs now (the outage test in tests/policies/test_vllm_run.py
+    restarts it), a fresh client probes it by itself."""
     server = vllm_server.server
     policy = client(vllm_server, mode="choice")
     bias = np.array(BIAS)

@@ -1,0 +1,110 @@
+"""The typed seams between the rooms, so mypy --strict checks every connection (one module per side: `prompts`,
+`env`, `policy`, `agent`; import them from here):
+
+    env ──StepView──▶ agent ──Prompt──▶ policy: Scorer | BiasedChooser (bias inside the engine) | Generator
+                        │                  └──▶ Scored / Choice / Generated, each with its Usage
+                        └──▶ Decision ──▶ runner ──▶ env.step(action)
+
+No component asks another what it can do with getattr: a policy that applies a bias inside its engine hands out a
+`BiasedChooser` from `chooser()`, and the agent's code says which path it took in every decision it records.
+"""
+
+from __future__ import annotations
+
+from jitrl_bench.contract.agent import (
+    Agent,
+    AgentConfig,
+    BuildContext,
+    EpisodeContext,
+    FinishedEpisode,
+    Learner,
+    Memories,
+    Read,
+    StepTrace,
+)
+from jitrl_bench.contract.env import (
+    Candidate,
+    EnvConfig,
+    EpisodeEnv,
+    Lease,
+    Leases,
+    PageText,
+    PromptLayout,
+    Regrader,
+    SharedCopies,
+    StepView,
+    Turn,
+)
+from jitrl_bench.contract.policy import (
+    BiasedChooser,
+    Choice,
+    Completer,
+    Generated,
+    Generator,
+    Policy,
+    PolicyConfig,
+    Scored,
+    Scorer,
+    ServeSpec,
+    no_nan,
+)
+from jitrl_bench.contract.prompts import (
+    ACTING,
+    EVALUATING,
+    LEARNING,
+    PROPOSING,
+    SUMMARIZING,
+    ContextWindow,
+    Ledger,
+    Message,
+    Prompt,
+    PromptCut,
+    RenderedPrompt,
+    Usage,
+)
+
+__all__ = [
+    "ACTING",
+    "EVALUATING",
+    "LEARNING",
+    "PROPOSING",
+    "SUMMARIZING",
+    "Agent",
+    "AgentConfig",
+    "BiasedChooser",
+    "BuildContext",
+    "Candidate",
+    "Choice",
+    "Completer",
+    "ContextWindow",
+    "EnvConfig",
+    "EpisodeContext",
+    "EpisodeEnv",
+    "FinishedEpisode",
+    "Generated",
+    "Generator",
+    "Learner",
+    "Lease",
+    "Leases",
+    "Ledger",
+    "Memories",
+    "Message",
+    "PageText",
+    "Policy",
+    "PolicyConfig",
+    "Prompt",
+    "PromptCut",
+    "PromptLayout",
+    "Read",
+    "Regrader",
+    "RenderedPrompt",
+    "Scored",
+    "Scorer",
+    "ServeSpec",
+    "SharedCopies",
+    "StepTrace",
+    "StepView",
+    "Turn",
+    "Usage",
+    "no_nan",
+]

@@ -1,0 +1,177 @@
+"""Runs through a real vLLM server (the CPU build in .venv-vllm): concurrency, and losing the server mid-run."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from jitrl_bench.contract import Prompt
+from jitrl_bench.errors import UserError
+from jitrl_bench.memory.store import ExperienceMemory
+from jitrl_bench.policies.openai import OpenAIPolicyConfig
+from tests.conftest_vllm import CANDIDATES, OBSERVATION, SYSTEM, VLLMServerInfo, restart
+
+REPO = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.slow
+
+
+def server_overrides(info: VLLMServerInfo, mode: str) -> list[str]:
+    return [
+        "policy=openai", f"policy.base_url={info.base_url}", f"policy.model={info.model}",
+        f"policy.tokenizer={info.tokenizer}", f"policy.mode={mode}", "policy.max_retries=1", "policy.backoff_s=0.2",
+        "run.progress=false", f"policy.api_key_env={info.api_key_env}",
+    ]  # fmt: skip
+
+
+def jitrl_bench(*args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "jitrl_bench", "run", *args], cwd=REPO, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+
+
+def rows_of(run_dir: Path) -> list[dict]:
+    path = run_dir / "episodes.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def test_two_episodes_through_the_server_with_concurrency(vllm_server: VLLMServerInfo, tmp_path: Path) -> None:
+    run_dir = tmp_path / "served"
+    proc = jitrl_bench(*server_overrides(vllm_server, "score"), "run.episodes=2", "run.max_steps=3",
+                       "run.concurrency=2", f"run.dir={run_dir}")  # fmt: skip
+    out, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, err
+    rows = rows_of(run_dir)
+    assert sorted((r["agent"], r["episode"]) for r in rows) == [
+        ("jitrl", 0),
+        ("jitrl", 1),
+        ("static", 0),
+        ("static", 1),
+    ]
+    assert all(r["policy"] == vllm_server.model and r["tokens"] > 0 and r["status"] == "ok" for r in rows)
+    step = json.loads((run_dir / "steps" / "tw-simple-7" / "jitrl" / "1.jsonl").read_text().splitlines()[0])
+    assert step["decision"]["neighbours"] and all(v < 0 for v in step["decision"]["z"])
+    memory = ExperienceMemory(run_dir / "memory" / "jitrl", 384, gamma=0.9)
+    assert len(memory) == sum(r["steps"] for r in rows if r["agent"] == "jitrl")
+    assert (run_dir / "summary.csv").exists()
+    secret = os.environ[vllm_server.api_key_env]  # the server's random key
+    written = [p for p in run_dir.rglob("*") if p.is_file() and secret.encode() in p.read_bytes()]
+    assert written == [] and secret not in out + err  # the key is read from the environment, never stored
+    log = vllm_server.server.log_path
+    assert log is not None and secret not in log.read_text(errors="replace")  # nor by the server (not on its argv)
+
+
+class KeepScoring(threading.Thread):
+    """Scores the shared prompt through an OpenAIPolicy until a call fails (the server went away): one error after
+    its 3 tries."""
+
+    def __init__(self, info: VLLMServerInfo) -> None:
+        super().__init__(daemon=True)
+        self.policy = OpenAIPolicyConfig(base_url=info.base_url, model=info.model, tokenizer=info.tokenizer,
+                                         api_key_env=info.api_key_env, max_retries=2, backoff_s=0.2,
+                                         timeout_s=30.0).make()  # fmt: skip
+        self.calls, self.errors = 0, list[UserError]()
+        self.start()
+        deadline = time.monotonic() + 60
+        while self.calls == 0 and not self.errors and time.monotonic() < deadline:
+            time.sleep(0.1)
+
+    def run(self) -> None:
+        prompt = Prompt.chat(SYSTEM, OBSERVATION)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                self.policy.score(prompt, CANDIDATES)
+                self.calls += 1
+            except UserError as error:
+                self.errors.append(error)
+                return
+
+
+def test_server_lost_mid_run_is_one_error_and_the_run_resumes(vllm_server: VLLMServerInfo, tmp_path: Path) -> None:
+    run_dir = tmp_path / "lost"
+    args = [*server_overrides(vllm_server, "choice"), "run.episodes=4", "run.max_steps=4", f"run.dir={run_dir}"]
+    proc = jitrl_bench(*args)
+    deadline = time.monotonic() + 300
+    while not rows_of(run_dir) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert rows_of(run_dir), "no episode finished before the server was stopped"
+    scorer = KeepScoring(vllm_server)  # a client scoring in a loop beside the run: the same outage for both
+    vllm_server.server.stop()
+    try:
+        _, err = proc.communicate(timeout=300)
+        scorer.join()
+    finally:
+        restart(vllm_server.server)  # same port: the shared server is back for the other tests
+    assert scorer.calls >= 1 and len(scorer.errors) == 1  # the client's own retries, then one error naming the URL
+    assert vllm_server.base_url in str(scorer.errors[0]) and "3 tries" in str(scorer.errors[0])
+    assert proc.returncode == 2, err
+    lines = [line for line in err.strip().splitlines() if line.strip()]
+    assert len(lines) == 1 and vllm_server.base_url in lines[0] and "Traceback" not in err
+    done_before = {(r["agent"], r["episode"]) for r in rows_of(run_dir)}
+    assert 1 <= len(done_before) < 8
+    resumed = jitrl_bench(*args)
+    _, err = resumed.communicate(timeout=600)
+    assert resumed.returncode == 0, err
+    rows = rows_of(run_dir)
+    assert sorted((r["agent"], r["episode"]) for r in rows) == [(a, e) for a in ("jitrl", "static") for e in range(4)]
+    committed = {r["episode_uid"] for r in rows}
+    memory = ExperienceMemory(run_dir / "memory" / "jitrl", 384, gamma=0.9, committed=committed.__contains__)
+    assert len(memory) == sum(r["steps"] for r in rows if r["agent"] == "jitrl")
+
+
+def interactive_ctrl_c() -> None:
+    """Ctrl-C as at a terminal: a shell without job control (a CI runner started in the background) starts its
+    children with SIGINT ignored, and Python then installs no KeyboardInterrupt handler."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def test_serve_prints_a_working_override_and_stops_on_ctrl_c(
+    vllm_server: VLLMServerInfo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`jitrl-bench serve`: a second server (the fixture's keeps running), found through what serve prints: its
+    random key too, without which it refuses requests (mutant that fails it, by reading: no VLLM_API_KEY given)."""
+    env = {k: v for k, v in os.environ.items() if k != vllm_server.api_key_env}  # serve draws a key and prints it
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "jitrl_bench", "serve", "policy=openai", "policy.tokenizer=smollm2",
+         "policy.enforce_eager=true"],
+        cwd=REPO, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, preexec_fn=interactive_ctrl_c, env=env,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    override = key = ""
+    deadline = time.monotonic() + 420
+    while not override and time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line and proc.poll() is not None:
+            break
+        if "jitrl-bench run " in line:
+            given, override = (part.strip() for part in line.split("jitrl-bench run ", 1))
+            key = given.split(f"{vllm_server.api_key_env}=", 1)[-1]
+    try:
+        assert override.startswith("policy=openai policy.base_url=http://127.0.0.1:"), override
+        base_url = override.split("policy.base_url=")[1].split()[0]
+        from jitrl_bench.contract import Prompt
+        from jitrl_bench.policies.openai import OpenAIPolicyConfig
+
+        assert len(key) >= 20 and f"policy.api_key_env={vllm_server.api_key_env}" in override, (key, override)
+        keyless = httpx.post(f"{base_url}/completions", json={"model": "SmolLM2-135M-Instruct", "prompt": "Hi"})
+        assert keyless.status_code == 401
+        monkeypatch.setenv("JITRL_TEST_SERVE_KEY", key)
+        policy = OpenAIPolicyConfig(
+            base_url=base_url, model="SmolLM2-135M-Instruct", tokenizer="smollm2", api_key_env="JITRL_TEST_SERVE_KEY"
+        ).make()
+        scores = policy.score(Prompt.chat("Play.", "You are in a room."), ["go north", "look"]).z
+        assert scores.shape == (2,) and (scores < 0).all()
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=120)
+    assert proc.returncode == 0
