@@ -1,4 +1,4 @@
-"""The browser layer shared by the web envs: one headless Chromium per process, pages seen as BrowserGym sees them.
+"""The browser layer shared by the web envs: one headless Chromium per process, and the one thread that drives it.
 
 Playwright drives the system's Chromium (Debian's `chromium` package): browsergym-core pins Playwright 1.44, whose own
 browser build (chromium-1117) is never downloaded here. We launch the system binary by path, and also lay out a
@@ -6,11 +6,8 @@ browser build (chromium-1117) is never downloaded here. We launch the system bin
 BrowserGym code that launches Chromium by itself finds the same binary.
 
 Playwright's sync objects belong to the thread that made them, so all browser work runs on one dedicated thread
-(`on_browser_thread`); envs can then be used from the runner's worker threads and closed from the main thread.
-
-A page is observed with BrowserGym's extraction (each element marked with a `bid`, the accessibility tree flattened to
-lines like `[13] button 'Submit'`). Actions run through `run_action`, which takes only a call already validated and
-rebuilt by `jitrl_bench.envs.web.actions`; model text never reaches it.
+(`on_browser_thread`); envs can then be used from the runner's worker threads and closed from the main thread. How a
+page is read is `page.py`'s; how an action runs on it, `execute.py`'s.
 """
 
 from __future__ import annotations
@@ -25,29 +22,13 @@ import time
 from collections.abc import Callable, Coroutine, Sequence
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as WaitedTooLong
-from dataclasses import dataclass, field
 from importlib.util import find_spec
 from pathlib import Path
 from typing import Any, TypeVar
 
 import playwright.sync_api as pw
-from browsergym.core.action.base import execute_python_code
-from browsergym.core.action.highlevel import HighLevelActionSet
 from browsergym.core.constants import BROWSERGYM_ID_ATTRIBUTE
-from browsergym.core.observation import (
-    MarkingError,
-    _post_extract,
-    _pre_extract,
-    extract_dom_extra_properties,
-    extract_dom_snapshot,
-    extract_focused_element_bid,
-    extract_merged_axtree,
-)
-from browsergym.utils.obs import flatten_axtree_to_str
 
-from jitrl_bench.contract import PageText
-from jitrl_bench.envs.web.actions import Action
-from jitrl_bench.envs.web.simplified_html import simplified_html
 from jitrl_bench.errors import InfraError, UserError
 from jitrl_bench.paths import cache_dir
 
@@ -66,9 +47,6 @@ CHROMIUM_FLAGS = (
 
 EXPIRY_GRACE_S = 3.0  # after a deadline: how long each way of freeing the browser thread gets (see on_browser_thread)
 ACTION_TIMEOUT_MS = 5000  # navigation/wait budget of one action
-ELEMENT_TIMEOUT_MS = 2000  # one element action (click, fill, hover...): BrowserGym's code says 500, see element_timeout
-EXTRACT_TRIES = 3
-IGNORED_ROLES = ["LineBreak", "InlineTextBox"]  # layout fragments that repeat their parent's text
 
 
 def chromium_executable() -> str:
@@ -103,107 +81,6 @@ def playwright_browsers_dir() -> Path:
         tmp.symlink_to(target)
         os.replace(tmp, link)  # atomic: concurrent processes never see a half-made link
     return root
-
-
-@dataclass(frozen=True)
-class Element:
-    """An actionable page element: its volatile BrowserGym id and its stable role and label."""
-
-    bid: str
-    role: str
-    name: str
-    value: str = ""
-    options: tuple[str, ...] = ()
-    """The choices of a select (combobox/listbox), in page order."""
-
-    @property
-    def label(self) -> str:
-        """The element's name on one line, at most 80 characters."""
-        return " ".join(self.name.split())[:80]
-
-    @property
-    def key(self) -> str:
-        """`role[label]`: the same control on another page or episode has the same key (the bid changes)."""
-        return f"{self.role}[{self.label}]"
-
-
-@dataclass(frozen=True)
-class PageView:
-    """What the agent sees of a page: its URL and title, the flattened accessibility tree, the actionable elements."""
-
-    url: str
-    title: str
-    axtree: str
-    elements: tuple[Element, ...]
-    focused: str = ""
-    html: PageText | None = None
-    """The simplified HTML (WebRL's observation), with its element numbers' bids."""
-
-
-CLICK_ROLES = frozenset(
-    {"button", "link", "checkbox", "radio", "tab", "menuitem", "option", "switch", "treeitem", "combobox"}
-)
-TEXT_ROLES = frozenset({"textbox", "searchbox", "spinbutton"})
-SELECT_ROLES = frozenset({"combobox", "listbox"})
-
-
-def _prop(node: dict[str, Any], key: str) -> str:
-    value = (node.get(key) or {}).get("value", "")
-    return str(value) if value is not None else ""
-
-
-def _descendant_names(node: dict[str, Any], nodes: dict[str, dict[str, Any]], role: str, limit: int) -> list[str]:
-    """Names of the nearest descendants with `role`, in page order, until `limit` characters."""
-    parts: list[str] = []
-    stack = list(reversed(node.get("childIds", [])))
-    while stack and sum(map(len, parts)) < limit:
-        child = nodes.get(stack.pop())
-        if child is None:
-            continue
-        if _prop(child, "role") == role:
-            parts.append(_prop(child, "name"))
-        else:
-            stack.extend(reversed(child.get("childIds", [])))
-    return parts
-
-
-def _text_of(node: dict[str, Any], nodes: dict[str, dict[str, Any]], limit: int = 200) -> str:
-    """The visible text under a node (its StaticText descendants), for elements the tree leaves unnamed."""
-    return " ".join(" ".join(_descendant_names(node, nodes, "StaticText", limit)).split())[:limit]
-
-
-def _prepare_axtree(axtree: dict[str, Any], extra: dict[str, dict[str, Any]]) -> None:
-    """In place: drop the page URL from the root line (it is in the state); give clickable unnamed containers (e.g.
-    MiniWoB's `<span class="alink">`) their text as name and a `clickable` property, so the flattened tree shows
-    them with their id and they become candidates."""
-    nodes = {node["nodeId"]: node for node in axtree["nodes"]}
-    for node in axtree["nodes"]:
-        if _prop(node, "role") == "RootWebArea":  # its URL (a local file path for MiniWoB) is in the state instead
-            node["properties"] = [p for p in node.get("properties", []) if p.get("name") != "url"]
-        bid = node.get("browsergym_id")
-        if not bid or _prop(node, "role") != "generic" or not extra.get(bid, {}).get("clickable"):
-            continue
-        text = _prop(node, "name") or _text_of(node, nodes)
-        if text:
-            node["name"] = {"type": "computedString", "value": text}
-            node["properties"] = [*node.get("properties", []), {"name": "clickable", "value": {"value": True}}]
-
-
-def _elements(axtree: dict[str, Any], extra: dict[str, dict[str, Any]]) -> tuple[Element, ...]:
-    """Visible nodes that carry a bid and have an interactive role, or are clickable and named."""
-    found: dict[str, Element] = {}
-    nodes = {node["nodeId"]: node for node in axtree["nodes"]}
-    for node in axtree["nodes"]:
-        bid = node.get("browsergym_id")
-        if not bid or node.get("ignored") or bid in found:
-            continue
-        role, name, props = _prop(node, "role"), _prop(node, "name"), extra.get(bid, {})
-        if not props.get("visibility"):
-            continue
-        if role in CLICK_ROLES | TEXT_ROLES | SELECT_ROLES or (props.get("clickable") and name.strip()):
-            options = _descendant_names(node, nodes, "option", 4000) if role in SELECT_ROLES else []
-            found[bid] = Element(bid, role, name, _prop(node, "value"), tuple(o for o in options if o.strip())[:50])
-    return tuple(found.values())
 
 
 class Browser:
@@ -355,76 +232,6 @@ def shared_browser() -> Browser:
     return _BROWSER
 
 
-def observe(page: pw.Page) -> PageView:
-    """Mark the page's elements with bids and read its accessibility tree (retried while frames settle)."""
-    for tries_left in reversed(range(EXTRACT_TRIES)):
-        try:
-            _pre_extract(page, lenient=tries_left == 0)
-            dom = extract_dom_snapshot(page)
-            axtree = extract_merged_axtree(page)
-            focused = extract_focused_element_bid(page) or ""
-            extra = extract_dom_extra_properties(dom, scale_factor=getattr(page, "_bgym_scale_factor", 1.0))
-            _post_extract(page)
-            break
-        except (pw.Error, MarkingError):
-            if tries_left == 0:
-                raise
-            time.sleep(0.2)
-    _prepare_axtree(axtree, extra)
-    text = flatten_axtree_to_str(axtree, extra_properties=extra, filter_visible_only=True, ignored_roles=IGNORED_ROLES)
-    return PageView(page.url, page.title(), text, _elements(axtree, extra), focused, simplified_html(page))
-
-
-@dataclass
-class ActionResult:
-    """What running one action produced: an error message ("" when it worked) and messages sent to the user."""
-
-    error: str = ""
-    messages: list[str] = field(default_factory=list)
-    infeasible: list[str] = field(default_factory=list)
-
-
-ACTION_SET = HighLevelActionSet(
-    subsets=["chat", "infeas", "bid", "nav"], multiaction=False, strict=True, demo_mode="off"
-)
-"""Strict, one call, no demo effects: the grammar check BrowserGym applies before its own exec of the action code."""
-
-
-def element_timeout(action_set: HighLevelActionSet, ms: int) -> HighLevelActionSet:
-    """Give each element action `ms` instead of the 500 ms written into BrowserGym's action code.
-
-    On a busy 2-core machine Chromium sometimes needs more than 500 ms to find a link actionable, and a correct click
-    then counts as the agent's error: scores would depend on the machine's load. Only the literal timeouts of the
-    included functions change; the count is checked so that a BrowserGym release that renames them fails loudly here.
-    """
-    literal = "timeout=500)"
-    found = action_set.python_includes.count(literal)
-    if found == 0:
-        raise RuntimeError("BrowserGym's action code has no 500 ms element timeouts: revisit element_timeout")
-    action_set.python_includes = action_set.python_includes.replace(literal, f"timeout={ms})")
-    return action_set
-
-
-ACTION_SET = element_timeout(ACTION_SET, ELEMENT_TIMEOUT_MS)
-
-
-def run_action(page: pw.Page, action: Action) -> ActionResult:
-    """Run one parsed action on the page with BrowserGym's action code.
-
-    It takes an `Action` (from `actions.parse_action`), never text: only the call rebuilt from validated constants
-    reaches BrowserGym, whose strict single-action grammar checks it once more before its code runs.
-    """
-    result = ActionResult()
-    try:
-        code = ACTION_SET.to_python_code(action.call)
-        execute_python_code(code, page, result.messages.append, result.infeasible.append)
-    except Exception as error:  # a failed action is feedback for the agent (element gone, timeout), not a crash
-        result.error = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"[:500]
-    with contextlib.suppress(pw.Error):  # a page still loading is observed as it is
-        page.wait_for_load_state("domcontentloaded", timeout=ACTION_TIMEOUT_MS)
-    return result
-
-
 def close_quietly(context: pw.BrowserContext | None) -> None:
     """Close a context (this is also when Playwright writes its HAR); a browser already gone is not an error."""
     if context is None:
@@ -434,17 +241,12 @@ def close_quietly(context: pw.BrowserContext | None) -> None:
 
 
 __all__ = [
-    "ActionResult",
     "Browser",
-    "Element",
-    "PageView",
     "chromium_executable",
     "close_browser_soon",
     "close_quietly",
     "close_soon",
-    "observe",
     "on_browser_thread",
     "playwright_browsers_dir",
-    "run_action",
     "shared_browser",
 ]

@@ -21,20 +21,10 @@ from jitrl_bench.checks import Checked, at_least, between
 from jitrl_bench.contract import Candidate, StepView
 from jitrl_bench.envs.base import text_space
 from jitrl_bench.envs.web.actions import Action, ActionError, parse_action
-from jitrl_bench.envs.web.browser import (
-    SELECT_ROLES,
-    TEXT_ROLES,
-    Element,
-    PageView,
-    close_quietly,
-    close_soon,
-    interrupt_soon,
-    observe,
-    on_browser_thread,
-    run_action,
-    shared_browser,
-)
+from jitrl_bench.envs.web.browser import close_quietly, close_soon, interrupt_soon, on_browser_thread, shared_browser
+from jitrl_bench.envs.web.execute import run_action
 from jitrl_bench.envs.web.origin_guard import RequestGuard, SitePolicy
+from jitrl_bench.envs.web.page import SELECT_ROLES, TEXT_ROLES, Element, PageView, observe
 from jitrl_bench.envs.web.prompt import WebPrompt, normalize_url
 from jitrl_bench.errors import InfraError
 from jitrl_bench.text import clean_text, valid_text

@@ -11,15 +11,9 @@ import pytest
 
 pytest.importorskip("browsergym.core", reason="needs the web extra (pip install -e '.[web]')")
 
-from jitrl_bench.envs.web.browser import (
-    PageView,
-    chromium_executable,
-    observe,
-    on_browser_thread,
-    playwright_browsers_dir,
-    shared_browser,
-)
+from jitrl_bench.envs.web.browser import chromium_executable, on_browser_thread, playwright_browsers_dir, shared_browser
 from jitrl_bench.envs.web.env import candidates_for
+from jitrl_bench.envs.web.page import PageView, observe
 from jitrl_bench.errors import UserError
 
 try:
@@ -104,7 +98,7 @@ def test_element_actions_wait_longer_than_browsergyms_500_ms() -> None:
 
     Mutant: `ACTION_SET` without `element_timeout` (BrowserGym's own 500 ms) fails with a TimeoutError."""
     from jitrl_bench.envs.web.actions import parse_action
-    from jitrl_bench.envs.web.browser import ACTION_SET, ELEMENT_TIMEOUT_MS, run_action
+    from jitrl_bench.envs.web.execute import ACTION_SET, ELEMENT_TIMEOUT_MS, run_action
 
     assert "timeout=500)" not in ACTION_SET.python_includes and ELEMENT_TIMEOUT_MS >= 1500
 
