@@ -92,7 +92,7 @@ def show_config(overrides: Overrides = None) -> None:
 def sweep(overrides: Overrides = None) -> None:
     """Hydra multirun over comma lists (agent.beta=0.1,0.5 agent.k=5,10), then one aggregated table.
     Pick a launcher with hydra/launcher=basic|joblib|submitit_local|submitit_slurm (SLURM: one job per run)."""
-    from jitrl_bench.sweep import run_sweep
+    from jitrl_bench.sweep.multirun import run_sweep
 
     run_sweep(list(overrides or []), console=console)
 
@@ -108,7 +108,7 @@ def table(
     """Re-render finished runs: one run → its summary files; several (or a sweep) → one aggregated table."""
     from jitrl_bench.results.tables import INTERVALS, aggregate, rich_table, summary_shown, write_summary
     from jitrl_bench.run.received import check_run
-    from jitrl_bench.sweep import expand_runs
+    from jitrl_bench.sweep.multirun import expand_runs
 
     for path in run_dirs:
         check_run(path)  # a received run is data: no link inside it is followed, read or written through
@@ -158,7 +158,7 @@ def export(
     from jitrl_bench.results.export import FORMATS
     from jitrl_bench.results.export import export as write
     from jitrl_bench.run.received import check_run
-    from jitrl_bench.sweep import expand_runs
+    from jitrl_bench.sweep.multirun import expand_runs
 
     if file_format not in FORMATS:
         raise UserError(f"--format {file_format!r}: use one of {', '.join(FORMATS)}")
@@ -188,7 +188,7 @@ def report(
     from jitrl_bench.results.cost import load_prices
     from jitrl_bench.results.report import write_report
     from jitrl_bench.run.received import check_run
-    from jitrl_bench.sweep import expand_runs
+    from jitrl_bench.sweep.multirun import expand_runs
 
     for path in run_dirs:
         check_run(path)  # a received run is data: no link inside it is followed, read or written through

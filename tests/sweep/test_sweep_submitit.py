@@ -17,7 +17,7 @@ from omegaconf import OmegaConf
 from typer.testing import CliRunner
 
 from jitrl_bench.cli import app
-from jitrl_bench.launchers import launcher_defaults
+from jitrl_bench.sweep.launchers import launcher_defaults
 from tests.processes import rows_of, session_processes, start
 
 pytest.importorskip("hydra_plugins.hydra_submitit_launcher")

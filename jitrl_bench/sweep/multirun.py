@@ -1,7 +1,8 @@
 """`jitrl-bench sweep`: Hydra's own multirun (its sweeper and launchers: basic, joblib, submitit_local, submitit_slurm)
 over our run function, then one aggregated table. Every combination is composed and validated before the first job
 starts; each job is a full run directory, <sweep>/<job num>/. A job that fails is one line: which job, why, where its
-log is. On the submitit launchers, see jitrl_bench/launchers.py (and why its pickles are submitit's job transport only).
+log is. On the submitit launchers, see `launchers.py` beside this file (and why its pickles are submitit's job
+transport only).
 """
 
 from __future__ import annotations
@@ -26,7 +27,6 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 
-from jitrl_bench import launchers
 from jitrl_bench.config import baselines_of, build_spec, compose_config
 from jitrl_bench.errors import UserError
 from jitrl_bench.paths import CONFIG_DIR, results_dir
@@ -35,6 +35,7 @@ from jitrl_bench.results.tables import INTERVALS, aggregate, rich_table, summary
 from jitrl_bench.run.protocols import part_dirs
 from jitrl_bench.run.repeats import replica_dirs
 from jitrl_bench.run.rundir import make_writable_dir
+from jitrl_bench.sweep import launchers
 from jitrl_bench.terminal import plain, say
 
 
