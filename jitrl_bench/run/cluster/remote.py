@@ -19,7 +19,7 @@ from __future__ import annotations
 from typing import Any
 
 from jitrl_bench.contract import Lease
-from jitrl_bench.envs.web.webarena.leases import lease_of
+from jitrl_bench.leases import lease_of
 from jitrl_bench.run.replica import Learned
 
 

@@ -32,8 +32,8 @@ from rich.console import Console
 
 from jitrl_bench.config import RunSpec, build_spec
 from jitrl_bench.contract import Agent, BuildContext, EpisodeEnv
-from jitrl_bench.envs.web.webarena.leases import LeaseKeeper
 from jitrl_bench.errors import InfraError, UserError
+from jitrl_bench.leases import LeaseKeeper
 from jitrl_bench.memory.embed import CachedEmbedder, Embedder
 from jitrl_bench.records import EpisodeRecord
 from jitrl_bench.run.cluster.remote import KeeperLeases, MemoryService, ServiceClient

@@ -26,9 +26,9 @@ pytest.importorskip("webarena_verified", reason="needs the web extra: make setup
 from jitrl_bench.contract import Lease
 from jitrl_bench.envs.web.env import WebEnv
 from jitrl_bench.envs.web.webarena.episode import TaskDef, ordered
-from jitrl_bench.envs.web.webarena.leases import LeaseBook
 from jitrl_bench.envs.web.webarena.sites import Instance, InstancePool, ResetPolicy, reset_instance
 from jitrl_bench.envs.web.webarena.verified import InfraError, VerifiedConfig, grade
+from jitrl_bench.leases import LeaseBook
 from scripts.webarena_standin import GitLabStandIn, ResetServer
 
 require_browser()

@@ -26,8 +26,8 @@ import playwright.sync_api as pw
 from webarena_verified.environments import MAGENTO_ADMIN_AUTO_LOGIN_HEADER
 
 from jitrl_bench.contract import Leases
-from jitrl_bench.envs.web.webarena.leases import LeaseBook
 from jitrl_bench.errors import InfraError, UserError
+from jitrl_bench.leases import LeaseBook
 
 SITES = ("shopping", "shopping_admin", "reddit", "gitlab", "map", "wikipedia", "homepage")
 RESET_MODES = ("none", "run", "task")
