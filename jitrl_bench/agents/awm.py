@@ -21,9 +21,9 @@ from jitrl_bench.agents.in_context import (
     require_generator,
     transcript,
 )  # fmt: skip
-from jitrl_bench.agents.notebook import Notebook
 from jitrl_bench.checks import Checked, at_least, one_of
 from jitrl_bench.contract import BuildContext, EpisodeContext, FinishedEpisode, Generator, Prompt, StepView, Usage
+from jitrl_bench.memory.notebook import Notebook
 
 SUCCESS, WORKFLOW = "success", "workflow"
 SYSTEM = (

@@ -11,9 +11,9 @@ from dataclasses import dataclass
 
 from jitrl_bench.agents.guidance import Guidance, keep_last
 from jitrl_bench.agents.in_context import InContextAgent, InContextConfig, NotebookLearner, episode_note, transcript
-from jitrl_bench.agents.notebook import Notebook
 from jitrl_bench.checks import Checked
 from jitrl_bench.contract import BuildContext, ContextWindow, EpisodeContext, FinishedEpisode, StepView, Usage
+from jitrl_bench.memory.notebook import Notebook
 
 KIND = "episode"
 

@@ -18,7 +18,6 @@ from jitrl_bench.agents.base import candidates_of, decide, decision
 from jitrl_bench.agents.guidance import Guidance
 from jitrl_bench.agents.inputs import Inputs
 from jitrl_bench.agents.learning import LearningAgent
-from jitrl_bench.agents.notebook import Note, Notebook
 from jitrl_bench.agents.propose import ProposalConfig
 from jitrl_bench.agents.summary import SummaryConfig
 from jitrl_bench.checks import at_least, name, one_of
@@ -36,6 +35,7 @@ from jitrl_bench.contract import (
 )  # fmt: skip
 from jitrl_bench.errors import UserError
 from jitrl_bench.jitrl.update import softmax
+from jitrl_bench.memory.notebook import Note, Notebook
 from jitrl_bench.records import Decision, EpisodeRecord
 from jitrl_bench.replies import json_object
 from jitrl_bench.text import clip

@@ -25,10 +25,10 @@ from jitrl_bench.agents.in_context import (
     require_generator,
     transcript,
 )  # fmt: skip
-from jitrl_bench.agents.notebook import Notebook
 from jitrl_bench.checks import Checked, between
 from jitrl_bench.contract import BuildContext, EpisodeContext, FinishedEpisode, Generator, Prompt, StepView, Usage
 from jitrl_bench.memory.embed import Embedder
+from jitrl_bench.memory.notebook import Notebook
 from jitrl_bench.replies import MAX_DEPTH, depth, json_object, valid_json
 
 KIND = "lessons"

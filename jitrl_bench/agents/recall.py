@@ -10,10 +10,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from jitrl_bench.agents.notebook import Notebook
 from jitrl_bench.contract import BuildContext, EpisodeContext, FinishedEpisode, StepView, Usage
 from jitrl_bench.jitrl.retrieval import LexicalConfig, retrieve
 from jitrl_bench.memory.embed import Embedder
+from jitrl_bench.memory.notebook import Notebook
 from jitrl_bench.memory.returns import rewards_to_go
 from jitrl_bench.memory.store import Experience, ExperienceMemory, Neighbour
 from jitrl_bench.records import EpisodeRecord

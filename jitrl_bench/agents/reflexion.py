@@ -18,9 +18,9 @@ from jitrl_bench.agents.in_context import (
     require_generator,
     transcript,
 )  # fmt: skip
-from jitrl_bench.agents.notebook import Notebook
 from jitrl_bench.checks import Checked, at_least
 from jitrl_bench.contract import BuildContext, EpisodeContext, FinishedEpisode, Generator, Prompt, StepView, Usage
+from jitrl_bench.memory.notebook import Notebook
 
 KIND = "reflection"
 SYSTEM = (

@@ -36,6 +36,7 @@ from jitrl_bench.contract.env import (
     Turn,
 )
 from jitrl_bench.contract.policy import (
+    MAX_OPTIONS,
     BiasedChooser,
     Choice,
     Completer,
@@ -67,6 +68,7 @@ __all__ = [
     "ACTING",
     "EVALUATING",
     "LEARNING",
+    "MAX_OPTIONS",
     "PROPOSING",
     "SUMMARIZING",
     "Agent",

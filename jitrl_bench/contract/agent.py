@@ -20,8 +20,8 @@ from jitrl_bench.contract.prompts import (
 )
 
 if TYPE_CHECKING:
-    from jitrl_bench.agents.notebook import Notebook
     from jitrl_bench.memory.embed import Embedder
+    from jitrl_bench.memory.notebook import Notebook
     from jitrl_bench.memory.store import ExperienceMemory
     from jitrl_bench.records import Decision, EpisodeRecord
 

@@ -23,6 +23,11 @@ if TYPE_CHECKING:
 # ---- what a policy can do ---------------------------------------------------------------------------------------
 
 
+MAX_OPTIONS = 20
+"""The most candidates a choice-mode policy letters in one prompt: the OpenAI API caps top_logprobs at 20 (21 is HTTP
+400). Prompts that list candidates (the web env's) read it to know when options will be shown."""
+
+
 def no_nan(values: np.ndarray, what: str) -> None:
     """NaN log-probs would become NaN probabilities a step later; an engine that returns them is broken for the run."""
     if np.isnan(values).any():

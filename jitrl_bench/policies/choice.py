@@ -20,10 +20,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from jitrl_bench.contract import Message, Prompt, no_nan
+from jitrl_bench.contract import MAX_OPTIONS, Message, Prompt, no_nan
 from jitrl_bench.errors import UserError
 
-MAX_OPTIONS = 20  # the OpenAI API caps top_logprobs at 20 (21 is HTTP 400)
 DIGITS = [str(i) for i in range(1, 10)]
 LETTERS = [chr(ord("A") + i) for i in range(MAX_OPTIONS)]
 LOGIT_BIAS_LIMIT = 100.0  # the OpenAI API (and vLLM) clamp logit_bias values to ±100

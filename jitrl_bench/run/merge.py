@@ -19,9 +19,9 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 
-from jitrl_bench.agents.notebook import NOTES, Notebook
 from jitrl_bench.config import RunSpec, build_spec
 from jitrl_bench.errors import UserError
+from jitrl_bench.memory.notebook import NOTES, Notebook
 from jitrl_bench.memory.store import ExperienceMemory, read_meta
 from jitrl_bench.records import EpisodeRecord
 from jitrl_bench.run.memories import RunMemories

@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from jitrl_bench.agents.notebook import NOTES, Note, Notebook
 from jitrl_bench.memory.embed import Embedder
+from jitrl_bench.memory.notebook import NOTES, Note, Notebook
 from jitrl_bench.memory.store import ExperienceMemory, MemoryConfig, experiences
 
 

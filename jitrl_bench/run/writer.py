@@ -10,7 +10,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from jitrl_bench.agents.notebook import Note, Notebook
+from jitrl_bench.memory.notebook import Note, Notebook
 from jitrl_bench.memory.store import ExperienceMemory, experiences
 from jitrl_bench.records import EpisodeRecord
 from jitrl_bench.run.episode import Played

@@ -22,8 +22,8 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from jitrl_bench.agents.notebook import NOTES, Note, Notebook
 from jitrl_bench.cli import app
+from jitrl_bench.memory.notebook import NOTES, Note, Notebook
 from jitrl_bench.records import EpisodeRecord
 from jitrl_bench.run.rundir import RunDirectory
 

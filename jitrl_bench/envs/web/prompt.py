@@ -13,8 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from jitrl_bench.contract import ContextWindow, Prompt, PromptCut, RenderedPrompt, StepView, Turn
-from jitrl_bench.policies.choice import MAX_OPTIONS
+from jitrl_bench.contract import MAX_OPTIONS, ContextWindow, Prompt, PromptCut, RenderedPrompt, StepView, Turn
 
 GRAMMAR = (
     "Reply with exactly one action: click('id'), fill('id', 'text'), select_option('id', 'option'), "
