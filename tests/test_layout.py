@@ -54,8 +54,8 @@ def _graph() -> dict[str, set[str]]:
 
 
 def test_no_module_imports_itself_through_others() -> None:
-    """Mutant (tried): `jitrl_bench/text.py` importing `jitrl_bench.contract` (which imports text.py): the circle
-    text -> contract -> contract.prompts -> text is named."""
+    """Mutant (tried): `jitrl_bench/text.py` importing `jitrl_bench.contract`, which imports text.py: the circle
+    contract -> contract.agent -> contract.policy -> text -> contract is named."""
     graph = _graph()
     done: set[str] = set()
 
