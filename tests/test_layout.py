@@ -19,7 +19,7 @@ ENV_IMPORTERS = {
 """The only modules outside `envs/` that import from it, and why: commands at the top, and the one agent that speaks
 an environment's own action language. Every other room reads environments through `contract` and the config."""
 
-LONG_FILES = {"policies/openai.py": 520}
+LONG_FILES = {"policies/openai.py": 490}
 """Files allowed past `MAX_LINES`, with their ceiling (the OpenAI-compatible client's three modes and its server)."""
 MAX_LINES = 420
 

@@ -58,7 +58,7 @@ from jitrl_bench.policies.engine_evidence import engine_z_prime
 from jitrl_bench.policies.http import JSONClient, choices, message_text
 from jitrl_bench.policies.server import VLLMServer
 from jitrl_bench.policies.tokens import ApproxWindow, ChatTokens, check_model, cut_at
-from jitrl_bench.policies.verbalized import confidence_schema, parse_confidences
+from jitrl_bench.policies.verbalized import confidence_request, parse_confidences
 from jitrl_bench.timing import LLM, charged
 
 log = logging.getLogger(__name__)
@@ -454,26 +454,10 @@ class OpenAIPolicy:
         return processed, usage
 
     def _verbalized(self, prompt: Prompt, candidates: Sequence[str]) -> Scored:
-        k = len(candidates)
-        labels = [str(i + 1) for i in range(k)]
-        asked = option_prompt(prompt, candidates, labels)
-        example = ", ".join(f'"{label}": {c}' for label, c in zip(labels[:2], (70, 10), strict=False))
-        instruction = (
-            "\nFor each option, give your confidence from 0 to 100 that it is the best next action. "
-            f"Reply with JSON only, one key per option number, e.g. {{{example}}}."
-        )
-        messages = [{"role": m.role, "content": m.content} for m in asked.messages]
-        messages[-1]["content"] = messages[-1]["content"].rsplit("\nReply with the", 1)[0] + instruction
-        payload: dict[str, Any] = {
-            "model": self.config.model,
-            "messages": messages,
-            "max_tokens": self.config.verbalized_max_tokens,
-            "temperature": 0.0,
-        }
-        if self.config.response_format == "json_object":
-            payload["response_format"] = {"type": "json_object"}
-        elif self.config.response_format == "json_schema":
-            payload["response_format"] = {"type": "json_schema", "json_schema": confidence_schema(labels)}
+        config = self.config
+        labels = [str(i + 1) for i in range(len(candidates))]
+        payload = confidence_request(prompt, candidates, labels, config.model, config.verbalized_max_tokens,
+                                     config.response_format)  # fmt: skip
         body, usage = self._post_json("/chat/completions", payload, Usage(1))
         text = message_text(body, self.base_url)
         confidence = parse_confidences(text, labels)
@@ -481,7 +465,7 @@ class OpenAIPolicy:
             with self._lock:
                 self.parse_failures += 1
             log.warning("verbalized reply is not a JSON object of confidences; scoring uniform: %r", text[:200])
-            confidence = np.zeros(k)
+            confidence = np.zeros(len(candidates))
         return Scored(log_softmax(np.log(confidence + 1.0)), usage)
 
     def _post_json(self, path: str, payload: dict[str, Any], expected: Usage) -> tuple[dict[str, Any], Usage]:
