@@ -32,14 +32,31 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("COLUMNS", "200")  # tables the tests read stay one row a line under long temporary paths
 
 SHARED_GROUPS = {
-    "vllm": ("tests/policies/test_served_path.py", "tests/policies/test_vllm_run.py", "tests/policies/test_vllm.py",
-             "tests/policies/test_openai_client.py", "tests/policies/test_engine_evidence.py"),
+    "vllm": ("tests/policies/test_vllm_run.py", "tests/policies/test_openai_client.py",
+             "tests/policies/test_engine_evidence.py"),
     "ray": ("tests/run/cluster/test_cluster.py", "tests/envs/web/test_webarena_ray.py",
             "tests/sweep/test_sweep_submitit.py"),
 }  # fmt: skip
-"""Modules that share a process-wide resource (the session's vLLM server; Ray heads, which are CPU-heavy) run in one
-pytest-xdist worker (`make test` runs two); every other module is a unit of its own, so its module fixtures (a shared
-run read by several tests) are made once."""
+"""Modules that share a process-wide resource (the session's vLLM server, `vllm_server`; Ray heads, which are
+CPU-heavy) run in one pytest-xdist worker (`make test` runs two); every other module is a unit of its own, so its
+module fixtures (a shared run read by several tests) are made once. Modules that start their own vLLM engine or server
+are not in the group: their leftover checks count only their worker's processes (tests/processes.py)."""
+
+HEAVY_FIRST = ("ray", "vllm", "tests/policies/test_served_path.py", "tests/policies/test_vllm.py",
+               "tests/results/test_usage.py", "tests/agents/test_baselines.py", "tests/test_reproduce.py")  # fmt: skip
+"""Units handed out first, longest first (from `make test`'s durations: the Ray group about 10 minutes, the vLLM group
+about 8, each module after it 3-5): xdist gives each worker the next unit in collection order, so a long unit collected
+last would run alone at the end while the other worker idles."""
+
+
+def _unit(nodeid: str) -> str:
+    module = nodeid.split("::", 1)[0]
+    return next((name for name, modules in SHARED_GROUPS.items() if module in modules), module)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    rank = {unit: i for i, unit in enumerate(HEAVY_FIRST)}
+    items.sort(key=lambda item: rank.get(_unit(item.nodeid), len(rank)))  # stable: a module's order is kept
 
 
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
@@ -49,8 +66,7 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
 
     class ByModuleAndGroup(LoadScopeScheduling):  # type: ignore[misc]
         def _split_scope(self, nodeid: str) -> str:
-            module = nodeid.split("::", 1)[0]
-            return next((name for name, modules in SHARED_GROUPS.items() if module in modules), module)
+            return _unit(nodeid)
 
     return ByModuleAndGroup(config, log)
 
