@@ -45,7 +45,7 @@ test: setup setup-vllm games
 
 # The inner loop: no vLLM, no Ray.
 test-fast: setup games
-	$(PYTEST) -m "not slow" tests
+	$(PYTEST) -m "not slow and not vllm and not ray" --durations=10 tests
 
 lint: setup
 	$(BIN)/ruff check jitrl_bench tests scripts

@@ -54,9 +54,21 @@ def _unit(nodeid: str) -> str:
     return next((name for name, modules in SHARED_GROUPS.items() if module in modules), module)
 
 
+NEEDS = {
+    "vllm": (*SHARED_GROUPS["vllm"], "tests/policies/test_served_path.py", "tests/policies/test_vllm.py"),
+    "ray": SHARED_GROUPS["ray"],
+}
+"""Modules marked by what they start (`-m "not vllm and not ray"`: `make test-fast`, the inner loop)."""
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     rank = {unit: i for i, unit in enumerate(HEAVY_FIRST)}
     items.sort(key=lambda item: rank.get(_unit(item.nodeid), len(rank)))  # stable: a module's order is kept
+    for item in items:
+        module = item.nodeid.split("::", 1)[0]
+        for mark, modules in NEEDS.items():
+            if module in modules:
+                item.add_marker(mark)
 
 
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
