@@ -14,9 +14,12 @@ context routes every request through `RequestGuard`:
 Playwright records both the browser's request and its own fetch in the HAR; `scrub_har` keeps the browser's entries
 on allowed origins only and strips the extra headers, so neither a blocked request nor a header value is kept.
 
-Not covered: WebSocket connections (from a page or a worker) are not routed by Playwright 1.44, and CDP's
-`Network.setBlockedURLs` does not stop them either (tried), so a page's script can open one to another origin. It
-carries none of the extra headers (they are added to routed requests only, never set context-wide).
+WebSocket connections (from a page or a worker) are not routed by Playwright 1.44, and CDP's `Network.setBlockedURLs`
+does not stop them either (tried). So every response the guard fulfils also carries a Content-Security-Policy whose
+`connect-src` names the task's sites only (`connect_policy`): the browser itself then refuses a WebSocket, fetch, XHR
+or EventSource to any other origin, from the page and from the workers it starts (their scripts are fulfilled here
+too). A site's own policy is kept beside it (policies only restrict: the browser enforces each). Pages loaded from
+`file://` (MiniWoB's) are not fulfilled here, so this does not reach them.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ import playwright.sync_api as pw
 
 FETCH_TIMEOUT_MS = 30_000  # one request of a slow real site (Magento, GitLab under load)
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
+CSP = "content-security-policy"
 MAX_RECORDED = 200  # blocked requests kept per step (a page polling another origin would list thousands)
 
 
@@ -59,6 +63,15 @@ class SitePolicy:
     headers: Mapping[str, str] = field(default_factory=dict)
     """Extra headers (e.g. a gateway token from $PW_EXTRA_HEADERS), added to requests to `origins` only."""
 
+    def connect_policy(self) -> str:
+        """CSP `connect-src`: WebSockets to the task's sites only (ws for http, wss for https); every http(s)
+        request stays allowed here, as the route blocks and records those that leave the sites (`http:` does not
+        match `ws:` in CSP)."""
+        sources = ["http:", "https:", "data:", "blob:"]
+        for origin in dict.fromkeys(origin_of(o) for o in self.origins):
+            sources += [origin, origin.replace("http", "ws", 1)]
+        return "connect-src " + " ".join(sources)
+
     def allows(self, url: str) -> bool:
         if url.startswith(("data:", "blob:", "about:")):  # made by the page itself: no network
             return True
@@ -76,6 +89,7 @@ class RequestGuard:
     def __init__(self, policy: SitePolicy) -> None:
         self.policy = policy
         self._blocked: list[str] = []
+        self._csp = policy.connect_policy()
 
     def install(self, context: pw.BrowserContext) -> None:
         context.route("**/*", self._route)
@@ -117,8 +131,11 @@ class RequestGuard:
             if not self.policy.allows(target):
                 self._block(route, target)
                 return
+        headers = dict(response.headers)
+        own = headers.pop(CSP, None) or headers.pop(CSP.title(), None)
+        headers[CSP] = f"{own}, {self._csp}" if own else self._csp  # two policies: the browser enforces both
         with contextlib.suppress(pw.Error):
-            route.fulfill(response=response)
+            route.fulfill(response=response, headers=headers)
 
     def _watch(self, request: pw.Request) -> None:
         """A request the route never saw (the next hop of a redirect between two allowed origins) that left the

@@ -92,6 +92,10 @@ def sites() -> Iterator[tuple[type[Site], str, type[Site], str]]:
             "/popup": f"<html><body><script>location.href = '{b}/popped'</script></body></html>",
             "/spin": f"<html><head><title>Spin</title></head><body><button>Wait</button>{SPIN}</body></html>",
             "/many": f"<html><head><title>Many</title></head><body>{many}</body></html>",
+            "/socket": "<html><head><title>Socket</title></head><body><script>window.refused = [];"
+            "addEventListener('securitypolicyviolation', e => refused.push(e.violatedDirective + ' ' + e.blockedURI));"
+            f"new WebSocket('{b.replace('http', 'ws')}/ws-foreign');"
+            "new WebSocket(location.origin.replace('http', 'ws') + '/ws-own');</script></body></html>",
             "/leaky": f"<html><head><title>Leaky</title></head><body>{many}<script>"
             f"setInterval(() => fetch('{b}/polled').catch(() => null), 50)</script></body></html>",
         }
@@ -188,6 +192,23 @@ def test_requests_stay_on_the_task_sites_and_headers_with_them(
     urls = [e["request"]["url"] for e in json.loads(recorded)["log"]["entries"]]
     assert urls and all(url.startswith(a) for url in urls)  # no entry for a blocked request
     assert f"{a}/redirect" in urls  # the sites' own requests are kept for the grader
+
+
+def test_websockets_reach_only_the_task_sites(sites: tuple[type[Site], str, type[Site], str], tmp_path: Path) -> None:
+    """Playwright does not route WebSockets, so the guard's Content-Security-Policy has the browser refuse them: the
+    browser's own report (`securitypolicyviolation`) names the socket to site B under connect-src, and not the one to
+    the page's own site. (Neither reaches a loopback server here anyway: Chromium's local-network checks stop sockets
+    from a fulfilled page to 127.0.0.1, which is why the browser's report is the evidence and not B's log.)
+    Mutant (tried): responses fulfilled without the policy: nothing is refused."""
+    _, a, _, b = sites
+    env = make_env(f"{a}/socket", tmp_path)
+    env.reset(seed=0)
+    assert env.page is not None
+    page = env.page
+    refused = on_browser_thread(lambda: page.evaluate("window.refused"))
+    env.close()
+    foreign = b.replace("http", "ws") + "/ws-foreign"
+    assert [r.split()[0] for r in refused] == ["connect-src"] and foreign in refused[0], refused
 
 
 def test_miniwob_loads_its_own_files_and_nothing_else(sites: tuple[type[Site], str, type[Site], str]) -> None:
