@@ -46,7 +46,7 @@ def rows_of(run_dir: Path) -> list[dict]:
 
 def test_two_episodes_through_the_server_with_concurrency(vllm_server: VLLMServerInfo, tmp_path: Path) -> None:
     run_dir = tmp_path / "served"
-    proc = jitrl_bench(*server_overrides(vllm_server, "score"), "run.episodes=2", "run.max_steps=3",
+    proc = jitrl_bench(*server_overrides(vllm_server, "score"), "run.episodes=2", "run.max_steps=2",
                        "run.concurrency=2", f"run.dir={run_dir}")  # fmt: skip
     out, err = proc.communicate(timeout=600)
     assert proc.returncode == 0, err
