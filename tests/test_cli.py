@@ -41,6 +41,7 @@ def test_unknown_game_is_reported_and_the_other_games_go_on(tmp_path: Path) -> N
     assert {(r["task"], r["status"]) for r in rows} == {("zorkk1", "error"), ("detective", "ok")}
 
 
+@pytest.mark.slow
 def test_kill_during_a_run_then_resume_plays_each_episode_once(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
     args = [
@@ -71,6 +72,7 @@ def test_kill_during_a_run_then_resume_plays_each_episode_once(tmp_path: Path) -
     assert len(memory) == sum(r["steps"] for r in rows if r["agent"] == "jitrl")
 
 
+@pytest.mark.slow
 def test_a_resumed_run_still_reads_the_memory_it_loaded_from_another_run(tmp_path: Path) -> None:
     """memory.load_from's entries and notes belong to episodes of the other run: a resume must keep them (it once
     dropped them as uncommitted), so the replayed episode reads what it read in a run that was never interrupted."""
@@ -106,6 +108,7 @@ def test_resume_with_another_config_is_refused(tmp_path: Path) -> None:
     assert code == 2 and "another config" in output
 
 
+@pytest.mark.slow
 def test_sweep_prints_one_table_of_all_runs(tmp_path: Path) -> None:
     sweep_dir = tmp_path / "sweep"
     code, output = cli(
@@ -160,6 +163,7 @@ def _reject(token: str) -> float:
     raise AssertionError(f"non-standard JSON constant {token} in a steps file")
 
 
+@pytest.mark.slow
 def test_concurrent_episodes_give_the_sequential_results(tmp_path: Path) -> None:
     """N episodes in flight change the order of episodes.jsonl, never its content (memory stays exactly-once)."""
     contents = []

@@ -44,6 +44,7 @@ def assert_failed_in_one_line(
     assert {(r["task"], r["status"]) for r in rows_of(run_dir)} == {(task, "error") for task in tasks}
 
 
+@pytest.mark.slow
 def test_a_run_whose_only_task_is_an_unknown_game_exits_1_in_one_line(tmp_path: Path) -> None:
     """Mutants: `cost_table` back to a frame without columns when every row is an error (the summary's
     `cost.llm_calls`, then the report's frontier, raise); `write_summary` printing its table of a run with nothing
@@ -55,6 +56,7 @@ def test_a_run_whose_only_task_is_an_unknown_game_exits_1_in_one_line(tmp_path: 
     assert_failed_in_one_line(done, run_dir, {"notagame"}, "shows the supported games)")
 
 
+@pytest.mark.slow
 def test_a_run_of_corrupt_and_truncated_roms_exits_1_in_one_line(tmp_path: Path) -> None:
     """Game files copied from the suite at run time (never committed), one cut short and one overwritten inside.
     Mutant: the runner's error line printed by Rich without `say` (soft wrap off: wrapped at 80 columns)."""
@@ -97,6 +99,7 @@ def stopped(run_dir: Path, when: str, sig: signal.Signals) -> tuple[int, str, in
     return proc.returncode, err, len(rows_of(run_dir))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("when", ["load", "episode"])
 def test_sigterm_exits_143_in_one_line_and_keeps_finished_episodes(tmp_path: Path, when: str) -> None:
     """Mutant: `user_errors` without its SIGTERM handler (the process dies of the signal: -15, no line, nothing
@@ -111,6 +114,7 @@ def test_sigterm_exits_143_in_one_line_and_keeps_finished_episodes(tmp_path: Pat
     assert all(row["status"] == "ok" for row in rows_of(tmp_path / "r"))
 
 
+@pytest.mark.slow
 def test_ctrl_c_mid_episode_exits_130_in_one_line_and_keeps_finished_episodes(tmp_path: Path) -> None:
     """Ctrl-C (SIGINT, as at a terminal) once an episode is committed. Mutant: `user_errors` not catching
     KeyboardInterrupt (a traceback and exit 1)."""

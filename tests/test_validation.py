@@ -425,6 +425,7 @@ def test_run_dir_holding_something_else(tripwires: None, tmp_path: Path) -> None
     one_clear_line(*cli("run", f"run.dir={broken}"), r"config\.yaml is not a jitrl-bench run config")
 
 
+@pytest.mark.slow
 def test_corrupt_line_in_episodes_is_named_and_nothing_is_lost(tmp_path: Path) -> None:
     run_dir = tmp_path / "r"
     args = ["run", "policy=uniform", "run.episodes=2", "run.max_steps=2", "run.progress=false", f"run.dir={run_dir}"]
@@ -471,6 +472,7 @@ def test_regrade_of_a_text_run_says_there_is_nothing_to_regrade(tmp_path: Path) 
     one_clear_line(*cli("regrade", str(run_dir)), r"keeps nothing to re-grade")
 
 
+@pytest.mark.slow
 def test_reproduce_checks_its_setting_before_anything_loads(tripwires: None, tmp_path: Path) -> None:
     run_dir = f"run.dir={tmp_path / 'r'}"
     one_clear_line(*cli("reproduce", "paper_zork1", run_dir), r"unknown setting 'paper_zork1'")

@@ -168,6 +168,7 @@ def _text_env_configs() -> list[Path]:
     return paths
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", _text_env_configs(), ids=lambda path: path.stem)
 def test_text_env_contract(path: Path, request: pytest.FixtureRequest) -> None:
     if path.stem in NEEDS_GAMES:

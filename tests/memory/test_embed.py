@@ -8,6 +8,7 @@ import time
 from collections.abc import Sequence
 
 import numpy as np
+import pytest
 
 from jitrl_bench.memory.embed import CachedEmbedder, HashingEmbedder, embedded_in_this_thread
 
@@ -64,6 +65,7 @@ def test_texts_asked_for_at_the_same_time_reach_the_model_in_one_call() -> None:
         np.testing.assert_allclose(got[i], HashingEmbedder().encode([text])[0])
 
 
+@pytest.mark.slow
 def test_minilm_through_transformers_equals_its_sentence_transformers_pipeline() -> None:
     """The default embedder (MiniLMEmbedder) against sentence-transformers' own pipeline on the same folder: texts of
     every length (one past the 256-token cut), empty, non-ASCII, and more than one batch of 64, in shuffled order.

@@ -122,6 +122,7 @@ def run(server: FakeServer, run_dir: Path, *extra: str) -> subprocess.Popen[str]
     )  # fmt: skip
 
 
+@pytest.mark.slow
 def test_every_fault_is_retried_and_the_run_completes(serve: list[FakeServer], tmp_path: Path) -> None:
     """Each fault costs one retry and the run ends as if none happened. Mutants that fail it (tried): Retry-After
     ignored (the next request comes 0.05 s after the 429); no reply cap (the 2 MiB reply is taken as the answer:
@@ -139,6 +140,7 @@ def test_every_fault_is_retried_and_the_run_completes(serve: list[FakeServer], t
     assert 2.0 <= arrivals[6] - arrivals[5] < 4.0  # the stall: one deadline of 2 s, then the next try
 
 
+@pytest.mark.slow
 def test_a_trickling_server_ends_the_run_within_the_deadline(serve: list[FakeServer], tmp_path: Path) -> None:
     """Headers, then a byte a second: each try ends at timeout_s, the run after both tries with one line, and the
     finished episode is kept. Mutant that fails it (tried): httpx's per-read timeout, as before (the run waits on)."""

@@ -48,6 +48,7 @@ def run(run_dir: Path) -> subprocess.Popen[bytes]:
     return subprocess.Popen(command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
 
+@pytest.mark.slow
 def test_repeats_play_replicas_with_their_own_seeds_and_resume_after_kill(tmp_path: Path) -> None:
     whole = tmp_path / "whole"
     assert run(whole).wait(timeout=600) == 0, whole.with_suffix(".log").read_text()

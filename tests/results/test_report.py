@@ -45,6 +45,7 @@ def steps_of(run_dir: Path, task: str, agent: str, episode: int) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
+@pytest.mark.slow
 def test_decision_viewer_shows_the_step_files_numbers(text_run: Path) -> None:
     require_browser()
     steps = steps_of(text_run, "tw-simple-7", "jitrl", 2)
@@ -196,6 +197,7 @@ def test_table_reference_sets_a_jericho_run_beside_the_paper(tmp_path: Path) -> 
     assert jitrl["ours 95%"].iloc[0].startswith("[") and "paper inside" in output
 
 
+@pytest.mark.slow
 def test_a_sweep_report_has_seed_bands_and_the_beta_k_heatmap(tmp_path: Path) -> None:
     require_browser()
     sweep_dir = tmp_path / "sweep"

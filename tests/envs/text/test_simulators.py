@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pytest
 from typer.testing import CliRunner
 
 from jitrl_bench.cli import app
@@ -56,6 +57,7 @@ def test_textworld_express_train_test_learns_on_the_train_fold_and_scores_the_te
     assert set(summary.split) == {"train", "test"}
 
 
+@pytest.mark.slow
 def test_scienceworld_plays_the_split_variation_of_each_seed_and_counts_the_candidates_cut(tmp_path: Path) -> None:
     run = tmp_path / "run"
     args = ["env=scienceworld", "env.tasks=[boil]", "env.max_candidates=40", "run.episodes=2", "run.baselines=[]"]
@@ -74,6 +76,7 @@ def test_scienceworld_plays_the_split_variation_of_each_seed_and_counts_the_cand
     assert steps and all(len(s["decision"]["candidates"]) == 40 and s["candidates_cut"] > 0 for s in steps)
 
 
+@pytest.mark.slow
 def test_kill_9_mid_run_leaves_no_simulator_behind_and_the_resume_equals_an_unbroken_run(tmp_path: Path) -> None:
     """The JVM dies with the process that started it (py4j's die-on-exit: its stdin closes); the resumed run's
     episodes equal those of a run never killed. And a simulator killed under a running command is an infrastructure

@@ -103,6 +103,7 @@ def test_seeds_change_the_task_and_keys_survive() -> None:
     env.close()
 
 
+@pytest.mark.slow
 def test_web_prompt_shows_goal_labels_and_fits_the_window() -> None:
     """The prompt of a real MiniWoB page: goal, URL, the page, candidates with role and label, the action grammar;
     under a tight window it is cut by tokens, actionable lines first, and the cut is reported."""
@@ -136,6 +137,7 @@ def test_web_prompt_shows_goal_labels_and_fits_the_window() -> None:
     env.close()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("task", ["click-button", "enter-text"])
 def test_contract(task: str) -> None:
     config = MiniWoBConfig(tasks=[task])

@@ -38,6 +38,7 @@ def cli(*args: str) -> tuple[int, str]:
     return result.exit_code, result.output
 
 
+@pytest.mark.slow
 def test_run_then_regrade_agrees(gitlab: str, tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
     code, out = cli(
@@ -109,6 +110,7 @@ class SteadyGitLab(GitLabStandIn):
     nav = NAV.replace("<a href='/broken'>Broken</a>", "")
 
 
+@pytest.mark.slow
 def test_two_instances_serve_concurrent_episodes(tmp_path: Path) -> None:
     first, second = serve(SteadyGitLab, 0), serve(SteadyGitLab, 0)
     gitlab, other = (f"http://127.0.0.1:{s.server_address[1]}" for s in (first, second))

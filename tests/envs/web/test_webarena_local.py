@@ -171,6 +171,7 @@ def test_login_reused_refused_and_renewed(
         make_env(sites, tmp_path).reset(seed=0)
 
 
+@pytest.mark.slow
 def test_reset_before_each_task(sites: dict[str, str], tmp_path: Path) -> None:
     instances = [{"gitlab": sites["gitlab"], "reset": sites["reset"]}]
     env = make_env(sites, tmp_path, instances=instances, reset="task")

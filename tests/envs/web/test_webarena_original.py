@@ -186,6 +186,7 @@ def test_no_judge_marks_the_grade_unavailable(sites: dict[str, str], tmp_path: P
     env.close()
 
 
+@pytest.mark.slow
 def test_program_html_on_the_live_page(sites: dict[str, str], tmp_path: Path) -> None:
     """Tasks 418 (original) and 419 (Lite): set the GitLab status; the check opens the profile page in a new tab."""
     ProfileGitLabStandIn.status = ""

@@ -115,6 +115,7 @@ def test_a_typed_injection_is_only_text_and_failures_end_the_episode(tmp_path: P
     env.close()
 
 
+@pytest.mark.slow
 def test_webrl_runs_on_the_embedded_model_through_the_cli(tmp_path: Path) -> None:
     run = tmp_path / "run"
     args = [
