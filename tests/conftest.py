@@ -43,7 +43,7 @@ module fixtures (a shared run read by several tests) are made once. Modules that
 are not in the group: their leftover checks count only their worker's processes (tests/processes.py)."""
 
 HEAVY_FIRST = ("ray", "vllm", "tests/policies/test_served_path.py", "tests/policies/test_vllm.py",
-               "tests/results/test_usage.py", "tests/agents/test_baselines.py", "tests/test_reproduce.py")  # fmt: skip
+               "tests/agents/test_baselines.py", "tests/test_reproduce.py")  # fmt: skip
 """Units handed out first, longest first (from `make test`'s durations: the Ray group about 10 minutes, the vLLM group
 about 8, each module after it 3-5): xdist gives each worker the next unit in collection order, so a long unit collected
 last would run alone at the end while the other worker idles."""
