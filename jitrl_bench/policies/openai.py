@@ -4,13 +4,8 @@ Modes (policy.mode):
 - score: one /v1/completions call whose prompt is a list of token-id lists (prompt ids + candidate ids + end-of-turn),
   with echo and prompt logprobs; a candidate's log-prob is the sum of its echoed token log-probs. Needs a server that
   takes token-id prompts and echoes logprobs (vLLM) and the served model's tokenizer (policy.tokenizer).
-- choice: the candidates as numbered options, ONE decoding step with `logit_bias` on the option tokens (the bias seam,
-  see choice.py). z, the options' unbiased log-probs, is read with vLLM's `logprob_token_ids` (else from top_logprobs,
-  else by echo scoring) in a request without a bias. A server that returns logprobs after the bias (`--logprobs-mode
-  processed_logprobs`, what `jitrl-bench serve` and server=auto start) then samples the option under `logit_bias`, and
-  its processed log-probs must show that bias (engine_evidence.py) for the trace to say "engine"; a server with raw
-  logprobs (vLLM's own default) shows nothing, so the option is drawn here ("client"). `logprobs_mode=auto` probes the
-  server once.
+- choice: the candidates as numbered options, ONE decoding step with `logit_bias` on the option tokens, the bias
+  applied in the engine where the server's own log-probs show it (served_choice.py, which reads the options).
 - verbalized: for chat-only APIs: the model rates each option 0-100 in JSON; z_i = log((c_i + 1) / Σ (c_j + 1)).
 
 The API key is read from the environment variable NAMED by `api_key_env`; it is never stored or printed. Calls are
@@ -24,7 +19,6 @@ from __future__ import annotations
 
 import atexit
 import logging
-import re
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -49,13 +43,10 @@ from jitrl_bench.errors import InfraError, UserError
 from jitrl_bench.policies.choice import (
     check_bias,
     log_softmax,
-    option_labels,
-    option_prompt,
     sample_index,
-    server_logit_bias,
 )
-from jitrl_bench.policies.engine_evidence import engine_z_prime
 from jitrl_bench.policies.http import JSONClient, choices, message_text
+from jitrl_bench.policies.served_choice import ServedChoice
 from jitrl_bench.policies.server import VLLMServer
 from jitrl_bench.policies.tokens import ApproxWindow, ChatTokens, check_model, cut_at
 from jitrl_bench.policies.verbalized import confidence_request, parse_confidences
@@ -67,10 +58,6 @@ MODES = ("score", "choice", "verbalized")
 LOGPROBS_MODES = ("auto", "raw", "processed")
 SERVER_CHOICES = ("none", "auto")
 RESPONSE_FORMATS = ("json_schema", "json_object", "none")
-TOKEN_ID = re.compile(r"^token_id:(\d+)$")
-# vLLM sampling fields that keep the one-step choice exact (no top-k/top-p cut, no penalties from the model's
-# generation_config); `return_tokens_as_token_ids` names logprob entries by id instead of by text.
-VLLM_NEUTRAL = {"top_k": 0, "min_p": 0.0, "repetition_penalty": 1.0, "return_tokens_as_token_ids": True}
 
 
 @dataclass
@@ -178,7 +165,8 @@ class OpenAIPolicy:
         )
         self._lock = threading.Lock()
         self._tokens: ChatTokens | None = None
-        self._processed: bool | None = {"raw": False, "processed": True}.get(config.logprobs_mode)
+        self._choice = ServedChoice(self._post_json, lambda: self.tokens, config.model, self.base_url,
+                                    config.vllm_extras, config.logprobs_mode)  # fmt: skip
 
     # ---- Policy -----------------------------------------------------------------------------------------------------
 
@@ -205,10 +193,7 @@ class OpenAIPolicy:
         if not candidates:
             return Scored(np.zeros(0, dtype=np.float64), Usage())
         if self.config.mode == "choice":
-            labels = option_labels(len(candidates))
-            ids = self.tokens.prompt_ids(option_prompt(prompt, candidates, labels))
-            z, usage = self._option_z(ids, self.tokens.single_token_ids(labels))
-            return Scored(z, usage)
+            return self._choice.score(prompt, candidates)
         if self.config.mode == "verbalized":
             return self._verbalized(prompt, candidates)
         tokens = self.tokens
@@ -223,7 +208,7 @@ class OpenAIPolicy:
                 "echo": True,
                 "logprobs": 0,
                 "temperature": 0.0,
-                **self._extras({"return_tokens_as_token_ids": True}),
+                **({"return_tokens_as_token_ids": True} if self.config.vllm_extras else {}),
             },
             Usage(1, len(ids) * len(cands) + sum(map(len, cands)), 0),
         )
@@ -295,68 +280,7 @@ class OpenAIPolicy:
             scored = self._verbalized(prompt, candidates)
             z_prime = log_softmax(scored.z + bias)
             return Choice(sample_index(z_prime, temperature, seed), scored.z, z_prime, scored.usage, site="client")
-        labels = option_labels(k)
-        tokens = self.tokens
-        option_ids = tokens.single_token_ids(labels)
-        ids = tokens.prompt_ids(option_prompt(prompt, candidates, labels))
-        processed, usage = self._logprobs_processed()
-        z, used = self._option_z(ids, option_ids)
-        usage += used
-        if not processed:
-            z_prime = log_softmax(z + bias)
-            return Choice(sample_index(z_prime, temperature, seed), z, z_prime, usage, site="client")
-        sent = server_logit_bias(bias)
-        body, used = self._post_json(
-            "/completions",
-            {
-                "model": self.config.model,
-                "prompt": ids,
-                "max_tokens": 1,
-                "temperature": max(float(temperature), 0.0),
-                "top_p": 1.0,
-                "seed": int(seed),
-                "logprobs": 20,
-                "logit_bias": {str(t): float(b) for t, b in zip(option_ids, sent, strict=True)},
-                **self._extras({**VLLM_NEUTRAL, "logprob_token_ids": option_ids}),
-            },
-            Usage(1, len(ids), 1),
-        )
-        usage += used
-        (choice,) = choices(body, 1, self.base_url)
-        logprobs = choice.get("logprobs") or {}
-        sampled = self._token_id(((logprobs.get("tokens") or [None])[0]), option_ids)
-        found = self._option_logprobs(((logprobs.get("top_logprobs") or [None])[0]) or {}, option_ids)
-        z_prime = engine_z_prime(found, z, sent, bias, temperature, f"server at {self.base_url}")
-        if sampled not in option_ids:
-            raise UserError(
-                f"server at {self.base_url} sampled token {sampled}, not one of the options it was told to favour by "
-                "about +100: it did not apply logit_bias; choice mode needs a server that does, else use "
-                "policy.mode=score"
-            )
-        return Choice(option_ids.index(sampled), z, z_prime, usage, site="engine")
-
-    def _option_z(self, ids: list[int], option_ids: list[int]) -> tuple[np.ndarray, Usage]:
-        """z: the options' log-probs after the prompt, without a bias, renormalised over them (vLLM's
-        `logprob_token_ids`, else top_logprobs, else echo scoring of the options that were not among them)."""
-        body, usage = self._post_json(
-            "/completions",
-            {
-                "model": self.config.model,
-                "prompt": ids,
-                "max_tokens": 1,
-                "temperature": 0.0,
-                "logprobs": 20,
-                **self._extras({**VLLM_NEUTRAL, "logprob_token_ids": option_ids}),
-            },
-            Usage(1, len(ids), 1),
-        )
-        (choice,) = choices(body, 1, self.base_url)
-        found = self._option_logprobs((((choice.get("logprobs") or {}).get("top_logprobs") or [None])[0]) or {},
-                                      option_ids)  # fmt: skip
-        if all(v is not None for v in found):
-            return log_softmax(np.array(found, dtype=np.float64)), usage
-        echoed, used = self._echo_option_logprobs(ids, option_ids)
-        return log_softmax(echoed), usage + used
+        return self._choice.choose(prompt, candidates, bias, temperature, seed)
 
     # ---- internals --------------------------------------------------------------------------------------------------
 
@@ -374,84 +298,6 @@ class OpenAIPolicy:
                         f"tokenizer: set policy.tokenizer (a model folder, hub id or 'smollm2'); {e}"
                     ) from e
             return self._tokens
-
-    def _extras(self, fields: dict[str, Any]) -> dict[str, Any]:
-        return fields if self.config.vllm_extras else {}
-
-    def _token_id(self, token: Any, option_ids: list[int]) -> int | None:
-        """A logprob entry's token id: "token_id:N" (vLLM), else matched against the options' texts."""
-        if not isinstance(token, str):
-            return None
-        match = TOKEN_ID.match(token)
-        if match:
-            return int(match.group(1))
-        for option in option_ids:
-            if self.tokens.tokenizer.convert_ids_to_tokens(option) == token or self.tokens.decode([option]) == token:
-                return option
-        return None
-
-    def _option_logprobs(self, top: dict[str, float], option_ids: list[int]) -> list[float | None]:
-        by_id = {self._token_id(token, option_ids): float(value) for token, value in top.items()}
-        return [by_id.get(option) for option in option_ids]
-
-    def _echo_option_logprobs(self, ids: list[int], option_ids: list[int]) -> tuple[np.ndarray, Usage]:
-        """log p(option | prompt) for every option, by echo scoring (prompt ids + option id)."""
-        body, usage = self._post_json(
-            "/completions",
-            {
-                "model": self.config.model,
-                "prompt": [[*ids, option] for option in option_ids],
-                "max_tokens": 0,
-                "echo": True,
-                "logprobs": 0,
-                "temperature": 0.0,
-            },
-            Usage(1, (len(ids) + 1) * len(option_ids), 0),
-        )
-        values = []
-        for choice in choices(body, len(option_ids), self.base_url):
-            echoed = (choice.get("logprobs") or {}).get("token_logprobs") or []
-            if len(echoed) < len(ids) + 1 or echoed[len(ids)] is None:
-                raise UserError(
-                    f"server at {self.base_url} returned neither the option log-probs nor echoed prompt logprobs; "
-                    "choice mode needs a vLLM-compatible server, else use policy.mode=verbalized"
-                )
-            values.append(float(echoed[len(ids)]))
-        return np.array(values, dtype=np.float64), usage
-
-    def _logprobs_processed(self) -> tuple[bool, Usage]:
-        """Whether the server's logprobs include logit_bias; probed once with a +100 bias on the end-of-turn token:
-        processed logprobs give it ~0, raw ones its small unbiased probability. The probe's cost is returned (it
-        is counted in the decision that needed it)."""
-        with self._lock:
-            known = self._processed
-        if known is not None:
-            return known, Usage()
-        tokens = self.tokens
-        eot = tokens.end_of_turn_id
-        ids = tokens.prompt_ids(Prompt.chat("You are a helpful assistant.", "Say hello to Ada."))
-        body, usage = self._post_json(
-            "/completions",
-            {
-                "model": self.config.model,
-                "prompt": ids,
-                "max_tokens": 1,
-                "temperature": 0.0,
-                "logprobs": 1,
-                "logit_bias": {str(eot): 100.0},
-                **self._extras({"return_tokens_as_token_ids": True}),
-            },
-            Usage(1, len(ids), 1),
-        )
-        (choice,) = choices(body, 1, self.base_url)
-        values = (choice.get("logprobs") or {}).get("token_logprobs") or [None]
-        if values[0] is None:
-            raise UserError(f"server at {self.base_url} returns no logprobs; choice mode needs them")
-        processed = float(values[0]) > -1e-3
-        log.info("server at %s returns %s logprobs", self.base_url, "processed" if processed else "raw")
-        with self._lock:
-            self._processed = processed
-        return processed, usage
 
     def _verbalized(self, prompt: Prompt, candidates: Sequence[str]) -> Scored:
         config = self.config

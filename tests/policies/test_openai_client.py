@@ -171,7 +171,7 @@ def test_a_fresh_client_finds_processed_logprobs_and_the_bias_inside_the_engine(
     bias = np.array(BIAS)
     reference = option_reference(hf, prompt, CANDIDATES)
     result = policy.choose(prompt, CANDIDATES, bias, 0.0, 0)
-    assert policy._logprobs_processed()[0] and result.site == "engine"
+    assert policy._choice.logprobs_processed()[0] and result.site == "engine"
     np.testing.assert_allclose(result.z, reference, rtol=0, atol=ATOL)
     shift = result.z_prime - result.z  # the engine's post-bias log-odds against its unbiased ones
     np.testing.assert_allclose(shift - shift[0], bias - bias[0], rtol=0, atol=ATOL)
