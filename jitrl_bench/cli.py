@@ -310,9 +310,9 @@ def serve(
     model = wanted.model
     given_key = os.environ.get(KEY_ENV)  # the user's own key stays unprinted; a random one is printed once, here
     server = VLLMServer(model, port=port, dtype=wanted.dtype, api_key=given_key, enforce_eager=wanted.enforce_eager)
-    say(console, f"starting vLLM for {model} (log: {server.log_path or 'the jitrl-bench cache'}) ...")
+    say(console, f"starting vLLM for {model} ...")
     with server:
-        say(console, f"in {server.startup_s:.0f} s: {server.base_url}", "ready", "green")
+        say(console, f"in {server.startup_s:.0f} s: {server.base_url} (log: {server.log_path})", "ready", "green")
         key = "" if given_key else f"{KEY_ENV}={server.api_key} "
         say(console, f"use it with:  {key}jitrl-bench run {server.override()}")
         try:

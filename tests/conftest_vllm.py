@@ -7,16 +7,19 @@ tests/conftest.py registers the fixture for every test module; ask for it by nam
                                     api_key_env=vllm_server.api_key_env).make()
 
 Every module that uses the fixture shares the same server process (started on first use, stopped when the last user
-is torn down). Tests that stop the server must start it again on the same port (`restart(info.server)`); a restarted
-server may run another --logprobs-mode, which clients must not notice. Only a missing .venv-vllm skips (`make test`
-creates it with scripts/setup_vllm.sh).
+is torn down). No test stops it: the outage test cuts a link to it instead (tests/policies/link.py). Only a missing
+.venv-vllm skips (`make test` creates it with scripts/setup_vllm.sh).
 """
 
 from __future__ import annotations
 
 import atexit
 import os
+import signal
+import subprocess
+import sys
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,12 +31,17 @@ import torch
 
 from jitrl_bench.contract import Prompt
 from jitrl_bench.policies.choice import log_softmax, option_labels, option_prompt
-from jitrl_bench.policies.server import KEY_ENV, VLLMServer
+from jitrl_bench.policies.server import KEY_ENV
 
 REPO = Path(__file__).resolve().parents[1]
 VLLM_PYTHON = REPO / ".venv-vllm" / "bin" / "python"
 SKIP_REASON = ".venv-vllm is missing: run `bash scripts/setup_vllm.sh` (make test does it)"
 MODEL = "smollm2"
+SERVE = (sys.executable, "-m", "jitrl_bench", "serve", "policy=vllm", "policy.dtype=float32",
+         "policy.enforce_eager=true")  # fmt: skip
+"""The session's server, started as a user does. Eager (--enforce-eager): up in about 20 s instead of 45 s; float32,
+as the transformers reference the tests compare with. The compiled engine, the default users get, is the processed
+one of tests/policies/test_vllm.py."""
 
 
 @dataclass(frozen=True)
@@ -41,8 +49,11 @@ class VLLMServerInfo:
     base_url: str  # http://127.0.0.1:PORT/v1
     model: str  # the served model name
     tokenizer: str  # what to give policy.tokenizer
-    server: VLLMServer  # for tests that stop / restart it
-    api_key_env: str = KEY_ENV  # policy.api_key_env: the server's random key is in this process's environment
+    api_key: str  # the key `jitrl-bench serve` drew and printed; also in this process's environment (api_key_env)
+    log_path: Path  # the server's log, where serve said it is
+    printed: str  # what serve printed once the server was up, its override line last
+    override: str  # that line's override: `jitrl-bench run <override>` reaches the server
+    api_key_env: str = KEY_ENV
 
 
 def require_vllm_venv() -> Path:
@@ -52,50 +63,89 @@ def require_vllm_venv() -> Path:
     return VLLM_PYTHON
 
 
+def _as_at_a_terminal() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)  # a background shell (CI) starts children with Ctrl-C ignored
+
+
+class _Serve:
+    """`jitrl-bench serve` in a session of its own, its output drained by a thread (read, not a pipe left to fill)."""
+
+    def __init__(self) -> None:
+        require_vllm_venv()
+        env = {k: v for k, v in os.environ.items() if k != KEY_ENV}  # serve draws a key and prints it
+        self.proc = subprocess.Popen(SERVE, cwd=REPO, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                     env=env, start_new_session=True, preexec_fn=_as_at_a_terminal)  # fmt: skip
+        self.lines: list[str] = []
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+        atexit.register(self.stop)  # a suite that dies without its teardown still stops it
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.append(line.rstrip("\n"))
+
+    def info(self, timeout_s: float = 420) -> VLLMServerInfo:
+        deadline = time.monotonic() + timeout_s
+        while not any("jitrl-bench run " in line for line in self.lines):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                pytest.fail(f"jitrl-bench serve gave no override (exit {self.proc.poll()}):\n" + "\n".join(self.lines))
+            time.sleep(0.1)
+        printed = "\n".join(self.lines)
+        given, override = next(line for line in self.lines if "jitrl-bench run " in line).split("jitrl-bench run ", 1)
+        settings = dict(part.split("=", 1) for part in override.split()[1:])
+        key = given.split(f"{KEY_ENV}=", 1)[-1].strip()
+        log = next(line for line in self.lines if "(log: " in line).rsplit("(log: ", 1)[1].removesuffix(")")
+        os.environ[KEY_ENV] = key  # for clients here and the jitrl-bench runs the tests start
+        return VLLMServerInfo(base_url=settings["policy.base_url"], model=settings["policy.model"],
+                              tokenizer=settings["policy.tokenizer"], api_key=key, log_path=Path(log),
+                              printed=printed, override=override.strip())  # fmt: skip
+
+    def stop(self) -> int | None:
+        """Ctrl-C, as a user stops it; SIGKILL to its session only if it does not stop within two minutes."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(120)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        self.reader.join(10)
+        return self.proc.returncode
+
+
 _lock = threading.Lock()
-_server: VLLMServer | None = None
+_serve: _Serve | None = None
+_info: VLLMServerInfo | None = None
 _users = 0
-
-
-def _acquire() -> VLLMServer:
-    global _server, _users
-    with _lock:
-        if _server is None:
-            # Eager (--enforce-eager): up in about 40 s instead of 120 s. The compiled engine, the default users get,
-            # is started by `bench policy` in tests/policies/test_served_path.py.
-            server = VLLMServer(
-                MODEL, python=require_vllm_venv(), dtype="float32", startup_timeout_s=420, enforce_eager=True
-            )
-            server.start()
-            atexit.register(server.stop)
-            os.environ[KEY_ENV] = server.api_key  # for clients here and the jitrl-bench runs the tests start
-            _server = server
-        _users += 1
-        return _server
-
-
-def restart(server: VLLMServer) -> None:
-    """Bring the shared server back on its port after a test stopped it (eager, as it started)."""
-    server.start()
-
-
-def _release() -> None:
-    global _server, _users
-    with _lock:
-        _users -= 1
-        if _users == 0 and _server is not None:
-            _server.stop()
-            _server = None
 
 
 @pytest.fixture(scope="session")
 def vllm_server() -> Iterator[VLLMServerInfo]:
-    """A running vLLM OpenAI-compatible server for SmolLM2-135M-Instruct."""
-    server = _acquire()
+    """A running vLLM OpenAI-compatible server for SmolLM2-135M-Instruct, started by `jitrl-bench serve` and stopped
+    at the end with Ctrl-C, which must end serve with exit 0 (tests/policies/test_vllm_run.py reads what it
+    printed)."""
+    global _serve, _info, _users
+    with _lock:
+        if _serve is None:
+            _serve = _Serve()
+            _info = _serve.info()
+        _users += 1
+        serve, info = _serve, _info
+    assert info is not None
     try:
-        yield VLLMServerInfo(base_url=server.base_url, model=server.model_name, tokenizer=MODEL, server=server)
+        yield info
     finally:
-        _release()
+        with _lock:
+            _users -= 1
+            last = _users == 0
+            if last:
+                _serve = _info = None
+        if last:
+            code = serve.stop()
+            stopped = any("stopping the server" in line for line in serve.lines)
+            assert code == 0 and stopped, f"jitrl-bench serve on Ctrl-C: exit {code}, printed {serve.lines}"
 
 
 # ---- shared by the vLLM tests: one realistic prompt and the transformers reference --------------------------------

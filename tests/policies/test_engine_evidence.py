@@ -162,7 +162,7 @@ def test_engine_draws_at_t1_follow_pi_star(vllm_server: VLLMServerInfo, prompt: 
         json={"model": vllm_server.model, "prompt": ids, "max_tokens": 1, "temperature": 1.0, "top_p": 1.0, "top_k": 0,
               "n": DRAWS, "logprobs": 1, "return_tokens_as_token_ids": True,
               "logit_bias": {str(t): float(b) for t, b in zip(option_ids, server_logit_bias(bias), strict=True)}},
-        headers={"Authorization": f"Bearer {vllm_server.server.api_key}"},
+        headers={"Authorization": f"Bearer {vllm_server.api_key}"},
         timeout=300,
     )  # fmt: skip
     reply.raise_for_status()

@@ -164,9 +164,8 @@ def test_a_fresh_client_finds_processed_logprobs_and_the_bias_inside_the_engine(
     hf: HFPolicy,
     prompt: Prompt,
 ) -> None:
-    """Whatever --logprobs-mode the shared server runs now (the outage test in tests/policies/test_vllm_run.py
-    restarts it), a fresh client probes it by itself."""
-    server = vllm_server.server
+    """A fresh client probes the server's --logprobs-mode by itself (the shared server runs the default,
+    processed_logprobs), and sees the bias in the engine's own post-bias log-probs."""
     policy = client(vllm_server, mode="choice")
     bias = np.array(BIAS)
     reference = option_reference(hf, prompt, CANDIDATES)
@@ -200,7 +199,7 @@ def test_a_fresh_client_finds_processed_logprobs_and_the_bias_inside_the_engine(
             "return_tokens_as_token_ids": True,
             "logit_bias": {str(t): float(b) for t, b in zip(option_ids, sent, strict=True)},
         },
-        headers={"Authorization": f"Bearer {server.api_key}"},
+        headers={"Authorization": f"Bearer {vllm_server.api_key}"},
         timeout=60,
     )
     top = response.json()["choices"][0]["logprobs"]["top_logprobs"][0]

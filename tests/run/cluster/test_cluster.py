@@ -92,7 +92,9 @@ def cluster() -> Any:
                     "--include-dashboard=false", "--disable-usage-stats"],
                    check=True, capture_output=True, env=env, timeout=120)  # fmt: skip
     yield f"127.0.0.1:{port}"
-    stop_processes(f"JITRL_BENCH_TEST_RAY_HEAD={head}")  # `ray stop --force` would stop every Ray on the machine
+    # `ray stop --force` would stop every Ray on the machine. A head's GCS server and one of its Python processes
+    # outlive a SIGTERM by 15 s and more (measured), so the grace before SIGKILL is short: nothing here needs saving.
+    stop_processes(f"JITRL_BENCH_TEST_RAY_HEAD={head}", grace_s=1.0)
 
 
 @pytest.fixture(scope="module")
@@ -251,9 +253,17 @@ def test_a_memory_service_shares_one_memory_between_tasks_played_at_once(cluster
     assert across > 0  # and one task read the other's experience
 
 
-def test_shards_merged_equal_the_unsharded_run(local_run: Path, tmp_path: Path) -> None:
-    first, second, merged = tmp_path / "s0", tmp_path / "s1", tmp_path / "merged"
-    assert jitrl_bench("run", *ARGS, "run.shard=0/2", f"run.dir={first}").returncode == 0
+@pytest.fixture(scope="module")
+def first_shard(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Shard 0/2 of the local run, played locally: merged with shard 1 below, and refused with the wrong partners."""
+    run_dir = tmp_path_factory.mktemp("shard") / "s0"
+    done = jitrl_bench("run", *ARGS, "run.shard=0/2", f"run.dir={run_dir}")
+    assert done.returncode == 0, done.stderr
+    return run_dir
+
+
+def test_shards_merged_equal_the_unsharded_run(local_run: Path, first_shard: Path, tmp_path: Path) -> None:
+    first, second, merged = first_shard, tmp_path / "s1", tmp_path / "merged"
     proc = start("run", *ARGS, "run.shard=1/2", "run.executor=ray", "run.ray.workers=1", f"run.dir={second}")
     heard = listening_while(proc)
     assert proc.returncode == 0, proc.stdout.read() if proc.stdout else ""  # the second shard on a private Ray
@@ -269,12 +279,10 @@ def test_shards_merged_equal_the_unsharded_run(local_run: Path, tmp_path: Path) 
     assert (merged / "report.html").exists()
 
 
-def test_merge_refuses_what_is_not_one_run_s_shards(local_run: Path, tmp_path: Path) -> None:
-    first, other = tmp_path / "s0", tmp_path / "other"
-    assert jitrl_bench("run", *ARGS, "run.episodes=1", "run.shard=0/2", f"run.dir={first}").returncode == 0
-    assert (
-        jitrl_bench("run", *ARGS, "run.episodes=1", "run.seed=5", "run.shard=1/2", f"run.dir={other}").returncode == 0
-    )
+def test_merge_refuses_what_is_not_one_run_s_shards(local_run: Path, first_shard: Path, tmp_path: Path) -> None:
+    first, other = first_shard, tmp_path / "other"
+    done = jitrl_bench("run", *ARGS, "run.episodes=1", "run.seed=5", "run.shard=1/2", f"run.dir={other}")
+    assert done.returncode == 0, done.stderr
 
     def merge(*dirs: Path) -> str:
         result = CliRunner().invoke(app, ["merge", *map(str, dirs), "-o", str(tmp_path / "m")])
