@@ -6,8 +6,8 @@ tests/conftest.py registers the fixture for every test module; ask for it by nam
         policy = OpenAIPolicyConfig(base_url=vllm_server.base_url, model=vllm_server.model, tokenizer="smollm2",
                                     api_key_env=vllm_server.api_key_env).make()
 
-Every module that uses the fixture shares the same server process (started on first use, stopped when the last user
-is torn down). No test stops it: the outage test cuts a link to it instead (tests/policies/link.py). Only a missing
+Every module that uses the fixture shares the same server process (started on first use, stopped at the end of the
+session). No test stops it: the outage test cuts a link to it instead (tests/policies/link.py). Only a missing
 .venv-vllm skips (`make test` creates it with scripts/setup_vllm.sh).
 """
 
@@ -32,11 +32,11 @@ import torch
 from jitrl_bench.contract import Prompt
 from jitrl_bench.policies.choice import log_softmax, option_labels, option_prompt
 from jitrl_bench.policies.server import KEY_ENV
+from tests.processes import as_at_a_terminal
 
 REPO = Path(__file__).resolve().parents[1]
 VLLM_PYTHON = REPO / ".venv-vllm" / "bin" / "python"
 SKIP_REASON = ".venv-vllm is missing: run `bash scripts/setup_vllm.sh` (make test does it)"
-MODEL = "smollm2"
 SERVE = (sys.executable, "-m", "jitrl_bench", "serve", "policy=vllm", "policy.dtype=float32",
          "policy.enforce_eager=true")  # fmt: skip
 """The session's server, started as a user does. Eager (--enforce-eager): up in about 20 s instead of 45 s; float32,
@@ -63,10 +63,6 @@ def require_vllm_venv() -> Path:
     return VLLM_PYTHON
 
 
-def _as_at_a_terminal() -> None:
-    signal.signal(signal.SIGINT, signal.SIG_DFL)  # a background shell (CI) starts children with Ctrl-C ignored
-
-
 class _Serve:
     """`jitrl-bench serve` in a session of its own, its output drained by a thread (read, not a pipe left to fill)."""
 
@@ -74,7 +70,7 @@ class _Serve:
         require_vllm_venv()
         env = {k: v for k, v in os.environ.items() if k != KEY_ENV}  # serve draws a key and prints it
         self.proc = subprocess.Popen(SERVE, cwd=REPO, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                     env=env, start_new_session=True, preexec_fn=_as_at_a_terminal)  # fmt: skip
+                                     env=env, start_new_session=True, preexec_fn=as_at_a_terminal)  # fmt: skip
         self.lines: list[str] = []
         self.reader = threading.Thread(target=self._read, daemon=True)
         self.reader.start()
@@ -115,37 +111,16 @@ class _Serve:
         return self.proc.returncode
 
 
-_lock = threading.Lock()
-_serve: _Serve | None = None
-_info: VLLMServerInfo | None = None
-_users = 0
-
-
 @pytest.fixture(scope="session")
 def vllm_server() -> Iterator[VLLMServerInfo]:
     """A running vLLM OpenAI-compatible server for SmolLM2-135M-Instruct, started by `jitrl-bench serve` and stopped
     at the end with Ctrl-C, which must end serve with exit 0 (tests/policies/test_vllm_run.py reads what it
     printed)."""
-    global _serve, _info, _users
-    with _lock:
-        if _serve is None:
-            _serve = _Serve()
-            _info = _serve.info()
-        _users += 1
-        serve, info = _serve, _info
-    assert info is not None
-    try:
-        yield info
-    finally:
-        with _lock:
-            _users -= 1
-            last = _users == 0
-            if last:
-                _serve = _info = None
-        if last:
-            code = serve.stop()
-            stopped = any("stopping the server" in line for line in serve.lines)
-            assert code == 0 and stopped, f"jitrl-bench serve on Ctrl-C: exit {code}, printed {serve.lines}"
+    serve = _Serve()
+    yield serve.info()
+    code = serve.stop()
+    stopped = any("stopping the server" in line for line in serve.lines)
+    assert code == 0 and stopped, f"jitrl-bench serve on Ctrl-C: exit {code}, printed {serve.lines}"
 
 
 # ---- shared by the vLLM tests: one realistic prompt and the transformers reference --------------------------------

@@ -21,7 +21,7 @@ os.environ[TAG_VARIABLE] = SUITE_TAG  # inherited by everything the suite starts
 _started: list[subprocess.Popen[str]] = []
 
 
-def _as_at_a_terminal() -> None:
+def as_at_a_terminal() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)  # a background shell (CI) starts children with Ctrl-C ignored
 
 
@@ -36,7 +36,7 @@ def start(command: list[str], ctrl_c: bool = False) -> subprocess.Popen[str]:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         start_new_session=True,
-        preexec_fn=_as_at_a_terminal if ctrl_c else None,
+        preexec_fn=as_at_a_terminal if ctrl_c else None,
     )
     _started.append(proc)
     return proc
