@@ -37,9 +37,9 @@ app.add_typer(bench_app, name="bench")
 @user_errors
 def run(overrides: Overrides = None) -> None:
     """Play one run (agent + baselines on the same tasks, seeds and budget) and print the per-task table."""
-    from jitrl_bench.config import load_spec
     from jitrl_bench.experiment import execute
     from jitrl_bench.results.tables import episodes_frame
+    from jitrl_bench.run.spec import load_spec
 
     path = execute(load_spec(list(overrides or [])), console=console)
     say(console, f"run directory: {path}")
@@ -78,7 +78,8 @@ def reproduce(
 @user_errors
 def show_config(overrides: Overrides = None) -> None:
     """Compose and check a config without running anything; print it resolved, as a run's config.yaml holds it."""
-    from jitrl_bench.config import build_spec, compose_config, resolved_yaml
+    from jitrl_bench.config import compose_config, resolved_yaml
+    from jitrl_bench.run.spec import build_spec
 
     composed = compose_config(list(overrides or []))
     spec = build_spec(composed)
@@ -301,8 +302,8 @@ def serve(
 ) -> None:
     """Start a vLLM OpenAI-compatible server for the configured policy's model, print the override to use, and keep
     it up until Ctrl-C. E.g. jitrl-bench serve policy=vllm policy.model=Qwen/Qwen2.5-7B-Instruct"""
-    from jitrl_bench.config import load_spec
     from jitrl_bench.policies.server import KEY_ENV, VLLMServer
+    from jitrl_bench.run.spec import load_spec
 
     wanted = load_spec(list(overrides or [])).policy.serve_spec()
     if wanted is None:

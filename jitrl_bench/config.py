@@ -1,4 +1,5 @@
-"""Hydra composition from the shipped configs, validated before anything loads.
+"""Hydra composition from the shipped configs, and each group's config class built from it, validated before anything
+loads (`run/spec.py` puts the groups together as one run).
 
 Every bad input (override syntax, unknown group option, unknown key, wrong type, a value outside its range or closed
 set) becomes a `UserError` with one line that names the key and what is allowed. Baseline agents (`run.baselines`)
@@ -12,7 +13,6 @@ import hashlib
 import importlib
 import importlib.metadata
 import re
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,15 +23,9 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from jitrl_bench.checks import check_tree
-from jitrl_bench.contract import AgentConfig, EnvConfig, PolicyConfig
+from jitrl_bench.contract import PolicyConfig
 from jitrl_bench.errors import UserError
-from jitrl_bench.memory.store import MemoryConfig
 from jitrl_bench.paths import CONFIG_DIR
-from jitrl_bench.policies.dtype import resolve_auto
-from jitrl_bench.results.cost import PricesConfig
-from jitrl_bench.rewards.base import RewardConfig
-from jitrl_bench.run.protocols import check as check_protocol
-from jitrl_bench.run.settings import DEFAULT_REFERENCE, RunConfig
 
 GROUPS = ("env", "policy", "agent", "memory", "reward", "prices", "experiment")
 SECRET_KEY = re.compile(r"(api_?key|token|secret|password)$", re.IGNORECASE)
@@ -41,34 +35,6 @@ VERSIONED = (
     "webarena-verified", "libwebarena", "hydra-core",
 )  # fmt: skip
 """Packages whose versions shape results; config.yaml records the installed ones."""
-
-
-@dataclass
-class RunSpec:
-    """The composed, validated run: one typed object per config group."""
-
-    env: EnvConfig
-    policy: PolicyConfig
-    agent: AgentConfig
-    baselines: list[AgentConfig]
-    memory: MemoryConfig
-    reward: RewardConfig
-    prices: PricesConfig
-    run: RunConfig
-    raw: DictConfig
-    resolved: dict[str, str] = dataclasses.field(default_factory=dict)
-    """Keys whose `auto` this machine resolved in `raw`, and why (config.yaml's `_meta.resolved`)."""
-
-    def tasks(self) -> list[str]:
-        """The env's tasks this run plays: those `run.tasks` names (in the env's order), else all of them."""
-        names = self.env.task_names()
-        if self.run.tasks is None:
-            return names
-        unknown = [t for t in self.run.tasks if t not in names]
-        if unknown:
-            raise UserError(f"run.tasks: {', '.join(map(str, unknown))} is not a task of this env config; its tasks "
-                            f"are {', '.join(names)}")  # fmt: skip
-        return [t for t in names if t in self.run.tasks]
 
 
 def choices(group: str, config_dir: Path = CONFIG_DIR) -> list[str]:
@@ -100,53 +66,6 @@ def baseline_overrides(cfg: DictConfig, config_dir: Path = CONFIG_DIR) -> list[s
     return [f"+agent@baselines.{n}={n}" for n in names if n != main and n not in declared]
 
 
-def build_spec(cfg: DictConfig) -> RunSpec:
-    """Typed objects for every group, each checked (ranges, closed sets) before anything is loaded."""
-    run = typed("run", cfg.run, RunConfig)
-    check_tree(run, "run")
-    dtype = resolve_auto(cfg.policy)  # config.yaml and the hash hold the dtype that runs, not `auto`
-    # an overlay may declare more baselines than run.baselines asks for: these run, in run.baselines' order
-    composed = dict((cfg.get("baselines") or {}).items())
-    baselines = [
-        instantiate_group(f"baselines.{key}", composed[key]) for key in dict.fromkeys(run.baselines) if key in composed
-    ]
-    memory = instantiate_group("memory", cfg.memory)
-    prices = instantiate_group("prices", cfg.prices)
-    if not isinstance(prices, PricesConfig):
-        raise UserError(f"prices._target_ must be {PricesConfig.__module__}.PricesConfig")
-    if not isinstance(memory, MemoryConfig):
-        raise UserError(f"memory._target_ must be {MemoryConfig.__module__}.MemoryConfig")
-    spec = RunSpec(
-        env=instantiate_group("env", cfg.env),
-        policy=instantiate_group("policy", cfg.policy),
-        agent=instantiate_group("agent", cfg.agent),
-        baselines=baselines,
-        memory=memory,
-        reward=instantiate_group("reward", cfg.reward),
-        prices=prices,
-        run=run,
-        raw=cfg,
-        resolved={"policy.dtype": str(dtype)} if dtype else {},
-    )
-    names = [spec.agent.name, *(b.name for b in baselines)]
-    twice = sorted({n for n in names if names.count(n) > 1})
-    if twice:
-        raise UserError(f"two agents named {twice[0]!r} (agent and run.baselines): set a distinct agent.name")
-    reference = spec.run.compare_to
-    if reference is not None and reference not in names and reference != DEFAULT_REFERENCE:  # static may not play
-        raise UserError(
-            f"run.compare_to={reference!r} names no agent of this run ({', '.join(names)}): name one of them, or "
-            "run.compare_to=null for no comparison"
-        )
-    if run.protocol != "online":
-        check_protocol(spec)
-    return spec
-
-
-def load_spec(overrides: list[str]) -> RunSpec:
-    return build_spec(compose_config(overrides))
-
-
 def resolved_yaml(cfg: DictConfig) -> str:
     """The resolved config with secret-looking values redacted (what config.yaml holds)."""
     data = OmegaConf.to_container(cfg, resolve=True)
@@ -163,10 +82,11 @@ MOVED = {
     "jitrl_bench.envs.webarena_original": "jitrl_bench.envs.web.webarena.original",
     "jitrl_bench.envs.webarena_verified": "jitrl_bench.envs.web.webarena.verified",
     "jitrl_bench.jitrl.memory": "jitrl_bench.memory.store",
+    "jitrl_bench.results.cost": "jitrl_bench.prices",
 }
-"""Modules of config classes before the package took its present rooms (envs/text, envs/web, memory/). A run's
-config.yaml names its classes by module: an older run still builds, and the hash is taken over the old names, so
-every run keeps the hash it was written with and resumes."""
+"""Modules of config classes before the package took its present rooms (envs/text, envs/web, memory/, prices.py).
+A run's config.yaml names its classes by module: an older run still builds, and the hash is taken over the old
+names, so every run keeps the hash it was written with and resumes."""
 _BEFORE_THE_MOVE = {new: old for old, new in MOVED.items()}
 
 

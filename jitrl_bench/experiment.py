@@ -12,7 +12,7 @@ from omegaconf import OmegaConf
 from rich.console import Console
 
 from jitrl_bench import terminal
-from jitrl_bench.config import RunSpec, config_hash, installed_versions, resolved_yaml
+from jitrl_bench.config import config_hash, installed_versions, resolved_yaml
 from jitrl_bench.contract import Agent, BuildContext, Policy
 from jitrl_bench.errors import UserError
 from jitrl_bench.logs import log_to
@@ -27,6 +27,7 @@ from jitrl_bench.run.protocols import parts
 from jitrl_bench.run.received import read_config
 from jitrl_bench.run.repeats import replicas
 from jitrl_bench.run.rundir import CONFIG, RunDirectory
+from jitrl_bench.run.spec import RunSpec
 from jitrl_bench.terminal import say
 
 

@@ -1,4 +1,5 @@
-"""Typed records written to the run directory as JSON lines (never pickles)."""
+"""Typed records written to the run directory as JSON lines (never pickles): decisions, steps, episodes, and what
+their LLM calls cost. The bottom of the package: it imports nothing of it, and `contract` names these records."""
 
 from __future__ import annotations
 
@@ -7,12 +8,42 @@ import json
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-from jitrl_bench.contract import PromptCut, Usage
-
 SCHEMA_VERSION = 1
 """The version of the run files' schema (docs/run-files.md), written to config.yaml as `_meta.schema_version`. A
 change that renames or retypes a field raises it; a new field with a default does not (readers ignore what they do not
 know and default what is missing). Runs written before the field existed are version 1."""
+
+
+@dataclass(frozen=True)
+class Usage:
+    """What LLM calls cost: counted per call by the policy that made it, summed per decision and per episode."""
+
+    calls: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            self.calls + other.calls,
+            self.prompt_tokens + other.prompt_tokens,
+            self.completion_tokens + other.completion_tokens,
+        )
+
+    @property
+    def tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+@dataclass(frozen=True)
+class PromptCut:
+    """What a layout left out to fit the window (recorded in the decision trace)."""
+
+    part: str
+    """Which part was cut, e.g. "page" (the accessibility tree) or "observation"."""
+    tokens_before: int
+    tokens_after: int
+    lines_before: int = 0
+    lines_after: int = 0
 
 
 @dataclass

@@ -21,13 +21,14 @@ from rich.console import Console
 from rich.table import Table
 
 from jitrl_bench.checks import Checked, check_tree, non_empty, one_of
-from jitrl_bench.config import build_spec, choices, compose_config, typed
+from jitrl_bench.config import choices, compose_config, typed
 from jitrl_bench.errors import UserError
 from jitrl_bench.experiment import execute
 from jitrl_bench.paths import results_dir
 from jitrl_bench.results.tables import episodes_frame, to_markdown
 from jitrl_bench.results.uncertainty import mean_interval
 from jitrl_bench.run.episode import new_run_id
+from jitrl_bench.run.spec import build_spec
 from jitrl_bench.terminal import say
 
 BUDGETS = ("smoke", "paper")

@@ -15,8 +15,9 @@ import pytest
 from typer.testing import CliRunner
 
 from jitrl_bench.cli import app
-from jitrl_bench.config import GROUPS, build_spec, choices, compose_config
+from jitrl_bench.config import GROUPS, choices, compose_config
 from jitrl_bench.paths import CONFIG_DIR
+from jitrl_bench.run.spec import build_spec
 
 REPO = Path(__file__).resolve().parents[1]
 GAMES = os.environ.get("JITRL_BENCH_GAMES") or str(REPO.parent / "shared" / "jericho-games")
@@ -86,7 +87,8 @@ def test_a_non_editable_install_ships_and_composes_every_config(tmp_path: Path) 
     shutil.rmtree(source)  # nothing may come from the source tree any more
     script = f"""
 import json
-from jitrl_bench.config import GROUPS, build_spec, choices, compose_config
+from jitrl_bench.config import GROUPS, choices, compose_config
+from jitrl_bench.run.spec import build_spec
 from jitrl_bench.paths import CONFIG_DIR
 composed = []
 for group in GROUPS:
@@ -115,9 +117,10 @@ def test_a_run_written_before_the_move_keeps_its_hash_and_builds() -> None:
     today's module names: all three hashes part."""
     from omegaconf import DictConfig, OmegaConf
 
-    from jitrl_bench.config import config_hash, instantiate_group, load_spec
+    from jitrl_bench.config import config_hash, instantiate_group
     from jitrl_bench.envs.text.textworld import TextWorldConfig
     from jitrl_bench.memory.store import MemoryConfig
+    from jitrl_bench.run.spec import load_spec
 
     old = OmegaConf.load(BEFORE_THE_MOVE)
     assert isinstance(old, DictConfig) and old.env._target_ == "jitrl_bench.envs.textworld.TextWorldConfig"

@@ -19,6 +19,26 @@ ENV_IMPORTERS = {
 """The only modules outside `envs/` that import from it, and why: commands at the top, and the one agent that speaks
 an environment's own action language. Every other room reads environments through `contract` and the config."""
 
+ROOMS = (
+    ("errors", "text", "paths", "terminal", "timing", "machine", "batching", "records"),
+    ("checks", "logs", "net", "replies"),
+    ("memory", "prices"),
+    ("contract", "jitrl"),
+    ("config", "policies", "leases"),
+    ("envs", "rewards"),
+    ("agents", "run"),
+    ("results", "regrade"),
+    ("experiment", "commands", "jitrl_bench"),
+    ("bench", "reproduce", "sweep", "doctor"),
+    ("cli",),
+    ("__main__",),
+)
+"""The package's rooms (top-level modules and folders) from the floor up: the floor (errors, text, the records a run
+writes, bounded HTTP), what persists (memory, prices), the seams (contract) and the algorithm's pure functions (jitrl),
+the group configs' Hydra layer (config) beside the policies, then environments and rewards, agents and the run loop,
+what reads a run's files (results), one run end to end (experiment), the commands, the CLI. A room imports only rooms
+below it; two rooms on one level import neither of each other."""
+
 LONG_FILES: dict[str, int] = {}
 """Files allowed past `MAX_LINES`, with their ceiling and why (none now: the served choice mode is served_choice.py)."""
 MAX_LINES = 420
@@ -70,6 +90,28 @@ def test_no_module_imports_itself_through_others() -> None:
 
     for name in sorted(graph):
         visit(name, [])
+
+
+def _room(module: str) -> str:
+    return module.split(".")[1] if "." in module else module
+
+
+def test_rooms_import_only_downward() -> None:
+    """Every import statement counts here (in functions and under TYPE_CHECKING too: a type named upward is a
+    dependency upward). Mutant (tried): `config.py` naming `RunSpec` from `run/spec.py` under TYPE_CHECKING fails
+    with config -> run."""
+    level = {room: i for i, rooms in enumerate(ROOMS) for room in rooms}
+    upward, unplaced = set(), set()
+    for name, path in _modules().items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not (isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("jitrl_bench.")):
+                continue
+            here, there = _room(name), _room(node.module)
+            unplaced |= {room for room in (here, there) if room not in level}
+            if here != there and here in level and there in level and level[there] >= level[here]:
+                upward.add(f"{name} -> {node.module}")
+    assert not unplaced, f"place these rooms in ROOMS: {sorted(unplaced)}"
+    assert not upward, f"imports that do not go down a room: {sorted(upward)}"
 
 
 def test_only_the_named_modules_outside_envs_import_an_environment() -> None:

@@ -60,7 +60,7 @@ def bench_run(
     """Steps per second of the demo configuration (the scorer before one-pass, one-pass, 4 episodes in flight), split
     into LLM, embedding, retrieval, env, agent and runner time."""
     from jitrl_bench.bench.run import bench_run as run_bench
-    from jitrl_bench.config import load_spec
+    from jitrl_bench.run.spec import load_spec
 
     if episodes < 1 or steps < 1:
         raise UserError(f"--episodes {episodes} --steps {steps}: give at least 1 of each")

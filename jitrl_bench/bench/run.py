@@ -32,7 +32,7 @@ VARIANTS = {
 
 
 def bench_run(out: Path, episodes: int, steps: int, overrides: list[str], console: Console) -> list[dict[str, Any]]:
-    from jitrl_bench.config import load_spec
+    from jitrl_bench.run.spec import load_spec
 
     base = ["experiment=demo", f"run.episodes={episodes}", f"run.max_steps={steps}", "run.progress=false", *overrides]
     spec = load_spec(base)
@@ -56,9 +56,9 @@ def bench_run(out: Path, episodes: int, steps: int, overrides: list[str], consol
 
 def play(variant: str, overrides: list[str]) -> dict[str, Any]:
     """One variant: a real run in a scratch folder, and its time by kind."""
-    from jitrl_bench.config import load_spec
     from jitrl_bench.experiment import execute
     from jitrl_bench.results.tables import episodes_frame
+    from jitrl_bench.run.spec import load_spec
 
     with tempfile.TemporaryDirectory(prefix="jitrl-bench-run-") as folder:
         spec = load_spec([*overrides, f"run.dir={folder}/run"])

@@ -31,8 +31,8 @@ def bench_scale(out: Path, episodes: int, steps: int, workers: list[int], overri
     """Memory per task (every executor must agree with the local run), then one memory over every task: local, two
     workers playing it as one stream (must agree), two workers sharing it through the memory service (faster; what
     each episode reads depends on timing, so its results are reported, not required to agree)."""
-    from jitrl_bench.config import load_spec
     from jitrl_bench.experiment import execute
+    from jitrl_bench.run.spec import load_spec
 
     cores = os.cpu_count() or 1
     base = ["policy=uniform", "env=textworld", "env.seeds=[7,11,13,17]", f"run.episodes={episodes}",

@@ -18,7 +18,6 @@ from jitrl_bench.contract.agent import (
     EpisodeContext,
     FinishedEpisode,
     Learner,
-    Memories,
     Read,
     StepTrace,
 )
@@ -59,10 +58,9 @@ from jitrl_bench.contract.prompts import (
     Ledger,
     Message,
     Prompt,
-    PromptCut,
     RenderedPrompt,
-    Usage,
 )
+from jitrl_bench.records import PromptCut, Usage
 
 __all__ = [
     "ACTING",
@@ -89,7 +87,6 @@ __all__ = [
     "Lease",
     "Leases",
     "Ledger",
-    "Memories",
     "Message",
     "PageText",
     "Policy",

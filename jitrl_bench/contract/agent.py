@@ -1,30 +1,17 @@
-"""A finished episode, agents, learners, the memories they keep, and an agent's config."""
+"""A finished episode, agents, learners, and an agent's config (what it is built from: the policy and memories)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol, TypeVar
+from typing import Protocol, TypeVar
 
 import numpy as np
 
-from jitrl_bench.contract.env import (
-    StepView,
-    Turn,
-)
-from jitrl_bench.contract.policy import (
-    Policy,
-)
-from jitrl_bench.contract.prompts import (
-    Usage,
-)
-
-if TYPE_CHECKING:
-    from jitrl_bench.memory.embed import Embedder
-    from jitrl_bench.memory.notebook import Notebook
-    from jitrl_bench.memory.store import ExperienceMemory
-    from jitrl_bench.records import Decision, EpisodeRecord
-
+from jitrl_bench.contract.env import StepView, Turn
+from jitrl_bench.contract.policy import Policy
+from jitrl_bench.memory.memories import Memories
+from jitrl_bench.records import Decision, EpisodeRecord, Usage
 
 # ---- a finished episode -----------------------------------------------------------------------------------------
 
@@ -118,25 +105,6 @@ class Learner(Protocol[Read]):
     def restore(self, finished: Sequence[EpisodeRecord]) -> None:
         """On resume: account for the episodes already committed (their writes are on disk already)."""
         ...
-
-
-class Memories(Protocol):
-    """Opens what learning agents keep across episodes, under the run directory (the embedder is loaded once)."""
-
-    @property
-    def frozen(self) -> bool:
-        """`memory.frozen`: read what `memory.load_from` holds, write nothing."""
-        ...
-
-    def open(self, agent: str, gamma: float) -> tuple[ExperienceMemory, Embedder]:
-        """The agent's experience memory (states, actions, returns) and the embedder of its states."""
-        ...
-
-    def notebook(self, agent: str) -> Notebook:
-        """The agent's notes (reflections, workflows, lessons, past episodes)."""
-        ...
-
-    def embedder(self) -> Embedder: ...
 
 
 @dataclass(frozen=True)

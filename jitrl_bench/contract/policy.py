@@ -4,21 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
-from jitrl_bench.contract.prompts import (
-    ContextWindow,
-    Prompt,
-    Usage,
-)
+from jitrl_bench.contract.prompts import ContextWindow, Prompt
 from jitrl_bench.errors import UserError
+from jitrl_bench.records import Usage
 from jitrl_bench.text import valid_text
-
-if TYPE_CHECKING:
-    pass
-
 
 # ---- what a policy can do ---------------------------------------------------------------------------------------
 

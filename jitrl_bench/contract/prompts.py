@@ -4,33 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
-if TYPE_CHECKING:
-    pass
+from jitrl_bench.records import PromptCut, Usage
 
-
-# ---- usage --------------------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Usage:
-    """What LLM calls cost: counted per call by the policy that made it, summed per decision and per episode."""
-
-    calls: int = 0
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-
-    def __add__(self, other: Usage) -> Usage:
-        return Usage(
-            self.calls + other.calls,
-            self.prompt_tokens + other.prompt_tokens,
-            self.completion_tokens + other.completion_tokens,
-        )
-
-    @property
-    def tokens(self) -> int:
-        return self.prompt_tokens + self.completion_tokens
+# ---- usage by purpose ------------------------------------------------------------------------------------------------
 
 
 ACTING, PROPOSING, SUMMARIZING, EVALUATING, LEARNING = "acting", "proposing", "summarizing", "evaluating", "learning"
@@ -93,18 +71,6 @@ class ContextWindow(Protocol):
     def prompt_tokens(self, prompt: Prompt) -> int:
         """Tokens of the whole prompt as the policy sends it (chat template included)."""
         ...
-
-
-@dataclass(frozen=True)
-class PromptCut:
-    """What a layout left out to fit the window (recorded in the decision trace)."""
-
-    part: str
-    """Which part was cut, e.g. "page" (the accessibility tree) or "observation"."""
-    tokens_before: int
-    tokens_after: int
-    lines_before: int = 0
-    lines_after: int = 0
 
 
 @dataclass(frozen=True)

@@ -40,12 +40,12 @@ from jitrl_bench.contract import (
     Usage,
 )
 from jitrl_bench.errors import InfraError, UserError
+from jitrl_bench.net.json_client import JSONClient, choices, message_text
 from jitrl_bench.policies.choice import (
     check_bias,
     log_softmax,
     sample_index,
 )
-from jitrl_bench.policies.http import JSONClient, choices, message_text
 from jitrl_bench.policies.served_choice import ServedChoice
 from jitrl_bench.policies.server import VLLMServer
 from jitrl_bench.policies.tokens import ApproxWindow, ChatTokens, check_model, cut_at

@@ -20,9 +20,9 @@ import numpy as np
 
 from jitrl_bench.contract import Choice, Prompt, Scored, Usage
 from jitrl_bench.errors import UserError
+from jitrl_bench.net.json_client import choices
 from jitrl_bench.policies.choice import log_softmax, option_labels, option_prompt, sample_index, server_logit_bias
 from jitrl_bench.policies.engine_evidence import engine_z_prime
-from jitrl_bench.policies.http import choices
 from jitrl_bench.policies.tokens import ChatTokens
 
 log = logging.getLogger(__name__)

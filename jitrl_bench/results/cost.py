@@ -10,74 +10,21 @@ cheaper than WebRL") is computed from its inputs rather than quoted.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 from omegaconf import OmegaConf
 
-from jitrl_bench.checks import BadValue, Checked, check_tree
+from jitrl_bench.checks import check_tree
 from jitrl_bench.contract import ACTING, EVALUATING, LEARNING, PROPOSING, SUMMARIZING
 from jitrl_bench.errors import UserError
+from jitrl_bench.prices import PricesConfig
 
 PURPOSES = (ACTING, PROPOSING, SUMMARIZING, EVALUATING, LEARNING)
 SHOWN = ["agent", "episodes", "llm_calls", "prompt_tokens", "completion_tokens", "embeddings", "wall_s", "compute_s",
          "usd", "priced_by"]  # fmt: skip
 """The terminal's cost columns; cost.csv also splits calls and tokens by purpose and has gpu_s and usd_per_episode."""
-
-
-@dataclass
-class ModelPrice(Checked):
-    input: float = 0.0
-    """USD per million prompt tokens."""
-    output: float = 0.0
-    """USD per million completion tokens."""
-
-    def check(self) -> None:
-        for key, value in (("input", self.input), ("output", self.output)):
-            if not math.isfinite(value) or value < 0:
-                raise BadValue(key, value, "use a price in USD per million tokens, 0 or more")
-
-
-@dataclass
-class LiteratureCost(Checked):
-    """A cost someone else reported (copied, never measured here)."""
-
-    method: str = ""
-    usd: float = 0.0
-    gpu_hours: float = 0.0
-    source: str = ""
-
-    def check(self) -> None:
-        if not self.method or not self.source:
-            raise BadValue("method", self.method, "every copied cost needs a method and its source")
-        if not math.isfinite(self.usd) or self.usd < 0:
-            raise BadValue("usd", self.usd, "use a dollar amount, 0 or more")
-
-
-@dataclass
-class PricesConfig(Checked):
-    """configs/prices/*.yaml."""
-
-    models: dict[str, ModelPrice] = field(default_factory=dict)
-    gpu_hour: float = 0.0
-    """USD per GPU-hour for a model this run served itself on a GPU."""
-    literature: list[LiteratureCost] = field(default_factory=list)
-
-    def check(self) -> None:
-        if not math.isfinite(self.gpu_hour) or self.gpu_hour < 0:
-            raise BadValue("gpu_hour", self.gpu_hour, "use USD per GPU-hour, 0 or more")
-        for model, price in self.models.items():  # check_tree walks dataclasses and lists, not dicts
-            try:
-                price.check()
-            except BadValue as bad:
-                raise BadValue(f"models.{model}.{bad.key}", bad.value, bad.allowed) from None
-
-    def price(self, model: str) -> ModelPrice | None:
-        """The model's price: its exact name, else without a provider prefix ("openai/gpt-5-mini"), case ignored."""
-        table = {name.lower(): price for name, price in self.models.items()}
-        return table.get(model.lower()) or table.get(model.rsplit("/", 1)[-1].lower())
 
 
 def load_prices(source: Path | None = None, run_dir: Path | None = None) -> PricesConfig:

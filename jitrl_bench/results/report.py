@@ -21,8 +21,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from jitrl_bench.prices import PricesConfig
 from jitrl_bench.results.comparison import compare, reference_of
-from jitrl_bench.results.cost import PricesConfig, cost_table, literature_table, load_prices
+from jitrl_bench.results.cost import cost_table, literature_table, load_prices
 from jitrl_bench.results.frontier import frontier_points, heatmap_grid, plot_frontier, plot_heatmap, sweep_axes
 from jitrl_bench.results.parts import per_part
 from jitrl_bench.results.tables import episodes_frame, flat_configs, labelled, run_configs, summarize, varying_keys

@@ -9,12 +9,12 @@ from pathlib import Path
 
 from rich.console import Console
 
-from jitrl_bench.config import RunSpec
 from jitrl_bench.errors import UserError
 from jitrl_bench.memory.embed import CachedEmbedder, Embedder
 from jitrl_bench.memory.notebook import NOTES, Notebook, source_notes
 from jitrl_bench.memory.store import ExperienceMemory
 from jitrl_bench.run.rundir import RunDirectory, existing_run
+from jitrl_bench.run.spec import RunSpec
 
 
 class RunMemories:

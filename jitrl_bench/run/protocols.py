@@ -22,10 +22,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from jitrl_bench.errors import UserError
-
 if TYPE_CHECKING:
-    from jitrl_bench.config import RunSpec
+    from jitrl_bench.run.spec import RunSpec
 
 PARTS = {"train_test": ("split", ("train", "test")), "stream": ("phase", ("stream", "scratch", "replay"))}
 """Per protocol: the column its rows carry, and its sub-runs in the order they play."""
@@ -44,38 +42,8 @@ def part_dirs(run_dir: Path) -> list[tuple[str, str, Path]]:
     return []
 
 
-def check(spec: RunSpec) -> None:
-    """The protocol's splits against the run's tasks and memory, one line each, before anything loads."""
-    run, tasks = spec.run, spec.tasks()
-    if run.protocol == "train_test":
-        held = [t for t in run.test_tasks if t in tasks]
-        unknown = [t for t in run.test_tasks if t not in tasks]
-        if unknown or (held and len(held) == len(tasks)):
-            raise UserError(
-                f"run.test_tasks={list(run.test_tasks)}: "
-                + (f"{', '.join(unknown)} is not a task of this run" if unknown else "leaves no task to train on")
-                + f" (its tasks: {', '.join(tasks)})"
-            )
-        same = {k: v for k, v in spec.env.test_split().items() if str(spec.raw.env.get(k)) == v}
-        if same:
-            key, value = next(iter(same.items()))
-            raise UserError(
-                f"env.{key}={value} is {spec.env.name}'s test split, which run.protocol=train_test keeps for its "
-                f"test episodes: learn on another (e.g. env.{key}=train)"
-            )
-        if held and "task" in spec.memory.partition_by:
-            raise UserError(
-                f"run.test_tasks={held} holds out tasks, but memory.partition_by={list(spec.memory.partition_by)} "
-                "keeps each task's memory apart, so a held-out task would read nothing the train split wrote: "
-                "add memory.partition_by=[] (one memory across tasks)"
-            )
-    elif run.protocol == "stream" and len(tasks) < 2:
-        raise UserError(f"run.protocol=stream needs at least two tasks in order; this run has {tasks}")
-
-
 def parts(spec: RunSpec, run_dir: Path) -> Iterator[tuple[str, RunSpec]]:
     """Each sub-run of the spec's protocol with its spec, in the order they must play (none for `online`)."""
-    check(spec)
     run = spec.run
     tasks = spec.tasks()
     if run.protocol == "train_test":
@@ -101,7 +69,7 @@ def _part(spec: RunSpec, folder: Path, changes: dict[str, Any]) -> RunSpec:
     """The run's config as one online sub-run in `folder`, with `changes` (dotted keys) applied."""
     from omegaconf import OmegaConf
 
-    from jitrl_bench.config import build_spec  # here: the tables read part_dirs without composing anything
+    from jitrl_bench.run.spec import build_spec  # here: the tables read part_dirs without composing anything
 
     raw = copy.deepcopy(spec.raw)
     for key, value in {"run.protocol": "online", "run.dir": str(folder), **changes}.items():

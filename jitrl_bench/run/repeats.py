@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from jitrl_bench.config import RunSpec
+    from jitrl_bench.run.spec import RunSpec
 
 REPEATS = "repeats"
 """The folder of a repeated run that holds its replicas."""
@@ -37,7 +37,7 @@ def replicas(spec: RunSpec, run_dir: Path) -> Iterator[RunSpec]:
     """The spec of each replica: the run's config with its own seed and folder, and one repeat."""
     from omegaconf import OmegaConf
 
-    from jitrl_bench.config import build_spec  # here: the tables read replica_dirs without composing anything
+    from jitrl_bench.run.spec import build_spec  # here: the tables read replica_dirs without composing anything
 
     for r in range(spec.run.repeats):
         raw = copy.deepcopy(spec.raw)

@@ -27,7 +27,7 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 
-from jitrl_bench.config import baselines_of, build_spec, compose_config
+from jitrl_bench.config import baselines_of, compose_config
 from jitrl_bench.errors import UserError
 from jitrl_bench.paths import CONFIG_DIR, results_dir
 from jitrl_bench.results.report import write_report
@@ -35,6 +35,7 @@ from jitrl_bench.results.tables import INTERVALS, aggregate, rich_table, summary
 from jitrl_bench.run.protocols import part_dirs
 from jitrl_bench.run.repeats import replica_dirs
 from jitrl_bench.run.rundir import make_writable_dir
+from jitrl_bench.run.spec import build_spec
 from jitrl_bench.sweep import launchers
 from jitrl_bench.terminal import plain, say
 

@@ -19,10 +19,10 @@ from jitrl_bench.agents.awm import AWM, AWMConfig
 from jitrl_bench.agents.guidance import Guidance, render_guided
 from jitrl_bench.agents.reasoning_bank import memory_items
 from jitrl_bench.cli import app
-from jitrl_bench.config import load_spec
 from jitrl_bench.contract import EpisodeContext, FinishedEpisode, StepTrace
 from jitrl_bench.envs.text.prompt import TEXT_GAME
 from jitrl_bench.memory.notebook import Note, Notebook
+from jitrl_bench.run.spec import load_spec
 
 REPO = Path(__file__).resolve().parents[2]
 GAMES = os.environ.get("JITRL_BENCH_GAMES") or str(REPO.parent / "shared" / "jericho-games")

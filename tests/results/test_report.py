@@ -17,7 +17,8 @@ import pytest
 from typer.testing import CliRunner
 
 from jitrl_bench.cli import app
-from jitrl_bench.results.cost import ModelPrice, PricesConfig, cost_table, episode_costs, literature_table, load_prices
+from jitrl_bench.prices import ModelPrice, PricesConfig
+from jitrl_bench.results.cost import cost_table, episode_costs, literature_table, load_prices
 from jitrl_bench.results.frontier import Point, pareto
 from tests.envs.web.web_support import require_browser
 from tests.report_page import open_report, report_data, varied_image

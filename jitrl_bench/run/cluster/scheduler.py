@@ -30,7 +30,6 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 
-from jitrl_bench.config import RunSpec, build_spec
 from jitrl_bench.contract import Agent, BuildContext, EpisodeEnv
 from jitrl_bench.errors import InfraError, UserError
 from jitrl_bench.leases import LeaseKeeper
@@ -42,6 +41,7 @@ from jitrl_bench.run.local import describe, progress_bar
 from jitrl_bench.run.memories import RunMemories
 from jitrl_bench.run.replica import Learned, StreamMemories, Uses
 from jitrl_bench.run.rundir import safe_name
+from jitrl_bench.run.spec import RunSpec, build_spec
 from jitrl_bench.run.streams import AgentShape, Stream, Unit, plan
 from jitrl_bench.run.writer import InOrder, Outcome, RunWriter, Shipped
 from jitrl_bench.terminal import say

@@ -17,8 +17,8 @@ from typing import Any, ClassVar
 
 import pytest
 
-from jitrl_bench.config import load_spec
 from jitrl_bench.errors import InfraError, UserError
+from jitrl_bench.run.spec import load_spec
 from tests.envs.web.web_support import require_browser
 
 pytest.importorskip("webarena_verified", reason="needs the web extra: make setup")

@@ -16,8 +16,9 @@ from typing import Any
 
 import pytest
 
-from jitrl_bench.config import compose_config, load_spec
+from jitrl_bench.config import compose_config
 from jitrl_bench.errors import UserError
+from jitrl_bench.run.spec import load_spec
 from tests.envs.test_contract import check_step, rollout
 from tests.envs.web.web_support import require_browser
 

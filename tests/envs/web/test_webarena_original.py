@@ -20,11 +20,11 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 from jitrl_bench.cli import app
-from jitrl_bench.config import load_spec
 from jitrl_bench.errors import InfraError, UserError
 from jitrl_bench.run.episode import Provenance, RunConfig
 from jitrl_bench.run.local import run_all
 from jitrl_bench.run.rundir import RunDirectory
+from jitrl_bench.run.spec import load_spec
 
 pytest.importorskip("browsergym.core", reason="needs the web extra: make setup")
 

@@ -36,7 +36,7 @@ from jitrl_bench.envs.web.webarena.episode import Artifacts, Grader, TaskDef, Un
 from jitrl_bench.envs.web.webarena.metadata import dependencies
 from jitrl_bench.envs.web.webarena.sites import placeholder
 from jitrl_bench.errors import InfraError, UserError
-from jitrl_bench.policies.http import JSONClient, message_text
+from jitrl_bench.net.json_client import JSONClient, message_text
 
 TASK_DATA = {
     "webarena": ("webarena", "test.raw.json", "task_id"),

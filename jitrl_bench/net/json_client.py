@@ -19,7 +19,7 @@ from typing import Any
 import httpcore
 
 from jitrl_bench.errors import UserError
-from jitrl_bench.policies.deadline import Deadline, DeadlineBackend
+from jitrl_bench.net.deadline import Deadline, DeadlineBackend
 
 RETRY_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
 MAX_WAIT_S = 30.0  # the longest Retry-After honoured
