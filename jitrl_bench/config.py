@@ -23,7 +23,6 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from jitrl_bench.checks import check_tree
-from jitrl_bench.contract import PolicyConfig
 from jitrl_bench.errors import UserError
 from jitrl_bench.paths import CONFIG_DIR
 
@@ -136,7 +135,8 @@ def installed_versions() -> dict[str, str]:
 
 
 def instantiate_group(group: str, node: Any) -> Any:
-    """The dataclass named by the node's `_target_`, filled from the node and checked."""
+    """The dataclass named by the node's `_target_`, filled from the node and checked; a field holding a config of its
+    own (a mapping with a `_target_`) is built the same way, so a nested policy is checked at compose time."""
     if "_target_" not in node:
         raise UserError(f"{group}: config has no _target_ (which class builds it?)")
     module_name, _, class_name = str(node._target_).rpartition(".")
@@ -147,13 +147,13 @@ def instantiate_group(group: str, node: Any) -> Any:
         raise UserError(f"{group}._target_={node._target_!r} cannot be imported: {e}") from None
     fields = OmegaConf.create({k: v for k, v in node.items() if k != "_target_"})
     config = typed(group, fields, cls)
+    nested = {  # a config given inline in another (reward.policy): built and checked now, with the rest
+        f.name: instantiate_group(f"{group}.{f.name}", OmegaConf.create(value))
+        for f in dataclasses.fields(config)
+        if isinstance(value := vars(config)[f.name], dict) and "_target_" in value
+    }
+    config = dataclasses.replace(config, **nested) if nested else config
     check_tree(config, group)
-    return config
-
-
-def instantiate_policy(group: str, node: Any) -> PolicyConfig:
-    """A policy config given inline (e.g. reward.policy): built and checked as `policy=` is."""
-    config: PolicyConfig = instantiate_group(group, OmegaConf.create(node))
     return config
 
 

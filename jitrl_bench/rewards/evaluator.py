@@ -11,13 +11,14 @@ step's own reward) is `zero_fill`, off by default.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from jitrl_bench.checks import BadValue, Checked, above, at_least, finite
-from jitrl_bench.contract import Generator, Message, Policy, Prompt
+from jitrl_bench.contract import Generator, Message, Policy, PolicyConfig, Prompt
 from jitrl_bench.errors import UserError
 from jitrl_bench.records import sha1
 from jitrl_bench.replies import json_object
@@ -48,24 +49,25 @@ class LLMRewardsConfig(Checked):
     max_new_tokens: int = 1024
     """Reply budget: about 4 tokens per step score."""
     policy: Any = None
-    """The evaluating policy, a policy config (e.g. {_target_: ...OpenAIPolicyConfig, base_url: ..., model: ...});
-    null: the acting policy. `jitrl_bench.config` composes and checks it with the rest."""
+    """The evaluating policy, a policy config (e.g. {_target_: ...OpenAIPolicyConfig, base_url: ..., model: ...}),
+    built and checked with the rest of the config (`config.instantiate_group` builds a nested `_target_`); null: the
+    acting policy."""
 
     def check(self) -> None:
         above("scale", self.scale, 0.0)
         finite("failure_last", self.failure_last)
         at_least("max_new_tokens", self.max_new_tokens, 16)
-        if self.policy is not None and not isinstance(self.policy, dict):
+        if self.policy is not None and not dataclasses.is_dataclass(self.policy):  # a mapping without a _target_
             raise BadValue("policy", self.policy, "a policy config with a _target_, or null for the acting policy")
-        if self.policy is not None:
-            from jitrl_bench.config import instantiate_policy
 
-            instantiate_policy("reward.policy", self.policy)  # composed and checked now, made when the run starts
+    def evaluating(self) -> PolicyConfig | None:
+        """The evaluator's own policy config (None: the acting policy evaluates)."""
+        config: PolicyConfig | None = self.policy
+        return config
 
     def make(self, acting: Policy) -> LLMRewards:
-        from jitrl_bench.config import instantiate_policy  # a policy config of its own, checked like policy=
-
-        policy = acting if self.policy is None else instantiate_policy("reward.policy", self.policy).make()
+        own = self.evaluating()
+        policy = acting if own is None else own.make()
         generator = policy.generator()
         if generator is None:
             raise UserError(f"reward=llm needs a policy that writes text; {policy.name} does not: set reward.policy")
