@@ -16,7 +16,8 @@ from jitrl_bench.policies.verbalized import parse_confidences
 from jitrl_bench.replies import MAX_DEPTH, json_reply
 from jitrl_bench.rewards.evaluator import parse_scores
 from jitrl_bench.text import clean_text, valid_text
-from tests.agents.test_paper_protocol import OPTIONS, Scripted, option, text_view
+from tests.agents.test_paper_protocol import OPTIONS, option, text_view
+from tests.scripted import Scripted
 
 DEEP = [
     '{"options": ' + "[" * 1000 + "]" * 1000 + "}",

@@ -1,17 +1,13 @@
-"""The paper's protocol, part by part: proposals (parse, repair, fall back, keep or drop), the LLM step evaluator
-(scale, failure rule, zero rule, fall back), the summary field, the return quirk, and the whole paper decision against
-an independent statement of the reference's rules. The LLM is a scripted generator here (what it says is outside these
+"""The paper's protocol, part by part: proposals (parse, repair, fall back, keep or drop), the summary field, and the
+whole paper decision against an independent statement of the reference's rules (the LLM step evaluator and the return
+quirk: tests/rewards/test_evaluator.py). The LLM is a scripted generator here (what it says is outside these
 tests' subject); the real models run in test_reproduce.py."""
 
 from __future__ import annotations
 
-import json
 import random
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from fractions import Fraction
-from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
@@ -19,43 +15,11 @@ import pytest
 from jitrl_bench.agents.jitrl_paper import PaperRules, paper_choice
 from jitrl_bench.agents.propose import NoProposal, Proposal, ProposalConfig, parse_options, propose
 from jitrl_bench.agents.summary import render
-from jitrl_bench.contract import Candidate, Generated, Generator, Prompt, Scored, StepView, Usage
+from jitrl_bench.contract import Candidate, Prompt, StepView, Usage
 from jitrl_bench.envs.text.prompt import TEXT_GAME
 from jitrl_bench.envs.web.prompt import WebPrompt
-from jitrl_bench.memory.returns import discounted_return
 from jitrl_bench.memory.store import Neighbour
-from jitrl_bench.policies.tokens import ApproxWindow
-from jitrl_bench.rewards.base import FinishedEpisode, StepTrace
-from jitrl_bench.rewards.evaluator import LLMRewards, LLMRewardsConfig, parse_scores
-
-
-@dataclass
-class Scripted:
-    """A policy whose replies are given in advance (one per generate call)."""
-
-    replies: list[str]
-    name: str = "scripted"
-    window: ApproxWindow = field(default_factory=ApproxWindow)
-    asked: list[Prompt] = field(default_factory=list)
-
-    def generate(self, prompt: Prompt, max_new_tokens: int = 64, schema: Mapping[str, Any] | None = None) -> Generated:
-        self.asked.append(prompt)
-        return Generated(self.replies.pop(0), Usage(1, 10, 5))
-
-    def score(self, prompt: Prompt, candidates: Any) -> Scored:
-        return Scored(np.log(np.full(len(candidates), 1 / len(candidates))), Usage(1, 10, 0))
-
-    def chooser(self) -> None:
-        return None
-
-    def generator(self) -> Generator:
-        return self
-
-    def completer(self) -> None:
-        return None
-
-    def close(self) -> None:
-        return None
+from tests.scripted import Scripted
 
 
 def text_view(*commands: str) -> StepView:
@@ -126,33 +90,6 @@ def test_parse_options_is_strict_about_what_it_keeps() -> None:
 
 
 # ---- the step evaluator -------------------------------------------------------------------------------------------
-
-
-def episode(won: bool, rewards: list[float]) -> FinishedEpisode:
-    steps = tuple(StepTrace(f"state {t}", f"action {t}", r) for t, r in enumerate(rewards))
-    return FinishedEpisode("zork1", "", steps, "the end", won, sum(rewards), 350.0)
-
-
-def test_evaluator_scores_steps_with_the_reference_rules() -> None:
-    judge = LLMRewards(LLMRewardsConfig(scale=10), Scripted(['{"scores": [3, 0, -2]}']), 4096)
-    got = judge.rewards(episode(False, [5.0, 5.0, 0.0]))
-    # failed: the last env reward becomes -10; the LLM's 0 on step 2 gives way to the env reward (env_when_zero)
-    assert got.values == [3.0, 5.0, -2.0] and got.fallback == "" and got.record["env_rewards"] == [5.0, 5.0, -10.0]
-    assert "Outcome: FAILURE" in judge.generator.asked[0].messages[-1].content  # type: ignore[attr-defined]
-    only_llm = LLMRewards(LLMRewardsConfig(scale=3, env_when_zero=False), Scripted(['{"scores": [9, 0]}']), 4096)
-    assert only_llm.rewards(episode(True, [1.0, 1.0])).values == [3.0, 0.0]  # clipped to the scale; zeros stay
-
-
-def test_evaluator_falls_back_to_env_rewards_after_one_repair() -> None:
-    judge = LLMRewards(LLMRewardsConfig(), Scripted(["great job", '{"scores": "all good"}']), 4096)
-    got = judge.rewards(episode(False, [1.0, 2.0]))
-    assert got.values == [1.0, -10.0] and "after one repair" in got.fallback and got.usage.calls == 2
-    assert parse_scores('{"scores": [1]}', 3, 10) == ([1.0, 0.0, 0.0], "")  # steps left out score 0
-
-
-def test_zero_fill_is_the_reference_return_quirk() -> None:
-    assert discounted_return([2.0, 0.0, 1.0], 0.5) == pytest.approx(2.25)
-    assert discounted_return([2.0, 0.0, 1.0], 0.5, zero_fill=True) == pytest.approx(2.0 + 0.5 * 2.0 + 0.25 * 1.0)
 
 
 def test_summary_field_from_the_reply() -> None:
@@ -368,25 +305,3 @@ def test_the_random_cases_reach_every_rule() -> None:
              "tie on the top score", *(f"memory action {j} ({e})" for j in ("joins", "left out")
                                        for e in ("web", "jericho"))}  # fmt: skip
     assert {rule: reached.get(rule, 0) for rule in rules if reached.get(rule, 0) < 3} == {}, reached
-
-
-@pytest.mark.slow
-def test_the_evaluator_can_be_another_policy_than_the_acting_one(tmp_path: Path) -> None:
-    """reward.policy: the random (uniform) policy acts, the embedded model evaluates; only the evaluator calls."""
-    from typer.testing import CliRunner
-
-    from jitrl_bench.cli import app
-
-    evaluator = "{_target_:jitrl_bench.policies.hf.HFPolicyConfig,model:smollm2}"  # dtype: auto
-    run_dir = tmp_path / "r"
-    args = ["run", "policy=uniform", "reward=llm", f"reward.policy={evaluator}", "run.episodes=2", "run.max_steps=3",
-            "run.baselines=[]", "run.progress=false", f"run.dir={run_dir}"]  # fmt: skip
-    result = CliRunner().invoke(app, args)
-    assert result.exit_code == 0, result.output
-    rows = [json.loads(line) for line in (run_dir / "episodes.jsonl").read_text().splitlines()]
-    for row in rows:
-        assert row["calls_by_purpose"] == {"evaluating": 1} and row["reward_fallback"] == ""
-        kept = json.loads((run_dir / "rewards" / row["task"] / "jitrl" / f"{row['episode']}.json").read_text())
-        assert kept["episode_uid"] == row["episode_uid"] and len(kept["scores"]) == row["steps"]
-        assert row["return"] == pytest.approx(sum(kept["rewards"]))  # memory got the evaluator's rewards
-    assert {r["policy"] for r in rows} == {"uniform"}  # the rows name the acting policy
