@@ -163,7 +163,7 @@ def _compose(overrides: list[str], config_dir: Path) -> DictConfig:
         with initialize_config_dir(str(config_dir), version_base=None):
             return compose("config", overrides=list(overrides))
     except (HydraException, OmegaConfBaseException, ValueError) as e:
-        raise UserError(_one_line(e)) from None
+        raise UserError(_hydra_error_line(e)) from None
 
 
 def typed(group: str, node: Any, cls: type) -> Any:
@@ -194,7 +194,7 @@ def _check_group_choices(overrides: list[str], config_dir: Path) -> None:
                     raise UserError(f"unknown {group} {v!r}: choose one of {', '.join(valid)}")
 
 
-def _one_line(e: Exception) -> str:
+def _hydra_error_line(e: Exception) -> str:
     text = str(e).strip()
     m = re.search(r"Could not override '([^']+)'", text)
     if m and "not in struct" in f"{text} {e.__cause__}":

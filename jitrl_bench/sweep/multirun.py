@@ -137,7 +137,7 @@ def run_sweep(overrides: list[str], console: Console) -> Path:
             raise UserError(launchers.submitit_failure(e, sweep_dir, job_name)) from None
         held.release()
         if isinstance(e, HydraException):
-            message = _one_line(str(e).split("Config search path")[0])  # the search path is Hydra's detail
+            message = _joined_lines(str(e).split("Config search path")[0])  # the search path is Hydra's detail
             raise UserError(f"hydra multirun failed: {message}") from None
         raise
     finally:
@@ -171,10 +171,10 @@ def sweep_job(cfg: DictConfig) -> None:
         if isinstance(e, UserError):
             if log is not None:
                 print(f"error: {plain(str(e))}", file=sys.stderr, flush=True)
-            reason = _one_line(str(e))
+            reason = _joined_lines(str(e))
         else:
             traceback.print_exc()
-            reason = f"{type(e).__name__}: {_one_line(str(e))}"
+            reason = f"{type(e).__name__}: {_joined_lines(str(e))}"
         run_log = Path(cfg.run.dir) / "run.log"
         where = str(log) if log is not None else str(run_log) if run_log.exists() else None
         raise SweepJobError(int(hydra_cfg.job.num), list(hydra_cfg.overrides.task), reason, where) from None
@@ -217,7 +217,7 @@ def _swept_keys(combos: list[list[str]]) -> set[str]:
     return {key for key, seen in values.items() if len(seen) > 1}
 
 
-def _one_line(text: str) -> str:
+def _joined_lines(text: str) -> str:
     return " ".join(line.strip() for line in text.strip().splitlines() if line.strip()) or "(no message)"
 
 
