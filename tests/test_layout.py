@@ -12,7 +12,6 @@ ENV_IMPORTERS = {
     "jitrl_bench.cli": "`games list|verify|download` manage Jericho's game files",
     "jitrl_bench.doctor": "checks each environment's own dependencies (java, Chromium, WebArena logins)",
     "jitrl_bench.regrade": "grades a WebArena run again with the task set's own grader",
-    "jitrl_bench.bench.policy": "times candidate scoring on a real TextWorld game",
     "jitrl_bench.agents.webrl": "WebRL's checkpoints answer in the web action language, which the env parses",
     "jitrl_bench.agents.webrl_grammar": "the same: WebRL's answers rebuilt as web actions",
 }

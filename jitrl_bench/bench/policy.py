@@ -134,8 +134,8 @@ def episodes_per_minute(base_url: str, model: str, concurrency: int, episodes: i
 
     from jitrl_bench.agents.recall import GivenMemories
     from jitrl_bench.agents.static import StaticConfig
-    from jitrl_bench.contract import Agent, BuildContext
-    from jitrl_bench.envs.text.textworld import TextWorldConfig
+    from jitrl_bench.config import compose_config, instantiate_group
+    from jitrl_bench.contract import Agent, BuildContext, EnvConfig
     from jitrl_bench.policies.openai import OpenAIPolicyConfig
     from jitrl_bench.policies.server import KEY_ENV
     from jitrl_bench.run.episode import Provenance
@@ -146,7 +146,7 @@ def episodes_per_minute(base_url: str, model: str, concurrency: int, episodes: i
     policy = OpenAIPolicyConfig(
         base_url=base_url, model=model, tokenizer="smollm2", max_concurrency=concurrency, api_key_env=KEY_ENV
     ).make()
-    env = TextWorldConfig(seeds=[7])
+    env: EnvConfig = instantiate_group("env", compose_config(["env=textworld", "env.seeds=[7]"]).env)
     run = RunConfig(episodes=episodes, max_steps=steps, concurrency=concurrency, progress=False)
     with tempfile.TemporaryDirectory() as folder:
         agents: list[Agent] = [StaticConfig().build(BuildContext(policy, 1.0, GivenMemories()))]
