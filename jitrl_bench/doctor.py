@@ -68,6 +68,7 @@ def checks() -> list[Check]:
     has_tw = shutil.which("tw-make") is not None or importlib.util.find_spec("textworld") is not None
     rows.append(Check("textworld", has_tw, "tw-make", "pip install textworld==1.7.0", required=True))
     rows += java_checks()
+    rows += alfworld_checks()
     has_minigrid = importlib.util.find_spec("minigrid") is not None
     rows.append(Check("env=babyai", has_minigrid, "minigrid package" + ("" if has_minigrid else " missing"),
                       "pip install minigrid==3.2.0"))  # fmt: skip
@@ -93,6 +94,23 @@ def java_checks() -> list[Check]:
         found = importlib.util.find_spec(package) is not None
         detail = f"{package} package (its simulator jar)" + ("" if found else " missing")
         rows.append(Check(f"env={env}", found and ok, detail, f"pip install {package.replace('_', '-')}=={pin}"))
+    return rows
+
+
+def alfworld_checks() -> list[Check]:
+    """ALFWorld's engine (its package and the planner library it plays on) and its two game sets."""
+    try:
+        import fast_downward
+
+        fast_downward.close_lib(fast_downward.load_lib())
+        engine, detail = importlib.util.find_spec("alfworld") is not None, "alfworld and fast-downward (planner loads)"
+    except Exception as e:  # doctor reports, never crashes: a missing package or a planner library that fails to load
+        engine, detail = False, f"{type(e).__name__}: {e}"
+    rows = [Check("env=alfworld", engine, detail, "make setup (builds fast-downward-textworld: needs cmake and g++)")]
+    official = os.environ.get("ALFWORLD_DATA")
+    found = official is not None and os.path.isdir(os.path.join(official, "json_2.1.1"))
+    fix = "alfworld-download --data-dir DIR, then ALFWORLD_DATA=DIR (env.games=sample needs none)"
+    rows.append(Check("alfworld official games", found, f"$ALFWORLD_DATA={official}" if official else "not set", fix))
     return rows
 
 

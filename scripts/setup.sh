@@ -9,7 +9,7 @@ LOCK=requirements/main.lock
 # System packages: a C toolchain (jericho builds frotz from C at install time), Chromium (web envs) and a Java
 # runtime (the ScienceWorld and TextWorld Express simulators are jars).
 missing=()
-for tool in gcc make chromium; do command -v "$tool" >/dev/null 2>&1 || missing+=("$tool"); done
+for tool in gcc g++ make cmake chromium; do command -v "$tool" >/dev/null 2>&1 || missing+=("$tool"); done
 command -v java >/dev/null 2>&1 || missing+=(default-jre-headless)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
