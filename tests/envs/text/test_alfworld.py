@@ -24,7 +24,8 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_every_task_type_is_won_by_alfworlds_planner(data: Path) -> None:
     """The plan comes from the engine's planner (fast-downward) from the game's start; playing it must win with the
-    full score. Mutant (tried): sample games without their canContain facts: the engine cannot play the goal, and this fails."""
+    full score. Mutant (tried): sample games without their canContain facts: the engine cannot play the goal, and this
+    fails."""
     for split in SPLITS:
         config = ALFWorldConfig(task_types=list(TASK_TYPES), split=split, games="official", data_dir=str(data))
         for task in TASK_TYPES:
@@ -89,21 +90,26 @@ def test_what_is_not_a_game_is_one_line(data: Path, tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_a_cli_run_plays_alfworld_and_records_each_game(tmp_path: Path) -> None:
+def test_a_cli_run_learns_on_train_and_is_tested_on_unseen_rooms(tmp_path: Path) -> None:
+    """`run.protocol=train_test`: the train split's games, then ALFWorld's valid_unseen games with the memory the train
+    split left; every episode's record names the game the engine loaded."""
     run_dir = tmp_path / "r"
-    args = ["run", "env=alfworld", "env.task_types=[look_at_obj_in_light,pick_cool_then_place_in_recep]",
-            "env.split=valid_unseen", "policy=uniform", "run.episodes=2", "run.max_steps=6", "run.progress=false",
+    tasks = ("look_at_obj_in_light", "pick_cool_then_place_in_recep")
+    args = ["run", "env=alfworld", f"env.task_types=[{','.join(tasks)}]", "run.protocol=train_test",
+            "policy=uniform", "run.episodes=2", "run.test_episodes=1", "run.max_steps=6", "run.progress=false",
             f"run.dir={run_dir}"]  # fmt: skip
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
-    rows = [json.loads(line) for line in (run_dir / "episodes.jsonl").read_text().splitlines()]
-    assert {(r["task"], r["agent"]) for r in rows} == {(t, a) for t in ("look_at_obj_in_light",
-            "pick_cool_then_place_in_recep") for a in ("jitrl", "static")}  # fmt: skip
-    for row in rows:
-        assert row["env"] == "alfworld" and row["max_score"] == 1.0
-        assert row["artifacts"]["games"] == "sample" and row["artifacts"]["split"] == "valid_unseen"
-        assert row["artifacts"]["game"].startswith(f"{row['task']}-sample/trial_20")  # the unseen split's games
-    first = json.loads(next((run_dir / "steps").rglob("*.jsonl")).read_text().splitlines()[0])
+    for part, split, trials, episodes in (("train", "train", "trial_00", 2), ("test", "valid_unseen", "trial_20", 1)):
+        rows = [json.loads(line) for line in (run_dir / part / "episodes.jsonl").read_text().splitlines()]
+        assert sorted((r["task"], r["agent"]) for r in rows) == sorted(
+            (t, a) for t in tasks for a in ("jitrl", "static") for _ in range(episodes)
+        )
+        for row in rows:
+            assert row["env"] == "alfworld" and row["max_score"] == 1.0
+            assert row["artifacts"]["games"] == "sample" and row["artifacts"]["split"] == split
+            assert row["artifacts"]["game"].startswith(f"{row['task']}-sample/{trials}")
+    first = json.loads(next((run_dir / "train" / "steps").rglob("*.jsonl")).read_text().splitlines()[0])
     assert any(c.startswith("go to ") for c in first["decision"]["candidates"])  # the engine's admissible commands
 
 
