@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,8 @@ from jitrl_bench.errors import UserError
 from jitrl_bench.paths import cache_dir
 
 MAX_GAME_BYTES = 20_000_000  # the official games are ~0.1 MB each: a bigger file is not a game
-SKIPPED = ("movable", "Sliced")  # as ALFWorld's own loader: task variants its text engine does not support
+SKIPPED = ("movable", "Sliced")
+_LOADING = threading.Lock()  # as ALFWorld's own loader: task variants its text engine does not support
 
 
 def game_files(root: Path, split: str, task_type: str) -> list[Path]:
@@ -65,7 +67,9 @@ class ALFWorldBackend:
         from textworld.envs.pddl import PddlEnv
 
         infos = textworld.EnvInfos(won=True, admissible_commands=True, facts=True, policy_commands=True)
-        self._env = AlfredDemangler(env=PddlEnv(infos))
+        with _LOADING:  # each engine loads its own copy of the planner library (its state is global)
+            self._pddl = PddlEnv(infos)
+        self._env = AlfredDemangler(env=self._pddl)
         self._files, self._fixed, self._games, self._split = files, fixed, games, split
         self._state: Any = None
         self._file: Path | None = None
@@ -127,6 +131,8 @@ class ALFWorldBackend:
         return [str(c) for c in self._state["policy_commands"] or []]
 
     def close(self) -> None:
+        """The planner library stays loaded (33 MB a copy), as TextWorld leaves it: unloading it and loading a new
+        copy later crashed the process (a segfault in dlopen) inside the test suite."""
         self._env.close()
 
 
