@@ -11,6 +11,7 @@ goal holds (score 1 of 1). The admissible commands come from the engine every st
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import threading
@@ -27,12 +28,14 @@ from jitrl_bench.errors import UserError
 from jitrl_bench.paths import cache_dir
 
 MAX_GAME_BYTES = 20_000_000  # the official games are ~0.1 MB each: a bigger file is not a game
-SKIPPED = ("movable", "Sliced")
-_LOADING = threading.Lock()  # as ALFWorld's own loader: task variants its text engine does not support
+SKIPPED = ("movable", "Sliced")  # as ALFWorld's own loader: task variants its text engine does not support
+_LOADING = threading.Lock()
 
 
-def game_files(root: Path, split: str, task_type: str) -> list[Path]:
-    """The split's solvable games of one task type, sorted (a stable order: seed s plays the s-th)."""
+@functools.lru_cache(maxsize=64)
+def game_files(root: Path, split: str, task_type: str) -> tuple[Path, ...]:
+    """The split's solvable games of one task type, sorted (a stable order: seed s plays the s-th). Kept per process:
+    every task env of a run asks, and the official split has thousands of games to read."""
     folder = root / DATA_FOLDER / split
     if not folder.is_dir():
         raise UserError(f"{folder}: no such folder (env.data_dir must hold ALFWorld's {DATA_FOLDER}/<split>/ folders)")
@@ -43,7 +46,7 @@ def game_files(root: Path, split: str, task_type: str) -> list[Path]:
             continue
         if _read(traj).get("task_type") == task_type and _read(game).get("solvable") is True:
             found.append(game)
-    return found
+    return tuple(found)
 
 
 def _read(path: Path) -> dict[str, Any]:
@@ -61,7 +64,7 @@ def _read(path: Path) -> dict[str, Any]:
 class ALFWorldBackend:
     """One task type's games in a split, one engine (its planner library is loaded once per backend)."""
 
-    def __init__(self, files: list[Path], fixed: int | None, games: str, split: str) -> None:
+    def __init__(self, files: tuple[Path, ...], fixed: int | None, games: str, split: str) -> None:
         import textworld
         from alfworld.agents.environment.alfred_tw_env import AlfredDemangler
         from textworld.envs.pddl import PddlEnv
@@ -195,7 +198,8 @@ class ALFWorldConfig(Checked):
     def make(self, task: str) -> TextGameEnv:
         if task not in self.task_names():
             raise UserError(f"unknown ALFWorld task type {task!r}; this config has: {', '.join(self.task_names())}")
-        files = game_files(self.root(), self.split, task)
+        root = self.root()
+        files = game_files(root, self.split, task)
         if not files:
-            raise UserError(f"no {task} game in {self.root() / DATA_FOLDER / self.split} (env.games={self.games})")
+            raise UserError(f"no {task} game in {root / DATA_FOLDER / self.split} (env.games={self.games})")
         return TextGameEnv(ALFWorldBackend(files, self.instance, self.games, self.split), task)
