@@ -5,6 +5,8 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
+import subprocess
+import sys
 import urllib.request
 from dataclasses import dataclass
 
@@ -97,15 +99,25 @@ def java_checks() -> list[Check]:
     return rows
 
 
+PLANNER_PROBE = "import fast_downward; fast_downward.load_lib()"
+"""Loads one copy of ALFWorld's planner library. In a process of its own: unloading copies (fast_downward.close_lib)
+twice in one process segfaults it later (at exit or at the next load), and a broken build may crash on the load."""
+
+
 def alfworld_checks() -> list[Check]:
     """ALFWorld's engine (its package and the planner library it plays on) and its two game sets."""
-    try:
-        import fast_downward
-
-        fast_downward.close_lib(fast_downward.load_lib())
-        engine, detail = importlib.util.find_spec("alfworld") is not None, "alfworld and fast-downward (planner loads)"
-    except Exception as e:  # doctor reports, never crashes: a missing package or a planner library that fails to load
-        engine, detail = False, f"{type(e).__name__}: {e}"
+    if importlib.util.find_spec("alfworld") is None or importlib.util.find_spec("fast_downward") is None:
+        engine, detail = False, "alfworld or fast-downward-textworld missing"
+    else:
+        try:
+            done = subprocess.run([sys.executable, "-c", PLANNER_PROBE], capture_output=True, timeout=60, check=False)
+            engine, detail = done.returncode == 0, "alfworld and fast-downward (planner loads)"
+            if done.returncode < 0:
+                detail = f"loading the planner library crashed (signal {-done.returncode})"
+            elif done.returncode > 0:
+                detail = "the planner library fails to load: " + done.stderr.decode(errors="replace").strip()[-300:]
+        except subprocess.TimeoutExpired:
+            engine, detail = False, "the planner library did not load within 60 s"
     rows = [Check("env=alfworld", engine, detail, "make setup (builds fast-downward-textworld: needs cmake and g++)")]
     official = os.environ.get("ALFWORLD_DATA")
     found = official is not None and os.path.isdir(os.path.join(official, "json_2.1.1"))

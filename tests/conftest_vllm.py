@@ -20,7 +20,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +29,7 @@ import numpy as np
 import pytest
 import torch
 
+from jitrl_bench.children import end_with_parent
 from jitrl_bench.contract import Prompt
 from jitrl_bench.policies.choice import log_softmax, option_labels, option_prompt
 from jitrl_bench.policies.server import KEY_ENV
@@ -63,6 +64,19 @@ def require_vllm_venv() -> Path:
     return VLLM_PYTHON
 
 
+def _ctrl_c_and_end_with_us() -> Callable[[], None]:
+    """SIGINT acts as at a terminal, and serve gets one (Ctrl-C) when this worker dies without its teardown (a
+    crashed pytest-xdist worker runs neither fixtures nor atexit: its server would outlive the suite)."""
+    on_death = end_with_parent(signal.SIGINT)
+
+    def in_child() -> None:
+        as_at_a_terminal()
+        if on_death is not None:
+            on_death()
+
+    return in_child
+
+
 class _Serve:
     """`jitrl-bench serve` in a session of its own, its output drained by a thread (read, not a pipe left to fill)."""
 
@@ -70,7 +84,7 @@ class _Serve:
         require_vllm_venv()
         env = {k: v for k, v in os.environ.items() if k != KEY_ENV}  # serve draws a key and prints it
         self.proc = subprocess.Popen(SERVE, cwd=REPO, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                     env=env, start_new_session=True, preexec_fn=as_at_a_terminal)  # fmt: skip
+                                     env=env, start_new_session=True, preexec_fn=_ctrl_c_and_end_with_us())  # fmt: skip
         self.lines: list[str] = []
         self.reader = threading.Thread(target=self._read, daemon=True)
         self.reader.start()

@@ -19,7 +19,7 @@ ENV_IMPORTERS = {
 an environment's own action language. Every other room reads environments through `contract` and the config."""
 
 ROOMS = (
-    ("errors", "text", "paths", "terminal", "timing", "machine", "batching", "records"),
+    ("errors", "text", "paths", "terminal", "timing", "machine", "children", "batching", "records"),
     ("checks", "logs", "net", "replies"),
     ("memory", "prices"),
     ("contract", "jitrl"),

@@ -33,6 +33,7 @@ from collections.abc import MutableMapping, Sequence
 from pathlib import Path
 from types import TracebackType
 
+from jitrl_bench.children import end_with_parent
 from jitrl_bench.errors import UserError
 from jitrl_bench.machine import usable_cores
 from jitrl_bench.paths import SOURCE_ROOT, cache_dir
@@ -233,10 +234,12 @@ class VLLMServer:
             log.write(f"\n==== {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(self.command())}\n".encode())
             log.flush()
             self._log_start = log.tell()
-            # Own process group: vLLM forks an engine-core process, and stop() must reach it too.
+            # Own process group: vLLM forks an engine-core process, and stop() must reach it too. SIGTERM when this
+            # process dies without stopping it (kill -9): the server then stops its engine core itself.
             self.process = subprocess.Popen(
-                self.command(), stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
-            )
+                self.command(), stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
+                preexec_fn=end_with_parent(),
+            )  # fmt: skip
 
     def _wait_healthy(self) -> None:
         assert self.process is not None

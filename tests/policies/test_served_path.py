@@ -6,6 +6,7 @@ and the same command must resume it with every episode played once."""
 from __future__ import annotations
 
 import json
+import signal
 import sys
 import time
 from pathlib import Path
@@ -80,11 +81,14 @@ def test_server_auto_choice_applies_the_bias_in_the_server(tmp_path: Path) -> No
     check_engine_traces(run_dir)
 
 
-def test_bench_policy_stopped_by_sigterm_leaves_no_server(tmp_path: Path) -> None:
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "kill-9"])
+def test_bench_policy_stopped_by_a_signal_leaves_no_server(tmp_path: Path, sig: signal.Signals) -> None:
     """`timeout 590 jitrl-bench bench policy` once left its vLLM server running (770 MB) after the bench was gone.
     The signal lands while the bench's server is still loading, the phase between launching a process and holding
     it in a `with` block (`VLLMServer.start` stops it itself); a SIGTERM with a server up is the served run's test
-    above."""
+    above. kill -9 gives the bench no chance to stop anything: the server, in a session of its own, gets SIGTERM from
+    the kernel when its parent dies (jitrl_bench/children.py). Mutant tried: without `preexec_fn=end_with_parent()`
+    the kill-9 case finds the server alive after 60 s."""
     require_vllm_venv()
     before = vllm_servers()
     command = [sys.executable, "-m", "jitrl_bench", "bench", "policy", "--full", "--k", "2", "--repeats", "1",
@@ -95,5 +99,12 @@ def test_bench_policy_stopped_by_sigterm_leaves_no_server(tmp_path: Path) -> Non
         time.sleep(0.2)  # the bench times transformers first, then launches its server
     assert vllm_servers() - before, f"the bench never started its server: {proc.poll()}"
     time.sleep(3)  # into the wait for health: the server takes far longer than this to load (30 s and more)
-    terminate(proc)
+    if sig == signal.SIGTERM:
+        terminate(proc)
+    else:
+        proc.kill()
+        proc.communicate(timeout=60)
+        deadline = time.monotonic() + 60
+        while vllm_servers() - before and time.monotonic() < deadline:
+            time.sleep(0.5)
     assert vllm_servers() <= before

@@ -134,8 +134,8 @@ class ALFWorldBackend:
         return [str(c) for c in self._state["policy_commands"] or []]
 
     def close(self) -> None:
-        """The planner library stays loaded (33 MB a copy), as TextWorld leaves it: unloading it and loading a new
-        copy later crashed the process (a segfault in dlopen) inside the test suite."""
+        """The planner library stays loaded (33 MB a copy), as TextWorld leaves it: a process that unloads two copies
+        (fast_downward.close_lib) segfaults later, at exit or at its next load."""
         self._env.close()
 
 

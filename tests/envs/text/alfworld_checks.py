@@ -1,6 +1,7 @@
 """ALFWorld's engine checked in a process of its own (`python -m tests.envs.text.alfworld_checks DATA SCRATCH`), as a
-run uses it: in a pytest worker that had loaded many other libraries, loading the engine's planner library (dlopen)
-once crashed the worker. Each check raises AssertionError; the process exits non-zero and prints which."""
+run uses it: a pytest worker would keep each copy of the planner library (33 MB) to its end, and a worker that had
+also run `doctor`'s old in-process probe (which unloaded copies) crashed. Each check raises AssertionError; the
+process exits non-zero and prints which."""
 
 from __future__ import annotations
 

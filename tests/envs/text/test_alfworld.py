@@ -63,3 +63,15 @@ def test_official_games_without_a_folder_is_one_line(monkeypatch: pytest.MonkeyP
                f"run.dir={tmp_path / 'r'}")  # fmt: skip
     assert done.returncode == 1, done.stdout + done.stderr[-3000:]
     assert "env.games=official needs ALFWorld's files" in " ".join((done.stdout + done.stderr).split())
+
+
+def test_doctor_checks_the_planner_without_loading_it_in_its_own_process() -> None:
+    """`doctor` (and every test that calls `checks()` in a pytest worker) probes the planner library in a child: the
+    old in-process probe loaded and unloaded a copy each time, and a process that unloads two copies segfaults (it
+    crashed a CI worker). Mutant tried: the in-process `close_lib(load_lib())` probe: this process dies of signal
+    11."""
+    script = "from jitrl_bench.doctor import alfworld_checks\nfor _ in range(3): rows = alfworld_checks()\n" \
+             "print(rows[0].ok, rows[0].detail)"  # fmt: skip
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, f"exit {done.returncode}: {done.stderr[-2000:]}"
+    assert done.stdout.strip() == "True alfworld and fast-downward (planner loads)"
