@@ -1,16 +1,21 @@
 """Child processes that end with the process that started them, even when it is killed (kill -9, a segfault).
 
 A server started in a session of its own (so that stopping it reaches its whole group) also escapes the signals that
-stop its parent; when the parent cannot clean up, Linux's parent-death signal still reaches it."""
+stop its parent; when the parent cannot clean up, Linux's parent-death signal still reaches the guard it runs under,
+and the guard ends the server's whole group."""
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import signal
+import subprocess
 import sys
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Sequence
+from types import FrameType
 
 PR_SET_PDEATHSIG = 1
 """prctl(2): the signal the calling process gets when its parent thread ends."""
@@ -32,3 +37,66 @@ def end_with_parent(sig: signal.Signals = signal.SIGTERM) -> Callable[[], None] 
             os._exit(1)
 
     return in_child
+
+
+PR_SET_CHILD_SUBREAPER = 36
+"""prctl(2): orphans of this process's descendants are reparented to it, so it can reap them."""
+GRACE_S = 30.0
+"""How long what is left of the group has between SIGTERM and SIGKILL."""
+
+
+def guarded(command: Sequence[str]) -> list[str]:
+    """`command` run under `main` below (on Linux), for a server started in a session of its own: the server alone
+    may die of a signal and leave its own children running (vLLM's engine core outlived its API server killed while
+    loading); the guard then ends the whole group."""
+    if not sys.platform.startswith("linux"):
+        return list(command)
+    return [sys.executable, "-m", "jitrl_bench.children", *command]
+
+
+def main(command: list[str]) -> int:
+    """`python -m jitrl_bench.children COMMAND...`: run COMMAND in this process group; pass on SIGTERM, SIGINT and
+    SIGHUP; when COMMAND ends, end every process left in the group (SIGTERM, SIGKILL after `GRACE_S`). Exits with
+    COMMAND's code (128 + the signal that ended it)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+    child = subprocess.Popen(command)
+
+    def pass_on(signum: int, frame: FrameType | None) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            child.send_signal(signum)
+
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, pass_on)
+    code = child.wait()
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        deadline = time.monotonic() + (GRACE_S if sig == signal.SIGTERM else 5.0)
+        for pid in _left_in_group():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+        while _left_in_group() and time.monotonic() < deadline:
+            time.sleep(0.1)
+    return code if code >= 0 else 128 - code
+
+
+def _left_in_group() -> list[int]:
+    """The other live processes of this process group, after reaping the orphans handed to this subreaper."""
+    with contextlib.suppress(ChildProcessError):
+        while os.waitpid(-1, os.WNOHANG)[0] > 0:
+            pass
+    group, me, found = os.getpgid(0), os.getpid(), []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and int(entry) != me:
+            with contextlib.suppress(OSError):
+                if os.getpgid(int(entry)) == group and not _zombie(int(entry)):
+                    found.append(int(entry))
+    return found
+
+
+def _zombie(pid: int) -> bool:
+    with open(f"/proc/{pid}/stat", "rb") as stat:
+        return stat.read().rsplit(b")", 1)[1].split()[0] == b"Z"
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

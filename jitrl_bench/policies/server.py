@@ -33,7 +33,7 @@ from collections.abc import MutableMapping, Sequence
 from pathlib import Path
 from types import TracebackType
 
-from jitrl_bench.children import end_with_parent
+from jitrl_bench.children import end_with_parent, guarded
 from jitrl_bench.errors import UserError
 from jitrl_bench.machine import usable_cores
 from jitrl_bench.paths import SOURCE_ROOT, cache_dir
@@ -234,10 +234,10 @@ class VLLMServer:
             log.write(f"\n==== {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(self.command())}\n".encode())
             log.flush()
             self._log_start = log.tell()
-            # Own process group: vLLM forks an engine-core process, and stop() must reach it too. SIGTERM when this
-            # process dies without stopping it (kill -9): the server then stops its engine core itself.
+            # Own process group: vLLM forks an engine-core process, and stop() must reach it too. Under a guard that
+            # gets SIGTERM when this process dies without stopping it (kill -9) and then ends the whole group.
             self.process = subprocess.Popen(
-                self.command(), stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
+                guarded(self.command()), stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
                 preexec_fn=end_with_parent(),
             )  # fmt: skip
 
