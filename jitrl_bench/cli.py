@@ -228,7 +228,7 @@ def regrade(
 ) -> None:
     """Grade a web run again, offline, from the answers and HARs it kept; writes regrade.csv beside episodes.jsonl.
     The LLM judge is the one named here, never the endpoint or key a (perhaps received) run's config names."""
-    from jitrl_bench.regrade import JudgeChoice
+    from jitrl_bench.contract import JudgeChoice
     from jitrl_bench.regrade import regrade as regrade_run
 
     frame = regrade_run(run_dir, console=console, judge=JudgeChoice(judge_url, judge_key_env, judge_model))

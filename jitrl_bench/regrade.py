@@ -10,7 +10,7 @@ names, which would send the reader's key wherever that config points. Only the j
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -22,26 +22,13 @@ from rich.table import Table
 from jitrl_bench import terminal
 from jitrl_bench.checks import BadValue
 from jitrl_bench.config import instantiate_group
-from jitrl_bench.contract import EnvConfig
-from jitrl_bench.envs.web.webarena.episode import Ungradable
-from jitrl_bench.errors import InfraError, UserError
+from jitrl_bench.contract import EnvConfig, JudgeChoice, Regrader
+from jitrl_bench.errors import InfraError, Ungradable, UserError
 from jitrl_bench.run.received import FILE_BYTES, buildable, check_run, read_config, write_file
 from jitrl_bench.run.rundir import CONFIG, existing_run
 from jitrl_bench.terminal import cell
 
 JUDGE_OPTIONS = {"base_url": "--judge-url", "api_key_env": "--judge-key-env", "model": "--judge-model"}
-
-
-@dataclass(frozen=True)
-class JudgeChoice:
-    """The judge the person re-grading names (command line, environment); None: the defaults of env.judge."""
-
-    base_url: str | None = None
-    """An OpenAI-compatible endpoint; None: $OPENAI_BASE_URL, else OpenAI's API when the key variable is set."""
-    api_key_env: str = "OPENAI_API_KEY"
-    """The environment variable holding the judge's key (read from this process's environment only)."""
-    model: str | None = None
-    """None: the model the run's config recorded for its judge."""
 
 
 def _local_har(run_dir: Path, artifacts: dict[str, Any]) -> dict[str, Any]:
@@ -72,7 +59,7 @@ def regrade(run_dir: Path, console: Console | None = None, judge: JudgeChoice | 
     regrader = env.regrader()
     if regrader is None:
         raise UserError(f"env {env.name!r} keeps nothing to re-grade: only WebArena runs store answers and HARs")
-    _use_judge(env, judge or JudgeChoice(), recorded_judge)
+    _use_judge(regrader, judge or JudgeChoice(), recorded_judge)
     episodes = [r for r in existing_run(run_dir).finished() if r.status in ("ok", "ungraded") and r.artifacts]
     if not episodes:
         raise UserError(f"{run_dir}: no graded web episodes to re-grade (episodes.jsonl has none with artifacts)")
@@ -97,16 +84,11 @@ def regrade(run_dir: Path, console: Console | None = None, judge: JudgeChoice | 
     return frame
 
 
-def _use_judge(env: EnvConfig, choice: JudgeChoice, recorded: Any) -> None:
-    """The original WebArena's judge, as the reader names it (the web extra is only imported for a web run)."""
-    from jitrl_bench.envs.web.webarena.original import JudgeConfig, WebArenaConfig
-
-    if not isinstance(env, WebArenaConfig):
-        return
-    model = choice.model or (recorded.get("model") if isinstance(recorded, dict) else None) or JudgeConfig.model
-    env.judge = JudgeConfig(base_url=choice.base_url, model=str(model), api_key_env=choice.api_key_env)
+def _use_judge(regrader: Regrader, choice: JudgeChoice, recorded: Any) -> None:
+    """The reader's judge; of the run's recorded judge only its model, when the reader names none."""
+    model = choice.model or (recorded.get("model") if isinstance(recorded, dict) else None)
     try:
-        env.judge.check()
+        regrader.use_judge(replace(choice, model=None if model is None else str(model)))
     except BadValue as bad:
         option = JUDGE_OPTIONS.get(bad.key, f"env.judge.{bad.key}")
         raise UserError(f"{option} {bad.value}: {bad.allowed}") from None

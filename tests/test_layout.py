@@ -11,12 +11,10 @@ PACKAGE = Path(__file__).resolve().parents[1] / "jitrl_bench"
 ENV_IMPORTERS = {
     "jitrl_bench.cli": "`games list|verify|download` manage Jericho's game files",
     "jitrl_bench.doctor": "checks each environment's own dependencies (java, Chromium, WebArena logins)",
-    "jitrl_bench.regrade": "grades a WebArena run again with the task set's own grader",
-    "jitrl_bench.agents.webrl": "WebRL's checkpoints answer in the web action language, which the env parses",
-    "jitrl_bench.agents.webrl_grammar": "the same: WebRL's answers rebuilt as web actions",
 }
-"""The only modules outside `envs/` that import from it, and why: commands at the top, and the one agent that speaks
-an environment's own action language. Every other room reads environments through `contract` and the config."""
+"""The only modules outside `envs/` that import from it, and why: two commands at the top. Every other room reads
+environments through `contract` (the web action language WebRL answers in is `contract/web_actions.py`; re-grading
+goes through `EnvConfig.regrader`) and the config."""
 
 ROOMS = (
     ("errors", "text", "paths", "terminal", "timing", "machine", "children", "batching", "records"),
@@ -121,9 +119,13 @@ def test_only_the_named_modules_outside_envs_import_an_environment() -> None:
             continue
         tree = ast.parse(path.read_text())
         for node in ast.walk(tree):
-            module = node.module if isinstance(node, ast.ImportFrom) else None
-            if module and module.startswith("jitrl_bench.envs"):
-                outside.setdefault(name, set()).add(module)
+            if isinstance(node, ast.ImportFrom) and node.module:
+                modules = [node.module]
+            else:
+                modules = [alias.name for alias in node.names] if isinstance(node, ast.Import) else []
+            for module in modules:
+                if module.startswith("jitrl_bench.envs"):
+                    outside.setdefault(name, set()).add(module)
     assert set(outside) <= set(ENV_IMPORTERS), {k: v for k, v in outside.items() if k not in ENV_IMPORTERS}
 
 

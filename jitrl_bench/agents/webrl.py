@@ -30,7 +30,7 @@ from jitrl_bench.contract import (
     StepView,
     Usage,
 )  # fmt: skip
-from jitrl_bench.envs.web.actions import Action
+from jitrl_bench.contract.web_actions import Action
 from jitrl_bench.errors import UserError
 from jitrl_bench.records import Decision, EpisodeRecord, sha1
 

@@ -20,7 +20,7 @@ import ast
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from jitrl_bench.envs.web.actions import MAX_TEXT, Action, ActionError, python_tree
+from jitrl_bench.contract.web_actions import MAX_TEXT, Action, ActionError, python_tree
 from jitrl_bench.text import valid_text
 
 SCROLL_PIXELS = 480.0

@@ -150,9 +150,28 @@ class EpisodeEnv(Protocol):
     def close(self) -> None: ...
 
 
+@dataclass(frozen=True)
+class JudgeChoice:
+    """The LLM judge the person re-grading names (command line, environment), never the run's own endpoint or key
+    variable: the run is data, maybe someone else's."""
+
+    base_url: str | None = None
+    """An OpenAI-compatible endpoint; None: $OPENAI_BASE_URL, else OpenAI's API when the key variable is set."""
+    api_key_env: str = "OPENAI_API_KEY"
+    """The environment variable holding the judge's key (read from this process's environment only)."""
+    model: str | None = None
+    """None: the model the run's config recorded for its judge, else the grader's default."""
+
+
 class Regrader(Protocol):
     def regrade(self, artifacts: Mapping[str, Any]) -> float | None:
-        """The grade again, from an episode's stored artifacts; None when grading needs the live page."""
+        """The grade again, from an episode's stored artifacts; None when grading needs the live page. Raises
+        `errors.Ungradable` when the grade cannot be computed now."""
+        ...
+
+    def use_judge(self, judge: JudgeChoice) -> None:
+        """Grade with this judge wherever a grade asks an LLM (a no-op for graders that never do); raises BadValue
+        for a judge that cannot be used."""
         ...
 
 

@@ -1,8 +1,8 @@
 """One Gymnasium env for every web benchmark: the benchmarks only supply a small `WebTask`.
 
 Reset, step, action parsing, candidates and the info dict of the contract (`envs/base.py`) live here once, so MiniWoB
-and WebArena report a step the same way. An action is text; it is parsed by `envs/web/actions.py` (a rejected one runs
-nothing and comes back as an error in the observation), then run in the browser. All browser work happens on the
+and WebArena report a step the same way. An action is text; it is parsed by `contract/web_actions.py` (a rejected one
+runs nothing and comes back as an error in the observation), then run in the browser. All browser work happens on the
 browser thread (`browser.on_browser_thread`), so an env may be reset, stepped and closed from any thread.
 """
 
@@ -19,8 +19,8 @@ import playwright.sync_api as pw
 
 from jitrl_bench.checks import Checked, at_least, between
 from jitrl_bench.contract import Candidate, StepView
+from jitrl_bench.contract.web_actions import Action, ActionError, parse_action
 from jitrl_bench.envs.base import text_space
-from jitrl_bench.envs.web.actions import Action, ActionError, parse_action
 from jitrl_bench.envs.web.browser import close_quietly, close_soon, interrupt_soon, on_browser_thread, shared_browser
 from jitrl_bench.envs.web.execute import run_action
 from jitrl_bench.envs.web.origin_guard import RequestGuard, SitePolicy

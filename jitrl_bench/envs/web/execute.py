@@ -1,6 +1,6 @@
 """One parsed action run on the page with BrowserGym's action code.
 
-`run_action` takes only a call already validated and rebuilt by `jitrl_bench.envs.web.actions`; model text never
+`run_action` takes only a call already validated and rebuilt by `jitrl_bench.contract.web_actions`; model text never
 reaches it.
 """
 
@@ -13,7 +13,7 @@ import playwright.sync_api as pw
 from browsergym.core.action.base import execute_python_code
 from browsergym.core.action.highlevel import HighLevelActionSet
 
-from jitrl_bench.envs.web.actions import Action
+from jitrl_bench.contract.web_actions import Action
 from jitrl_bench.envs.web.browser import ACTION_TIMEOUT_MS
 
 ELEMENT_TIMEOUT_MS = 2000  # one element action (click, fill, hover...): BrowserGym's code says 500, see element_timeout

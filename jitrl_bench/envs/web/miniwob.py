@@ -18,7 +18,7 @@ from browsergym.miniwob.base import AbstractMiniwobTask
 
 from jitrl_bench.checks import BadValue, name, non_empty
 from jitrl_bench.contract import Regrader, SharedCopies
-from jitrl_bench.envs.web.actions import Action
+from jitrl_bench.contract.web_actions import Action
 from jitrl_bench.envs.web.env import Grading, WebEnv, WebLimits
 from jitrl_bench.envs.web.origin_guard import SitePolicy
 from jitrl_bench.errors import UserError

@@ -97,7 +97,7 @@ def test_element_actions_wait_longer_than_browsergyms_500_ms() -> None:
     """A button enabled 1 s after the page loads (as a busy machine renders a real page late) is clicked, not an error.
 
     Mutant: `ACTION_SET` without `element_timeout` (BrowserGym's own 500 ms) fails with a TimeoutError."""
-    from jitrl_bench.envs.web.actions import parse_action
+    from jitrl_bench.contract.web_actions import parse_action
     from jitrl_bench.envs.web.execute import ACTION_SET, ELEMENT_TIMEOUT_MS, run_action
 
     assert "timeout=500)" not in ACTION_SET.python_includes and ELEMENT_TIMEOUT_MS >= 1500

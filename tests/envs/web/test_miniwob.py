@@ -243,7 +243,7 @@ def test_paper_agent_on_the_web_acts_only_on_elements_of_the_page(tmp_path: Path
     from typer.testing import CliRunner
 
     from jitrl_bench.cli import app
-    from jitrl_bench.envs.web.actions import parse_action
+    from jitrl_bench.contract.web_actions import parse_action
 
     run_dir = tmp_path / "paper"
     # plain cosine retrieval: the paper's lexical re-rank is its Jericho setting and finds no web neighbours

@@ -29,7 +29,6 @@ from jitrl_bench.run.spec import load_spec
 pytest.importorskip("browsergym.core", reason="needs the web extra: make setup")
 
 from jitrl_bench.envs.web.env import WebEnv
-from jitrl_bench.envs.web.webarena.episode import Ungradable
 from jitrl_bench.envs.web.webarena.original import (
     JudgeConfig,
     JudgeUnavailable,
@@ -37,6 +36,7 @@ from jitrl_bench.envs.web.webarena.original import (
     WebArenaLiteConfig,
     evaluators,
 )
+from jitrl_bench.errors import Ungradable
 from scripts.webarena_standin import USERNAME, ProfileGitLabStandIn, serve
 from tests.envs.web.web_support import ScriptedAgent, require_browser
 

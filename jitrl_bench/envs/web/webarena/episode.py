@@ -25,8 +25,8 @@ from urllib.parse import urlsplit
 import playwright.sync_api as pw
 
 from jitrl_bench.checks import BadValue, each_one_of, name, one_of
-from jitrl_bench.contract import SharedCopies
-from jitrl_bench.envs.web.actions import MESSAGE_OPERATIONS, Action
+from jitrl_bench.contract import JudgeChoice, SharedCopies
+from jitrl_bench.contract.web_actions import MESSAGE_OPERATIONS, Action
 from jitrl_bench.envs.web.browser import shared_browser
 from jitrl_bench.envs.web.env import Grading, WebEnv, WebLimits
 from jitrl_bench.envs.web.origin_guard import SitePolicy, scrub_har
@@ -44,7 +44,7 @@ from jitrl_bench.envs.web.webarena.sites import (
     instances_from,
     render,
 )
-from jitrl_bench.errors import InfraError, UserError
+from jitrl_bench.errors import InfraError, Ungradable, UserError
 
 NAV_TIMEOUT_MS = 30_000  # real WebArena pages (Magento, GitLab) are slow on a loaded host
 
@@ -71,11 +71,6 @@ class Artifacts:
     urls: dict[str, str]
     final_url: str = ""
     instance: int = 0
-
-
-class Ungradable(Exception):
-    """The episode ran, but its grade cannot be computed now (e.g. the LLM judge it needs is not configured). The
-    episode is kept as `ungraded` (outside success rates, counted) and `jitrl-bench regrade` can grade it later."""
 
 
 class Grader(Protocol):
@@ -341,6 +336,9 @@ class WebArenaConfigBase(WebLimits):
 
     def regrader(self) -> WebArenaConfigBase:
         return self
+
+    def use_judge(self, judge: JudgeChoice) -> None:
+        """No LLM judge in this task set's grades (the original WebArena's overrides this)."""
 
     def definitions(self) -> list[TaskDef]:
         """Every task of this set (subclasses)."""

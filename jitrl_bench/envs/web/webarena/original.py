@@ -32,10 +32,11 @@ import playwright.sync_api as pw
 import requests
 
 from jitrl_bench.checks import ENV_VAR, BadValue, Checked, at_least, http_url
-from jitrl_bench.envs.web.webarena.episode import Artifacts, Grader, TaskDef, Ungradable, WebArenaConfigBase
+from jitrl_bench.contract import JudgeChoice
+from jitrl_bench.envs.web.webarena.episode import Artifacts, Grader, TaskDef, WebArenaConfigBase
 from jitrl_bench.envs.web.webarena.metadata import dependencies
 from jitrl_bench.envs.web.webarena.sites import placeholder
-from jitrl_bench.errors import InfraError, UserError
+from jitrl_bench.errors import InfraError, Ungradable, UserError
 from jitrl_bench.net.json_client import JSONClient, message_text
 
 TASK_DATA = {
@@ -299,6 +300,12 @@ class WebArenaConfig(WebArenaConfigBase):
     @cached_property
     def grader(self) -> Grader:
         return OriginalGrader(self.TASK_SET, Judge(self.judge))
+
+    def use_judge(self, judge: JudgeChoice) -> None:
+        self.judge = JudgeConfig(base_url=judge.base_url, model=judge.model or JudgeConfig.model,
+                                 api_key_env=judge.api_key_env)  # fmt: skip
+        self.judge.check()
+        self.__dict__.pop("grader", None)  # a grader made before asks the judge it was made with
 
 
 @dataclass

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from jitrl_bench.envs.web.actions import ActionError, describe_actions, parse_action
+from jitrl_bench.contract.web_actions import ActionError, describe_actions, parse_action
 
 if TYPE_CHECKING:
     from jitrl_bench.envs.web.env import WebEnv
