@@ -272,12 +272,33 @@ def games_download(
     base_url: Annotated[str | None, typer.Option(help="Where the suite's files are served")] = None,
     names: Annotated[list[str] | None, typer.Argument(help="Games to fetch (default: all)")] = None,
 ) -> None:
-    """Fetch the public Jericho game suite and verify md5s."""
+    """Fetch the public Jericho game suite and verify md5s; `games download alfworld`: ALFWorld's official text games
+    into the cache (where env=alfworld env.games=official finds them)."""
+    if names == ["alfworld"]:
+        _download_alfworld(dest, base_url)
+        return
     from jitrl_bench.envs.text import roms
 
     rows = roms.download(roms.rom_dir(dest), base_url or roms.SUITE_URL, names or None)
     _print_rows(rows)
     if any(r.status == "failed" for r in rows):
+        raise typer.Exit(1)
+
+
+def _download_alfworld(dest: str | None, base_url: str | None) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    from jitrl_bench.envs.text import alfworld_download
+
+    folder = Path(dest).expanduser() if dest else alfworld_download.default_dest()
+    say(console, f"fetching ALFWorld's text games into {folder} (two archives, a few hundred MB)")
+    rows = alfworld_download.download(folder, base_url)
+    table = Table("archive", "status", "detail")
+    for row in rows:
+        table.add_row(*(escape(value) for value in (row.archive, row.status, row.detail)))
+    console.print(table)
+    if any(row.status == "failed" for row in rows):
         raise typer.Exit(1)
 
 

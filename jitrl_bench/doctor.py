@@ -119,10 +119,14 @@ def alfworld_checks() -> list[Check]:
         except subprocess.TimeoutExpired:
             engine, detail = False, "the planner library did not load within 60 s"
     rows = [Check("env=alfworld", engine, detail, "make setup (builds fast-downward-textworld: needs cmake and g++)")]
+    from jitrl_bench.envs.text.alfworld_download import default_dest
+
     official = os.environ.get("ALFWORLD_DATA")
-    found = official is not None and os.path.isdir(os.path.join(official, "json_2.1.1"))
-    fix = "alfworld-download --data-dir DIR, then ALFWORLD_DATA=DIR (env.games=sample needs none)"
-    rows.append(Check("alfworld official games", found, f"$ALFWORLD_DATA={official}" if official else "not set", fix))
+    folder = official or str(default_dest())
+    found = os.path.isdir(os.path.join(folder, "json_2.1.1"))
+    detail = f"$ALFWORLD_DATA={official}" if official else f"{folder} (the cache)"
+    fix = "jitrl-bench games download alfworld, or ALFWORLD_DATA=DIR (env.games=sample needs none)"
+    rows.append(Check("alfworld official games", found, detail, fix))
     return rows
 
 

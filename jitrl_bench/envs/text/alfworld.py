@@ -21,6 +21,7 @@ from typing import Any
 
 from jitrl_bench.checks import BadValue, Checked, name, non_empty, one_of
 from jitrl_bench.contract import Regrader, SharedCopies
+from jitrl_bench.envs.text.alfworld_download import default_dest
 from jitrl_bench.envs.text.alfworld_games import DATA_FOLDER, SPLITS, TASK_TYPES, write_sample
 from jitrl_bench.envs.text.game import TextGameEnv
 from jitrl_bench.envs.text.java_sims import check_instance, instance
@@ -152,7 +153,8 @@ class ALFWorldConfig(Checked):
     games: str = "sample"
     """official: the benchmark's files in `data_dir`; sample: the project's own small games (offline, tests)."""
     data_dir: str | None = None
-    """The ALFWorld data folder for `games=official` (it holds json_2.1.1/); null: $ALFWORLD_DATA."""
+    """The ALFWorld data folder for `games=official` (it holds json_2.1.1/); null: $ALFWORLD_DATA, else the cache's
+    copy from `jitrl-bench games download alfworld`."""
     instance: int | None = None
     """null: episode e plays the split's game at its env seed (run.seed + e); an index: every episode plays it."""
     sample_per_type: int = 4
@@ -188,12 +190,14 @@ class ALFWorldConfig(Checked):
         if self.games == "sample":
             return write_sample(cache_dir() / "alfworld-sample", self.sample_per_type)
         configured = self.data_dir or os.environ.get("ALFWORLD_DATA")
-        if not configured:
-            raise UserError(
-                "env.games=official needs ALFWorld's files: set env.data_dir (or $ALFWORLD_DATA) to the folder "
-                "alfworld-download filled, or env.games=sample for the project's own games"
-            )
-        return Path(configured).expanduser()
+        if configured:
+            return Path(configured).expanduser()
+        if (default_dest() / DATA_FOLDER).is_dir():
+            return default_dest()  # where `jitrl-bench games download alfworld` puts them
+        raise UserError(
+            "env.games=official needs ALFWorld's files: jitrl-bench games download alfworld, or set env.data_dir "
+            "(or $ALFWORLD_DATA) to the folder alfworld-download filled, or env.games=sample for the project's games"
+        )
 
     def make(self, task: str) -> TextGameEnv:
         if task not in self.task_names():
