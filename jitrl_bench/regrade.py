@@ -24,7 +24,8 @@ from jitrl_bench.checks import BadValue
 from jitrl_bench.config import instantiate_group
 from jitrl_bench.contract import EnvConfig, JudgeChoice, Regrader
 from jitrl_bench.errors import InfraError, Ungradable, UserError
-from jitrl_bench.run.received import FILE_BYTES, buildable, check_run, read_config, write_file
+from jitrl_bench.files import write_file
+from jitrl_bench.run.received import FILE_BYTES, buildable, check_run, read_config
 from jitrl_bench.run.rundir import CONFIG, existing_run
 from jitrl_bench.terminal import cell
 

@@ -18,7 +18,7 @@ goes through `EnvConfig.regrader`) and the config."""
 
 ROOMS = (
     ("errors", "text", "paths", "terminal", "timing", "machine", "children", "batching", "records"),
-    ("checks", "logs", "net", "replies"),
+    ("checks", "logs", "net", "replies", "files"),
     ("memory", "prices"),
     ("contract", "jitrl"),
     ("config", "policies", "leases"),

@@ -21,13 +21,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from jitrl_bench.files import write_file
 from jitrl_bench.prices import PricesConfig
 from jitrl_bench.results.comparison import compare, reference_of
 from jitrl_bench.results.cost import cost_table, literature_table, load_prices
 from jitrl_bench.results.frontier import frontier_points, heatmap_grid, plot_frontier, plot_heatmap, sweep_axes
 from jitrl_bench.results.parts import per_part
 from jitrl_bench.results.tables import episodes_frame, flat_configs, labelled, run_configs, summarize, varying_keys
-from jitrl_bench.run.received import CONFIG_BYTES, check_run, read_text, write_file
+from jitrl_bench.run.received import CONFIG_BYTES, check_run, read_text
 
 OBSERVATION_CHARS = 6000
 VIEWER_CANDIDATES = 3000  # candidates shown per decision at most: env.max_candidates' default (older runs had more)

@@ -16,6 +16,7 @@ from matplotlib.ticker import MaxNLocator
 from rich.console import Console
 from rich.table import Table
 
+from jitrl_bench.files import write_file
 from jitrl_bench.results.comparison import DIFFERENCE, compare, reference_of, shown, with_interval
 from jitrl_bench.results.cost import SHOWN, cost_table, load_prices
 from jitrl_bench.results.parts import per_part
@@ -147,24 +148,24 @@ def write_summary(run_dir: Path, console: Console | None = None) -> pd.DataFrame
     comparison = per_part(episodes, lambda part: compare(part, reference))
     cost = cost_table(episodes, load_prices(run_dir=run_dir))
     # through write_file: a run may be someone else's, and no link planted in it is written through
-    received.write_file(run_dir / "summary.csv", summary.to_csv(index=False))
-    received.write_file(run_dir / "comparison.csv", comparison.to_csv(index=False))
-    received.write_file(run_dir / "cost.csv", cost.to_csv(index=False))
+    write_file(run_dir / "summary.csv", summary.to_csv(index=False))
+    write_file(run_dir / "comparison.csv", comparison.to_csv(index=False))
+    write_file(run_dir / "cost.csv", cost.to_csv(index=False))
     costs = cost[[c for c in ["task", *SHOWN] if c in cost.columns]]
     against = f"Against {reference}, paired on task, seed and episode"
     note = intervals_note(episodes)
     markdown = [to_markdown(summary_shown(summary)), f"_{note}_"]
     repeats = per_part(episodes, repeat_table)
     if not repeats.empty:
-        received.write_file(run_dir / "repeats.csv", repeats.to_csv(index=False))
+        write_file(run_dir / "repeats.csv", repeats.to_csv(index=False))
         markdown += [f"## {REPEATS_TITLE}", to_markdown(repeats), f"_{REPEATS_NOTE}_"]
     stream = stream_table(episodes)
     if not stream.empty:
-        received.write_file(run_dir / "stream.csv", stream.to_csv(index=False))
+        write_file(run_dir / "stream.csv", stream.to_csv(index=False))
         markdown += [f"## {STREAM_TITLE}", to_markdown(stream_shown(stream)), f"_{STREAM_NOTE}_"]
     if not comparison.empty:
         markdown += [f"## {against}", to_markdown(shown(comparison))]
-    received.write_file(run_dir / "summary.md", "\n\n".join([*markdown, "## Cost", to_markdown(costs)]) + "\n")
+    write_file(run_dir / "summary.md", "\n\n".join([*markdown, "## Cost", to_markdown(costs)]) + "\n")
     if not episodes.empty and (episodes.status == "ok").any():
         plot_curves(episodes[episodes.status == "ok"], run_dir / "curve.png")
     if console is not None and not cost.empty:  # no played episode (every task failed): nothing to tabulate
@@ -223,7 +224,7 @@ def plot_curves(episodes: pd.DataFrame, path: Path) -> None:
     png = io.BytesIO()
     fig.savefig(png, format="png", dpi=110)
     plt.close(fig)
-    received.write_file(path, png.getvalue())
+    write_file(path, png.getvalue())
 
 
 def aggregate(run_dirs: list[Path]) -> pd.DataFrame:

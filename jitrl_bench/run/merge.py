@@ -20,11 +20,12 @@ from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 
 from jitrl_bench.errors import UserError
+from jitrl_bench.files import write_file
 from jitrl_bench.memory.notebook import NOTES, Notebook
 from jitrl_bench.memory.store import ExperienceMemory, read_meta
 from jitrl_bench.records import EpisodeRecord
 from jitrl_bench.run.memories import RunMemories
-from jitrl_bench.run.received import buildable, check_run, read_config, write_file
+from jitrl_bench.run.received import buildable, check_run, read_config
 from jitrl_bench.run.replica import Learned, Uses
 from jitrl_bench.run.rundir import CONFIG, RunDirectory, existing_run, make_writable_dir
 from jitrl_bench.run.spec import RunSpec, build_spec

@@ -192,8 +192,9 @@ class ALFWorldConfig(Checked):
         configured = self.data_dir or os.environ.get("ALFWORLD_DATA")
         if configured:
             return Path(configured).expanduser()
-        if (default_dest() / DATA_FOLDER).is_dir():
-            return default_dest()  # where `jitrl-bench games download alfworld` puts them
+        downloaded = default_dest()  # where `jitrl-bench games download alfworld` puts them
+        if (downloaded / DATA_FOLDER).is_dir():
+            return downloaded
         raise UserError(
             "env.games=official needs ALFWorld's files: jitrl-bench games download alfworld, or set env.data_dir "
             "(or $ALFWORLD_DATA) to the folder alfworld-download filled, or env.games=sample for the project's games"

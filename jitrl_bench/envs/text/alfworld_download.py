@@ -12,7 +12,6 @@ written. Each file is written to a temp file in its folder and renamed into plac
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 import stat
 import tempfile
@@ -24,6 +23,7 @@ from pathlib import Path, PurePosixPath
 
 from jitrl_bench.envs.text.alfworld_games import DATA_FOLDER, SPLITS
 from jitrl_bench.errors import UserError
+from jitrl_bench.files import write_file
 from jitrl_bench.paths import cache_dir
 
 RELEASES = "https://github.com/alfworld/alfworld/releases/download"
@@ -74,7 +74,7 @@ def download(dest: Path, base_url: str | None = None) -> list[ArchiveRow]:
                 files = unpack(archive, dest)
             _write(dest, marker.name, f"sha256 {digest}, {files} game files\n".encode())
             rows.append(ArchiveRow(name, "downloaded", f"sha256 {digest}, {files} game files"))
-        except (OSError, ValueError, zipfile.BadZipFile) as error:  # one line; the other archive is still tried
+        except (OSError, ValueError, zipfile.BadZipFile, UserError) as error:  # one line; the other is still tried
             rows.append(ArchiveRow(name, "failed", f"{url}: {type(error).__name__}: {error}".splitlines()[0]))
     return rows
 
@@ -125,21 +125,11 @@ def unpack(archive: Path, dest: Path) -> int:
 
 
 def _write(dest: Path, relative: str, data: bytes) -> None:
-    """A new temp file in its folder under `dest`, renamed into place; a link on the way is refused, never followed."""
+    """`data` at `relative` under `dest`, whole or not at all; a link among the folders on the way is refused."""
     folder = dest
     for part in PurePosixPath(relative).parent.parts:
         folder = folder / part
         if folder.is_symlink():
             raise ValueError(f"{folder} is a link")
         folder.mkdir(exist_ok=True)
-    path = folder / PurePosixPath(relative).name
-    if path.is_symlink():
-        raise ValueError(f"{path} is a link")
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{path.name}-")
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    write_file(folder / PurePosixPath(relative).name, data)  # a link planted at the file itself is replaced

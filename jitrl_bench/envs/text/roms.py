@@ -11,7 +11,6 @@ import difflib
 import hashlib
 import os
 import re
-import tempfile
 import urllib.request
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from pathlib import Path
 from jericho.defines import BINDINGS_DICT
 
 from jitrl_bench.errors import UserError
+from jitrl_bench.files import write_file
 from jitrl_bench.paths import cache_dir
 
 SUITE_URL = "https://raw.githubusercontent.com/BYU-PCCL/z-machine-games/master/jericho-game-suite"
@@ -117,14 +117,7 @@ def _fetch(url: str, dest: Path, md5: str) -> str:
         data = response.read()
     if (got := hashlib.md5(data).hexdigest()) != md5:
         raise ValueError(f"md5 {got} does not match the supported release's {md5}")
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}-")
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-        os.replace(tmp, dest)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    write_file(dest, data)
     return "downloaded"
 
 
