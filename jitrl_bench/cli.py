@@ -20,7 +20,7 @@ from jitrl_bench.errors import UserError
 from jitrl_bench.terminal import say
 
 if TYPE_CHECKING:
-    from jitrl_bench.envs.text.roms import RomStatus
+    from jitrl_bench.contract import GameFile, GameFiles
 
 app = typer.Typer(
     help="Run, compare and reproduce Just-In-Time Reinforcement Learning (JitRL) for LLM agents.",
@@ -28,7 +28,9 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-games_app = typer.Typer(help="The Jericho game files (ROMs): list, download, verify.", no_args_is_help=True)
+games_app = typer.Typer(
+    help="Game files no package ships (Jericho's ROMs, ALFWorld's games): list, download, verify.", no_args_is_help=True
+)
 app.add_typer(games_app, name="games")
 app.add_typer(bench_app, name="bench")
 
@@ -239,27 +241,41 @@ def regrade(
                  f"graded; {run_dir / 'regrade.csv'}")  # fmt: skip
 
 
+def _game_files(env: str) -> GameFiles:
+    from jitrl_bench.config import unchecked_env
+
+    files = unchecked_env(env).game_files()
+    if files is None:
+        raise UserError(f"env={env} has no game files to manage (only jericho and alfworld have)")
+    return files
+
+
 @games_app.command("list")
 @user_errors
-def games_list(rom_dir: Annotated[str | None, typer.Option(help="ROM folder")] = None) -> None:
-    """Jericho's supported games and whether each file is present and valid."""
-    from jitrl_bench.envs.text import roms
-
-    _print_rows(roms.verify(roms.rom_dir(rom_dir)))
+def games_list(
+    rom_dir: Annotated[str | None, typer.Option(help="Game folder")] = None,
+    env: Annotated[str, typer.Option(help="Whose game files: jericho or alfworld")] = "jericho",
+) -> None:
+    """The env's game files (default: Jericho's supported games) and whether each is present and valid."""
+    files = _game_files(env)
+    _print_rows(files.verify(files.folder(rom_dir)))
 
 
 @games_app.command("verify")
 @user_errors
-def games_verify(rom_dir: Annotated[str | None, typer.Option(help="ROM folder")] = None) -> None:
-    """Check every ROM's header and md5 against Jericho's table; exit 1 if any file is bad or none is there."""
-    from jitrl_bench.envs.text import roms
-
-    folder = roms.rom_dir(rom_dir)
+def games_verify(
+    rom_dir: Annotated[str | None, typer.Option(help="Game folder")] = None,
+    env: Annotated[str, typer.Option(help="Whose game files: jericho or alfworld")] = "jericho",
+) -> None:
+    """Check every game file (Jericho: each ROM's header and md5 against Jericho's table); exit 1 if any file is bad
+    or none is there."""
+    files = _game_files(env)
+    folder = files.folder(rom_dir)
     if not folder.is_dir():
         raise UserError(f"{folder}: no such folder (give --rom-dir, set $JITRL_BENCH_GAMES, or games download)")
-    rows = roms.verify(folder)
+    rows = files.verify(folder)
     if all(r.status == "missing" for r in rows):  # nothing checked is not a pass
-        raise UserError(f"no Jericho game files in {folder}: jitrl-bench games download, or --rom-dir elsewhere")
+        raise UserError(f"no {env} game files in {folder}: jitrl-bench games download, or --rom-dir elsewhere")
     _print_rows(rows)
     if any(r.status not in ("ok", "missing", "unknown") for r in rows):
         raise typer.Exit(1)
@@ -268,37 +284,20 @@ def games_verify(rom_dir: Annotated[str | None, typer.Option(help="ROM folder")]
 @games_app.command("download")
 @user_errors
 def games_download(
-    dest: Annotated[str | None, typer.Option(help="Target folder (default: the ROM folder)")] = None,
-    base_url: Annotated[str | None, typer.Option(help="Where the suite's files are served")] = None,
+    dest: Annotated[str | None, typer.Option(help="Target folder (default: the env's game folder)")] = None,
+    base_url: Annotated[str | None, typer.Option(help="Where the files are served")] = None,
     names: Annotated[list[str] | None, typer.Argument(help="Games to fetch (default: all)")] = None,
+    env: Annotated[str, typer.Option(help="Whose game files: jericho or alfworld")] = "jericho",
 ) -> None:
-    """Fetch the public Jericho game suite and verify md5s; `games download alfworld`: ALFWorld's official text games
-    into the cache (where env=alfworld env.games=official finds them)."""
-    if names == ["alfworld"]:
-        _download_alfworld(dest, base_url)
-        return
-    from jitrl_bench.envs.text import roms
-
-    rows = roms.download(roms.rom_dir(dest), base_url or roms.SUITE_URL, names or None)
+    """Fetch the public Jericho game suite and verify md5s; `games download alfworld` (or --env alfworld): ALFWorld's
+    official text games into the cache (where env=alfworld env.games=official finds them)."""
+    env, wanted = ("alfworld", []) if names == ["alfworld"] else (env, names or [])
+    files = _game_files(env)
+    folder = files.folder(dest)
+    say(console, f"fetching {env}'s game files into {folder}")
+    rows = files.download(folder, base_url, wanted)
     _print_rows(rows)
     if any(r.status == "failed" for r in rows):
-        raise typer.Exit(1)
-
-
-def _download_alfworld(dest: str | None, base_url: str | None) -> None:
-    from rich.markup import escape
-    from rich.table import Table
-
-    from jitrl_bench.envs.text import alfworld_download
-
-    folder = Path(dest).expanduser() if dest else alfworld_download.default_dest()
-    say(console, f"fetching ALFWorld's text games into {folder} (two archives, a few hundred MB)")
-    rows = alfworld_download.download(folder, base_url)
-    table = Table("archive", "status", "detail")
-    for row in rows:
-        table.add_row(*(escape(value) for value in (row.archive, row.status, row.detail)))
-    console.print(table)
-    if any(row.status == "failed" for row in rows):
         raise typer.Exit(1)
 
 
@@ -346,7 +345,7 @@ def serve(
     raise UserError(f"the vLLM server exited; see its log {server.log_path}")
 
 
-def _print_rows(rows: list[RomStatus]) -> None:
+def _print_rows(rows: list[GameFile]) -> None:
     from rich.markup import escape
     from rich.table import Table
 

@@ -14,7 +14,7 @@ import importlib
 import importlib.metadata
 import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
@@ -25,6 +25,9 @@ from omegaconf.errors import OmegaConfBaseException
 from jitrl_bench.checks import check_tree
 from jitrl_bench.errors import UserError
 from jitrl_bench.paths import CONFIG_DIR
+
+if TYPE_CHECKING:
+    from jitrl_bench.contract import EnvConfig
 
 GROUPS = ("env", "policy", "agent", "memory", "reward", "prices", "experiment")
 SECRET_KEY = re.compile(r"(api_?key|token|secret|password)$", re.IGNORECASE)
@@ -137,6 +140,28 @@ def installed_versions() -> dict[str, str]:
 def instantiate_group(group: str, node: Any) -> Any:
     """The dataclass named by the node's `_target_`, filled from the node and checked; a field holding a config of its
     own (a mapping with a `_target_`) is built the same way, so a nested policy is checked at compose time."""
+    config = _built(group, node)
+    nested = {  # a config given inline in another (reward.policy): built and checked now, with the rest
+        f.name: instantiate_group(f"{group}.{f.name}", OmegaConf.create(value))
+        for f in dataclasses.fields(config)
+        if isinstance(value := vars(config)[f.name], dict) and "_target_" in value
+    }
+    config = dataclasses.replace(config, **nested) if nested else config
+    check_tree(config, group)
+    return config
+
+
+def unchecked_env(choice: str | None, config_dir: Path = CONFIG_DIR) -> EnvConfig:
+    """`configs/env/<choice>.yaml` (None: the default run's env) built as its class but not checked: `doctor` and
+    `games` ask it what the env needs, which must work before the env can (no game files yet, no sites)."""
+    overrides = [] if choice is None else [f"env={choice}"]
+    _check_group_choices(overrides, config_dir)
+    built: EnvConfig = _built("env", _compose(overrides, config_dir).env)
+    return built
+
+
+def _built(group: str, node: Any) -> Any:
+    """The dataclass named by the node's `_target_`, filled from the node (types checked, values not yet)."""
     if "_target_" not in node:
         raise UserError(f"{group}: config has no _target_ (which class builds it?)")
     module_name, _, class_name = str(node._target_).rpartition(".")
@@ -146,15 +171,7 @@ def instantiate_group(group: str, node: Any) -> Any:
     except (ImportError, AttributeError) as e:
         raise UserError(f"{group}._target_={node._target_!r} cannot be imported: {e}") from None
     fields = OmegaConf.create({k: v for k, v in node.items() if k != "_target_"})
-    config = typed(group, fields, cls)
-    nested = {  # a config given inline in another (reward.policy): built and checked now, with the rest
-        f.name: instantiate_group(f"{group}.{f.name}", OmegaConf.create(value))
-        for f in dataclasses.fields(config)
-        if isinstance(value := vars(config)[f.name], dict) and "_target_" in value
-    }
-    config = dataclasses.replace(config, **nested) if nested else config
-    check_tree(config, group)
-    return config
+    return typed(group, fields, cls)
 
 
 def _compose(overrides: list[str], config_dir: Path) -> DictConfig:

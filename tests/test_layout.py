@@ -8,13 +8,12 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "jitrl_bench"
 
-ENV_IMPORTERS = {
-    "jitrl_bench.cli": "`games list|verify|download` manage Jericho's game files",
-    "jitrl_bench.doctor": "checks each environment's own dependencies (java, Chromium, WebArena logins)",
-}
-"""The only modules outside `envs/` that import from it, and why: two commands at the top. Every other room reads
-environments through `contract` (the web action language WebRL answers in is `contract/web_actions.py`; re-grading
-goes through `EnvConfig.regrader`) and the config."""
+ENV_IMPORTERS: dict[str, str] = {}
+"""Modules outside `envs/` allowed to import from it, and why: none. Every other room reads environments through
+`contract` and the config: the web action language WebRL answers in is `contract/web_actions.py`, re-grading goes
+through `EnvConfig.regrader`, and `doctor` and `games` ask each env's config for its needs
+(`EnvConfig.requirements`, `EnvConfig.game_files`). Mutant (tried): `cli.py` importing `envs.text.roms` for
+`games list` fails here naming it."""
 
 ROOMS = (
     ("errors", "text", "paths", "terminal", "timing", "machine", "children", "batching", "records"),

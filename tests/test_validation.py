@@ -458,7 +458,7 @@ def test_folders_with_nothing_to_check(tmp_path: Path) -> None:
     one_clear_line(*cli("table", str(empty)), r"neither a run directory")
     one_clear_line(*cli("table", str(tmp_path / "missing")), r"no such run directory")
     one_clear_line(*cli("regrade", str(empty)), r"not a run directory \(no config\.yaml\)")
-    one_clear_line(*cli("games", "verify", "--rom-dir", str(empty)), r"no Jericho game files in .*empty")
+    one_clear_line(*cli("games", "verify", "--rom-dir", str(empty)), r"no jericho game files in .*empty")
     one_clear_line(*cli("games", "verify", "--rom-dir", str(tmp_path / "missing")), r"missing: no such folder")
     one_clear_line(*cli("bench", "memory", "--sizes", "abc"), r"--sizes 'abc': expected a comma list")
     one_clear_line(*cli("bench", "memory", "--sizes", "0"), r"--sizes '0': give integers >= 1")

@@ -1,5 +1,5 @@
 """The typed seams between the rooms, so mypy --strict checks every connection (one module per side: `prompts`,
-`env`, `policy`, `agent`; import them from here):
+`env` (and `needs`: what an env needs on the machine), `policy`, `agent`; import them from here):
 
     env ──StepView──▶ agent ──Prompt──▶ policy: Scorer | BiasedChooser (bias inside the engine) | Generator
                         │                  └──▶ Scored / Choice / Generated, each with its Usage
@@ -35,6 +35,7 @@ from jitrl_bench.contract.env import (
     StepView,
     Turn,
 )
+from jitrl_bench.contract.needs import GameFile, GameFiles, Requirement
 from jitrl_bench.contract.policy import (
     MAX_OPTIONS,
     BiasedChooser,
@@ -82,6 +83,8 @@ __all__ = [
     "EpisodeContext",
     "EpisodeEnv",
     "FinishedEpisode",
+    "GameFile",
+    "GameFiles",
     "Generated",
     "Generator",
     "JudgeChoice",
@@ -99,6 +102,7 @@ __all__ = [
     "Read",
     "Regrader",
     "RenderedPrompt",
+    "Requirement",
     "Scored",
     "Scorer",
     "ServeSpec",

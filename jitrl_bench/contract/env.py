@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from jitrl_bench.contract.needs import GameFiles, Requirement
 from jitrl_bench.contract.prompts import ContextWindow, RenderedPrompt
 
 # ---- what the env shows ---------------------------------------------------------------------------------------------
@@ -240,6 +241,15 @@ class EnvConfig(Protocol):
     def test_split(self) -> dict[str, str]:
         """The env keys that turn this config into its benchmark's own test split (`run.protocol=train_test` plays
         its test episodes there), e.g. {"split": "test"}; {} when the benchmark defines none."""
+        ...
+
+    def requirements(self) -> list[Requirement]:
+        """What this env needs on this machine (packages, runtimes, game files, sites), each checked now, cheaply
+        and without loading the env: `jitrl-bench doctor` shows them."""
+        ...
+
+    def game_files(self) -> GameFiles | None:
+        """Its game files that no package ships (`jitrl-bench games`), or None."""
         ...
 
 

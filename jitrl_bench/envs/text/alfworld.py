@@ -12,16 +12,19 @@ goal holds (score 1 of 1). The admissible commands come from the engine every st
 from __future__ import annotations
 
 import functools
+import importlib.util
 import json
 import os
+import subprocess
+import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from jitrl_bench.checks import BadValue, Checked, name, non_empty, one_of
-from jitrl_bench.contract import Regrader, SharedCopies
-from jitrl_bench.envs.text.alfworld_download import default_dest
+from jitrl_bench.contract import GameFiles, Regrader, Requirement, SharedCopies
+from jitrl_bench.envs.text.alfworld_download import ALFWorldFiles, default_dest, official_requirement
 from jitrl_bench.envs.text.alfworld_games import DATA_FOLDER, SPLITS, TASK_TYPES, write_sample
 from jitrl_bench.envs.text.game import TextGameEnv
 from jitrl_bench.envs.text.java_sims import check_instance, instance
@@ -186,6 +189,12 @@ class ALFWorldConfig(Checked):
     def shared(self) -> SharedCopies | None:
         return None  # each episode plays its own copy of the game
 
+    def requirements(self) -> list[Requirement]:
+        return [engine_requirement(), official_requirement(self.data_dir)]
+
+    def game_files(self) -> GameFiles:
+        return ALFWorldFiles(self.data_dir)
+
     def root(self) -> Path:
         if self.games == "sample":
             return write_sample(cache_dir() / "alfworld-sample", self.sample_per_type)
@@ -208,3 +217,25 @@ class ALFWorldConfig(Checked):
         if not files:
             raise UserError(f"no {task} game in {root / DATA_FOLDER / self.split} (env.games={self.games})")
         return TextGameEnv(ALFWorldBackend(files, self.instance, self.games, self.split), task)
+
+
+PLANNER_PROBE = "import fast_downward; fast_downward.load_lib()"
+"""Loads one copy of ALFWorld's planner library. In a process of its own: unloading copies (fast_downward.close_lib)
+twice in one process segfaults it later (at exit or at the next load), and a broken build may crash on the load."""
+
+
+def engine_requirement() -> Requirement:
+    """ALFWorld's engine: its package and the planner library it plays on, loaded in a child process."""
+    fix = "make setup (builds fast-downward-textworld: needs cmake and g++)"
+    if importlib.util.find_spec("alfworld") is None or importlib.util.find_spec("fast_downward") is None:
+        return Requirement("env=alfworld", False, "alfworld or fast-downward-textworld missing", fix)
+    try:
+        done = subprocess.run([sys.executable, "-c", PLANNER_PROBE], capture_output=True, timeout=60, check=False)
+    except subprocess.TimeoutExpired:
+        return Requirement("env=alfworld", False, "the planner library did not load within 60 s", fix)
+    detail = "alfworld and fast-downward (planner loads)"
+    if done.returncode < 0:
+        detail = f"loading the planner library crashed (signal {-done.returncode})"
+    elif done.returncode > 0:
+        detail = "the planner library fails to load: " + done.stderr.decode(errors="replace").strip()[-300:]
+    return Requirement("env=alfworld", done.returncode == 0, detail, fix)

@@ -12,15 +12,18 @@ written. Each file is written to a temp file in its folder and renamed into plac
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import stat
 import tempfile
 import time
 import urllib.request
 import zipfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from jitrl_bench.contract import GameFile, Requirement
 from jitrl_bench.envs.text.alfworld_games import DATA_FOLDER, SPLITS
 from jitrl_bench.errors import UserError
 from jitrl_bench.files import write_file
@@ -44,18 +47,47 @@ MEMBER = re.compile(
 
 
 @dataclass(frozen=True)
-class ArchiveRow:
-    archive: str
-    status: str
-    """downloaded | present | failed"""
-    detail: str
+class ALFWorldFiles:
+    """Implements `GameFiles` for ALFWorld's official games: the configured folder (`env.data_dir`), else
+    `$ALFWORLD_DATA`, else the cache, where `jitrl-bench games download alfworld` puts them."""
+
+    configured: str | None = None
+
+    def folder(self, given: str | None) -> Path:
+        chosen = given or self.configured or os.environ.get("ALFWORLD_DATA")
+        return Path(chosen).expanduser() if chosen else default_dest()
+
+    def verify(self, folder: Path) -> list[GameFile]:
+        """One row per split: how many games (game.tw-pddl files of the official layout) it holds."""
+        rows = []
+        for split in SPLITS:
+            where = folder / DATA_FOLDER / split
+            found = sum(1 for _ in where.glob("*/*/game.tw-pddl")) if where.is_dir() else 0
+            rows.append(GameFile(split, f"{DATA_FOLDER}/{split}", "ok" if found else "missing", f"{found} games"))
+        return rows
+
+    def download(self, folder: Path, base_url: str | None, names: Sequence[str]) -> list[GameFile]:
+        if names:
+            raise UserError(f"ALFWorld's games come as two whole archives: give no names (got {', '.join(names)})")
+        return download(folder, base_url)
+
+
+def official_requirement(configured: str | None) -> Requirement:
+    """ALFWorld's official games where `env.games=official` reads them (`env.games=sample` needs none)."""
+    files = ALFWorldFiles(configured)
+    folder = files.folder(None)
+    games = [row for row in files.verify(folder) if row.status == "ok"]
+    source = f"$ALFWORLD_DATA={folder}" if not configured and os.environ.get("ALFWORLD_DATA") else str(folder)
+    detail = f"{source}: " + (", ".join(f"{row.name} {row.detail}" for row in games) or "no games")
+    fix = "jitrl-bench games download alfworld, or ALFWORLD_DATA=DIR (env.games=sample needs none)"
+    return Requirement("alfworld official games", bool(games), detail, fix)
 
 
 def default_dest() -> Path:
     return cache_dir("alfworld")
 
 
-def download(dest: Path, base_url: str | None = None) -> list[ArchiveRow]:
+def download(dest: Path, base_url: str | None = None) -> list[GameFile]:
     """Fetch and unpack each archive into `dest` (skipped when a marker says it was unpacked whole before)."""
     dest.mkdir(parents=True, exist_ok=True)
     if (dest / DATA_FOLDER).is_symlink():
@@ -64,7 +96,7 @@ def download(dest: Path, base_url: str | None = None) -> list[ArchiveRow]:
     for name, release in ARCHIVES.items():
         marker = dest / f".{name}.unpacked"
         if marker.is_file() and not marker.is_symlink():
-            rows.append(ArchiveRow(name, "present", marker.read_text(errors="replace").strip()[:200]))
+            rows.append(GameFile("alfworld", name, "present", marker.read_text(errors="replace").strip()[:200]))
             continue
         url = f"{(base_url or release).rstrip('/')}/{name}"
         try:
@@ -73,9 +105,9 @@ def download(dest: Path, base_url: str | None = None) -> list[ArchiveRow]:
                 digest = _fetch(url, archive)
                 files = unpack(archive, dest)
             _write(dest, marker.name, f"sha256 {digest}, {files} game files\n".encode())
-            rows.append(ArchiveRow(name, "downloaded", f"sha256 {digest}, {files} game files"))
+            rows.append(GameFile("alfworld", name, "downloaded", f"sha256 {digest}, {files} game files"))
         except (OSError, ValueError, zipfile.BadZipFile, UserError) as error:  # one line; the other is still tried
-            rows.append(ArchiveRow(name, "failed", f"{url}: {type(error).__name__}: {error}".splitlines()[0]))
+            rows.append(GameFile("alfworld", name, "failed", f"{url}: {type(error).__name__}: {error}".splitlines()[0]))
     return rows
 
 

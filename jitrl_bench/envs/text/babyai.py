@@ -9,6 +9,7 @@ seed; the score is the level's reward (1 - 0.9 x steps / the level's step limit 
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from jitrl_bench.checks import Checked, each_one_of, name, non_empty
-from jitrl_bench.contract import Regrader, SharedCopies
+from jitrl_bench.contract import GameFiles, Regrader, Requirement, SharedCopies
 from jitrl_bench.envs.text.game import TextGameEnv
 from jitrl_bench.errors import UserError
 
@@ -199,6 +200,14 @@ class BabyAIConfig(Checked):
 
     def shared(self) -> SharedCopies | None:
         return None  # each episode plays its own copy of the level
+
+    def requirements(self) -> list[Requirement]:
+        found = importlib.util.find_spec("minigrid") is not None
+        detail = "minigrid package" + ("" if found else " missing")
+        return [Requirement("env=babyai", found, detail, "pip install minigrid==3.2.0")]
+
+    def game_files(self) -> GameFiles | None:
+        return None  # minigrid generates each level from its seed
 
     def make(self, task: str) -> TextGameEnv:
         if task not in self.task_names():

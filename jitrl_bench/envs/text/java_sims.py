@@ -4,6 +4,7 @@ driven over py4j, whose tasks come in the benchmark's own train / dev / test spl
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import re
 import shutil
 import subprocess
@@ -11,6 +12,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from jitrl_bench.checks import BadValue
+from jitrl_bench.contract import Requirement
 from jitrl_bench.errors import InfraError, UserError
 from jitrl_bench.text import first_line
 
@@ -33,6 +35,24 @@ def java_version() -> int | None:
         return None
     major = int(found.group(1))
     return int(found.group(2) or 0) if major == 1 else major  # "1.8" is Java 8
+
+
+def simulator_requirements(env: str, package: str, pin: str) -> list[Requirement]:
+    """The Java runtime the simulator jars need (one row for both simulators), and this env's simulator package."""
+    version = java_version()
+    ok = version is not None and version >= MIN_JAVA
+    found = importlib.util.find_spec(package) is not None
+    return [
+        Requirement(
+            "java (scienceworld, textworld_express)", ok, f"java {version}" if version else "not found", JAVA_HINT
+        ),
+        Requirement(
+            f"env={env}",
+            found and ok,
+            f"{package} package (its simulator jar)" + ("" if found else " missing"),
+            f"pip install {package.replace('_', '-')}=={pin}",
+        ),
+    ]
 
 
 def require_java(env: str) -> None:

@@ -13,9 +13,9 @@ import jericho
 import jericho.util
 
 from jitrl_bench.checks import BadValue, Checked, name, non_empty
-from jitrl_bench.contract import Regrader, SharedCopies
+from jitrl_bench.contract import GameFiles, Regrader, Requirement, SharedCopies
 from jitrl_bench.envs.text.game import TextGameEnv
-from jitrl_bench.envs.text.roms import find_rom, rom_dir, supported_games, validate_rom
+from jitrl_bench.envs.text.roms import RomFiles, find_rom, rom_dir, rom_requirement, supported_games, validate_rom
 from jitrl_bench.errors import UserError
 
 
@@ -152,6 +152,12 @@ class JerichoConfig(Checked):
 
     def shared(self) -> SharedCopies | None:
         return None  # each episode plays its own copy of the game
+
+    def requirements(self) -> list[Requirement]:
+        return [rom_requirement(self.rom_dir)]
+
+    def game_files(self) -> GameFiles:
+        return RomFiles(self.rom_dir)
 
     def make(self, task: str) -> TextGameEnv:
         if task not in self.task_names():

@@ -12,32 +12,23 @@ import hashlib
 import os
 import re
 import urllib.request
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from jericho.defines import BINDINGS_DICT
 
+from jitrl_bench.contract import GameFile, Requirement
 from jitrl_bench.errors import UserError
 from jitrl_bench.files import write_file
 from jitrl_bench.paths import cache_dir
+from jitrl_bench.text import first_line
 
 SUITE_URL = "https://raw.githubusercontent.com/BYU-PCCL/z-machine-games/master/jericho-game-suite"
 GAMES_ENV_VAR = "JITRL_BENCH_GAMES"
 MIN_ROM_BYTES = 64  # the Z-machine header alone is 64 bytes
 MAX_ROM_BYTES = 512 * 1024  # the largest story file the Z-machine (version 8) can address
 _ROM_NAME = re.compile(r"\.z[1-8]$")
-
-
-@dataclass(frozen=True)
-class RomStatus:
-    """One row of `verify` / `download`: status is ok | missing | bad-md5 | bad-header | unknown (verify) or
-    ok | downloaded | failed (download)."""
-
-    name: str
-    file: str
-    status: str
-    detail: str = ""
 
 
 def rom_dir(configured: str | None = None) -> Path:
@@ -96,18 +87,18 @@ def validate_rom(path: Path, expected_md5: str | None) -> None:
         raise UserError(f"bad game file {path}: {problem}; re-download it with `jitrl-bench games download`")
 
 
-def verify(folder: Path) -> list[RomStatus]:
+def verify(folder: Path) -> list[GameFile]:
     """Check every supported game's file in `folder`, then list the Z-code files there that Jericho does not know."""
-    rows: list[RomStatus] = []
+    rows: list[GameFile] = []
     known: set[str] = set()
     for name, (rom, md5) in supported_games().items():
         status, problem = rom_problem(folder / rom, md5)
-        rows.append(RomStatus(name, rom, status, problem))
+        rows.append(GameFile(name, rom, status, problem))
         known.add(rom)
     if folder.is_dir():
         for path in sorted(folder.iterdir()):
             if _ROM_NAME.search(path.name) and path.name not in known:
-                rows.append(RomStatus(path.stem, path.name, "unknown", "not in Jericho's supported-game table"))
+                rows.append(GameFile(path.stem, path.name, "unknown", "not in Jericho's supported-game table"))
     return rows
 
 
@@ -123,7 +114,7 @@ def _fetch(url: str, dest: Path, md5: str) -> str:
 
 def download(
     dest: Path, base_url: str = SUITE_URL, names: list[str] | None = None, progress: bool = True
-) -> list[RomStatus]:
+) -> list[GameFile]:
     """Fetch `<base_url>/<rom>` for each supported game (or `names`) into `dest`, skipping files that are already valid.
 
     A failed file is reported in its row (status "failed") and the others still download.
@@ -134,7 +125,7 @@ def download(
             raise _unknown_game(name, games)
     wanted = {name: games[name] for name in (names or games)}
     dest.mkdir(parents=True, exist_ok=True)
-    rows: list[RomStatus] = []
+    rows: list[GameFile] = []
 
     from rich.progress import Progress  # imported here: only the download needs it
 
@@ -143,11 +134,38 @@ def download(
         for name, (rom, md5) in wanted.items():
             bar.update(task, description=rom)
             if rom_problem(dest / rom, md5)[0] == "ok":
-                rows.append(RomStatus(name, rom, "ok", "already valid"))
+                rows.append(GameFile(name, rom, "ok", "already valid"))
             else:
                 try:
-                    rows.append(RomStatus(name, rom, _fetch(f"{base_url.rstrip('/')}/{rom}", dest / rom, md5)))
+                    rows.append(GameFile(name, rom, _fetch(f"{base_url.rstrip('/')}/{rom}", dest / rom, md5)))
                 except Exception as error:  # one bad file (404, timeout, wrong md5) must not stop the others
-                    rows.append(RomStatus(name, rom, "failed", str(error)))
+                    rows.append(GameFile(name, rom, "failed", str(error)))
             bar.advance(task)
     return rows
+
+
+@dataclass(frozen=True)
+class RomFiles:
+    """Implements `GameFiles` for Jericho: the folder a config (its `rom_dir`) or the command line names."""
+
+    configured: str | None = None
+
+    def folder(self, given: str | None) -> Path:
+        return rom_dir(given or self.configured)
+
+    def verify(self, folder: Path) -> list[GameFile]:
+        return verify(folder)
+
+    def download(self, folder: Path, base_url: str | None, names: Sequence[str]) -> list[GameFile]:
+        return download(folder, base_url or SUITE_URL, list(names) or None)
+
+
+def rom_requirement(configured: str | None) -> Requirement:
+    """Valid story files in the folder a Jericho run reads."""
+    fix = f"jitrl-bench games download (or set {GAMES_ENV_VAR}=/path/to/jericho-game-suite)"
+    try:
+        folder = rom_dir(configured)
+        ok = [r for r in verify(folder) if r.status == "ok"]
+    except Exception as e:  # doctor reports, never crashes
+        return Requirement("jericho ROMs", False, first_line(e), fix)
+    return Requirement("jericho ROMs", bool(ok), f"{len(ok)} valid games in {folder}", fix)

@@ -20,7 +20,7 @@ import textworld
 from filelock import FileLock
 
 from jitrl_bench.checks import Checked, at_least, name, non_empty, one_of
-from jitrl_bench.contract import Regrader, SharedCopies
+from jitrl_bench.contract import GameFiles, Regrader, Requirement, SharedCopies
 from jitrl_bench.envs.text.game import TextGameEnv
 from jitrl_bench.errors import UserError
 from jitrl_bench.paths import cache_dir
@@ -260,6 +260,16 @@ class TextWorldConfig(Checked):
 
     def shared(self) -> SharedCopies | None:
         return None  # each episode plays its own copy of the game
+
+    def requirements(self) -> list[Requirement]:
+        try:
+            found, ok = " ".join(_tw_make()), True
+        except UserError as e:
+            found, ok = str(e), False
+        return [Requirement("textworld", ok, found, "pip install textworld==1.7.0")]
+
+    def game_files(self) -> GameFiles | None:
+        return None  # tw-make generates each game on demand
 
     def options(self) -> dict[str, Any]:
         """The fields that the chosen kind passes to tw-make."""

@@ -14,9 +14,17 @@ from pathlib import Path
 from typing import Any
 
 from jitrl_bench.checks import BadValue, Checked, name, non_empty, one_of
-from jitrl_bench.contract import Regrader, SharedCopies
+from jitrl_bench.contract import GameFiles, Regrader, Requirement, SharedCopies
 from jitrl_bench.envs.text.game import TextGameEnv
-from jitrl_bench.envs.text.java_sims import SPLITS, Simulator, check_instance, close_once, instance, require_java
+from jitrl_bench.envs.text.java_sims import (
+    SPLITS,
+    Simulator,
+    check_instance,
+    close_once,
+    instance,
+    require_java,
+    simulator_requirements,
+)
 from jitrl_bench.errors import UserError
 
 GAMES = ("coin", "cookingworld", "twc", "mapreader", "arithmetic", "sorting", "simonsays", "peckingorder")
@@ -144,6 +152,12 @@ class TextWorldExpressConfig(Checked):
 
     def shared(self) -> SharedCopies | None:
         return None  # each episode plays its own copy of the game
+
+    def requirements(self) -> list[Requirement]:
+        return simulator_requirements(self.name, "textworld_express", "1.1.0")
+
+    def game_files(self) -> GameFiles | None:
+        return None  # the tasks are inside the simulator's jar
 
     def make(self, task: str) -> TextGameEnv:
         if task not in self.task_names():

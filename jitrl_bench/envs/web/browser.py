@@ -29,6 +29,7 @@ from typing import Any, TypeVar
 import playwright.sync_api as pw
 from browsergym.core.constants import BROWSERGYM_ID_ATTRIBUTE
 
+from jitrl_bench.contract import Requirement
 from jitrl_bench.errors import InfraError, UserError
 from jitrl_bench.paths import cache_dir
 
@@ -56,6 +57,15 @@ def chromium_executable() -> str:
         if path and Path(path).is_file() and os.access(path, os.X_OK):
             return path
     raise UserError("Chromium not found: install it (apt-get install -y chromium) or set $JITRL_BENCH_CHROMIUM")
+
+
+def chromium_requirement() -> Requirement:
+    """The browser every web env drives: the binary `chromium_executable` launches."""
+    try:
+        found, ok = chromium_executable(), True
+    except UserError as e:
+        found, ok = str(e), False
+    return Requirement("chromium (web envs)", ok, found, "apt-get install -y chromium (make setup does)")
 
 
 def playwright_browsers_dir() -> Path:

@@ -17,8 +17,9 @@ from browsergym.miniwob import ALL_MINIWOB_TASKS
 from browsergym.miniwob.base import AbstractMiniwobTask
 
 from jitrl_bench.checks import BadValue, name, non_empty
-from jitrl_bench.contract import Regrader, SharedCopies
+from jitrl_bench.contract import GameFiles, Regrader, Requirement, SharedCopies
 from jitrl_bench.contract.web_actions import Action
+from jitrl_bench.envs.web.browser import chromium_requirement
 from jitrl_bench.envs.web.env import Grading, WebEnv, WebLimits
 from jitrl_bench.envs.web.origin_guard import SitePolicy
 from jitrl_bench.errors import UserError
@@ -124,3 +125,9 @@ class MiniWoBConfig(WebLimits):
 
     def shared(self) -> SharedCopies | None:
         return None  # each episode opens its own page
+
+    def requirements(self) -> list[Requirement]:
+        return [chromium_requirement()]
+
+    def game_files(self) -> GameFiles | None:
+        return None  # the task pages ship in the miniwob package

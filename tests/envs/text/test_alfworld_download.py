@@ -62,7 +62,8 @@ def _official_archives(into: Path, games: Path) -> None:
 
 def _statuses(printed: str) -> list[str]:
     """The status column of the table `games download alfworld` prints."""
-    return [line.split("│")[2].strip() for line in printed.splitlines() if line.startswith("│ json_2.1")]
+    rows = [line.split("│") for line in printed.splitlines() if line.startswith("│ alfworld")]
+    return [row[3].strip() for row in rows if row[2].strip().startswith("json_2.1")]
 
 
 @pytest.mark.slow

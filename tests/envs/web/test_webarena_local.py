@@ -307,16 +307,16 @@ def test_live_gitlab_task44(tmp_path: Path) -> None:
 
 
 def test_doctor_checks_each_site_and_login(sites: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
-    from jitrl_bench.doctor import webarena_checks
+    from jitrl_bench.envs.web.webarena.needs import webarena_requirements
 
     for var in ("WA_SHOPPING", "WA_SHOPPING_ADMIN", "WA_REDDIT", "WA_MAP", "WA_WIKIPEDIA", "WA_HOMEPAGE"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("WA_GITLAB", sites["gitlab"])
     monkeypatch.setenv("WA_FULL_RESET", sites["reset"])
-    rows = {row.part: row for row in webarena_checks()}
+    rows = {row.part: row for row in webarena_requirements()}
     assert rows["WA_GITLAB"].ok and rows["gitlab login"].ok and rows["WA_FULL_RESET"].ok
     monkeypatch.setenv("WA_GITLAB_PASSWORD", "wrong")
-    rows = {row.part: row for row in webarena_checks()}
+    rows = {row.part: row for row in webarena_requirements()}
     assert rows["WA_GITLAB"].ok and not rows["gitlab login"].ok and "WA_GITLAB_PASSWORD" in rows["gitlab login"].fix
 
 

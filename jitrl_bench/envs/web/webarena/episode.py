@@ -25,11 +25,12 @@ from urllib.parse import urlsplit
 import playwright.sync_api as pw
 
 from jitrl_bench.checks import BadValue, each_one_of, name, one_of
-from jitrl_bench.contract import JudgeChoice, SharedCopies
+from jitrl_bench.contract import GameFiles, JudgeChoice, Requirement, SharedCopies
 from jitrl_bench.contract.web_actions import MESSAGE_OPERATIONS, Action
 from jitrl_bench.envs.web.browser import shared_browser
 from jitrl_bench.envs.web.env import Grading, WebEnv, WebLimits
 from jitrl_bench.envs.web.origin_guard import SitePolicy, scrub_har
+from jitrl_bench.envs.web.webarena.needs import webarena_requirements
 from jitrl_bench.envs.web.webarena.sites import (
     LOGIN_FORMS,
     LOGIN_MODES,
@@ -357,6 +358,12 @@ class WebArenaConfigBase(WebLimits):
 
     def shared(self) -> SharedCopies | None:
         return self.pool
+
+    def requirements(self) -> list[Requirement]:
+        return webarena_requirements()
+
+    def game_files(self) -> GameFiles | None:
+        return None  # the tasks ship in the packages; the sites are servers (requirements)
 
     @cached_property
     def pool(self) -> InstancePool:
