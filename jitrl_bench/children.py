@@ -2,7 +2,8 @@
 
 A server started in a session of its own (so that stopping it reaches its whole group) also escapes the signals that
 stop its parent; when the parent cannot clean up, Linux's parent-death signal still reaches the guard it runs under,
-and the guard ends the server's whole group."""
+and the guard ends the server's whole group. Children a library forks itself (vLLM's engine core), which no
+`preexec_fn` reaches, get a watcher instead (`watched`): a small process that ends them once their starter is gone."""
 
 from __future__ import annotations
 
@@ -98,5 +99,72 @@ def _zombie(pid: int) -> bool:
         return stat.read().rsplit(b")", 1)[1].split()[0] == b"Z"
 
 
+WATCH_FLAG = "--end-with"
+POLL_S = 0.5
+
+
+def watched() -> subprocess.Popen[bytes] | None:
+    """Start a watcher of this process (`watch`): when this process dies, even by kill -9, the watcher ends what it
+    had started. None off Linux. The caller kills the watcher once it has stopped its children itself."""
+    if not sys.platform.startswith("linux"):
+        return None
+    command = [sys.executable, "-m", "jitrl_bench.children", WATCH_FLAG, str(os.getpid())]
+    return subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, close_fds=True)
+
+
+def watch(parent: int) -> int:
+    """`python -m jitrl_bench.children --end-with PARENT`: every `POLL_S`, note PARENT's descendants; once PARENT is
+    gone (this watcher is handed to another parent), end those still alive and all they started (SIGTERM, SIGKILL
+    after `GRACE_S`). A process PARENT started less than `POLL_S` before it died is missed. Ctrl-C and SIGTERM are
+    PARENT's to handle: ignored here."""
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_IGN)
+    me, seen = os.getpid(), {}
+    while os.getppid() == parent:
+        seen = {pid: _started_at(pid) for pid in _descendants([parent]) if pid not in (parent, me)}
+        time.sleep(POLL_S)
+    _end([pid for pid, start in seen.items() if start and _started_at(pid) == start])
+    return 0
+
+
+def _end(roots: list[int]) -> None:
+    tree = _descendants(roots)
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in tree:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+        deadline = time.monotonic() + (GRACE_S if sig == signal.SIGTERM else 5.0)
+        while any(_started_at(pid) for pid in tree) and time.monotonic() < deadline:
+            time.sleep(0.1)
+
+
+def _descendants(roots: list[int]) -> list[int]:
+    """`roots` and every live process below them (by parent pid, read from /proc)."""
+    parents: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        with contextlib.suppress(OSError, ValueError):
+            if entry.isdigit():
+                with open(f"/proc/{entry}/stat", "rb") as stat:
+                    parents[int(entry)] = int(stat.read().rsplit(b")", 1)[1].split()[1])
+    found, frontier = list(roots), list(roots)
+    while frontier:
+        frontier = [pid for pid, ppid in parents.items() if ppid in frontier and pid not in found]
+        found += frontier
+    return found
+
+
+def _started_at(pid: int) -> str:
+    """The process's start time (clock ticks since boot), "" when it is gone or a zombie: a pid and its start time
+    name one process, even after the pid is reused."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            fields = stat.read().rsplit(b")", 1)[1].split()
+    except OSError:
+        return ""
+    return "" if fields[0] == b"Z" else fields[19].decode()
+
+
 if __name__ == "__main__":
+    if sys.argv[1:2] == [WATCH_FLAG]:
+        sys.exit(watch(int(sys.argv[2])))
     sys.exit(main(sys.argv[1:]))

@@ -59,3 +59,34 @@ def test_a_server_that_dies_alone_takes_its_helpers_with_it() -> None:
     subprocess.run(["kill", "-9", str(server)], check=True)
     assert guard.wait(20) == 128 + signal.SIGKILL
     assert _gone(guard.pid) == []
+
+
+FORKER = """
+import os, subprocess, sys, time
+from jitrl_bench.children import watched
+watcher = watched() if sys.argv[1] == "watched" else None
+helper = subprocess.Popen(["sh", "-c", "sleep 302 & exec sleep 303"])  # no preexec_fn: a library's own child
+print(helper.pid, flush=True)
+time.sleep(300)
+"""
+"""A harness that lets a library fork children it cannot give a death signal (vLLM's engine core), under a watcher."""
+
+
+def test_a_watched_process_killed_takes_what_it_started_with_it() -> None:
+    """kill -9 of the harness: the watcher ends its child and the child's own child, which the kernel would have
+    left running. Mutant (the same script without the watcher): both sleeps still run 10 s later."""
+    for mode, expected_alive in (("watched", 0), ("unwatched", 2)):
+        harness = subprocess.Popen([sys.executable, "-c", FORKER, mode], stdout=subprocess.PIPE, text=True,
+                                   start_new_session=True)  # fmt: skip
+        assert harness.stdout is not None
+        int(harness.stdout.readline())
+        deadline = time.monotonic() + 20
+        while len([p for p in session_processes(harness.pid) if "sleep" in p]) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(1.0)  # the watcher polls every POLL_S: it has seen them
+        harness.kill()
+        harness.wait()
+        left = _gone(harness.pid, timeout_s=10.0)
+        assert len([p for p in left if "sleep" in p]) == expected_alive, (mode, left)
+        for line in left:  # the unwatched case's leftovers
+            subprocess.run(["kill", "-9", line.split(":")[0]], check=False)

@@ -24,6 +24,7 @@ import gc
 import importlib.util
 import logging
 import os
+import subprocess
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from jitrl_bench.checks import Checked, at_least, between, check_tree, one_of
+from jitrl_bench.children import watched
 from jitrl_bench.contract import (
     BiasedChooser,
     Choice,
@@ -139,19 +141,26 @@ class VLLMPolicy:
         if processor.__mro__[1] is object:
             raise UserError("policy.model_runner=v2 needs a vLLM release with model runner V2; use model_runner=v1")
         gpu = {} if current_platform.is_cpu() else {"gpu_memory_utilization": config.gpu_memory_utilization}
-        with process_output_to_log():  # the engine and its worker process print a lot: to the log file
-            self.llm = LLM(
-                model=self.tokens.source,
-                tokenizer=self.tokens.source,
-                dtype=config.dtype,
-                max_model_len=config.max_model_len,
-                seed=config.seed,
-                enforce_eager=config.enforce_eager,
-                logprobs_mode=LOGPROBS_MODES[config.logprobs_mode],
-                logits_processors=[processor],
-                enable_prefix_caching=True,  # score mode reads each prompt from it (see `score`)
-                **gpu,  # vLLM's own keyword; GPU builds only
-            )
+        # vLLM forks its engine core itself: should this process be killed (kill -9, OOM) before it stops the engine,
+        # the watcher ends it (no preexec_fn reaches a child another library forks).
+        self._watcher = watched()
+        try:
+            with process_output_to_log():  # the engine and its worker process print a lot: to the log file
+                self.llm = LLM(
+                    model=self.tokens.source,
+                    tokenizer=self.tokens.source,
+                    dtype=config.dtype,
+                    max_model_len=config.max_model_len,
+                    seed=config.seed,
+                    enforce_eager=config.enforce_eager,
+                    logprobs_mode=LOGPROBS_MODES[config.logprobs_mode],
+                    logits_processors=[processor],
+                    enable_prefix_caching=True,  # score mode reads each prompt from it (see `score`)
+                    **gpu,  # vLLM's own keyword; GPU builds only
+                )
+        except BaseException:  # a failed start stops what it started, the watcher too
+            self.close()
+            raise
 
     # ---- Policy -----------------------------------------------------------------------------------------------------
 
@@ -298,6 +307,10 @@ class VLLMPolicy:
                 engine_core.shutdown()
             del llm
             gc.collect()
+        watcher: subprocess.Popen[bytes] | None = self.__dict__.pop("_watcher", None)
+        if watcher is not None:  # the engine is stopped: nothing left for it to end
+            watcher.kill()
+            watcher.wait()
 
 
 # ---- the logits processors (defined only where vLLM is installed) -------------------------------------------------

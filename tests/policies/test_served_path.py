@@ -1,13 +1,14 @@
 """The path a served LLM takes, through `jitrl-bench run` as a user types it: with policy.mode=choice every decision's
 bias Â/β is added inside the engine (vLLM in process, and a vLLM server over HTTP), and the trace says so. Each run
-is stopped with SIGTERM mid-way (what `timeout` and SLURM send): it must leave no engine or server process behind,
-and the same command must resume it with every episode played once."""
+is stopped with SIGTERM mid-way (what `timeout` and SLURM send), and the in-process one also with kill -9: it must
+leave no engine or server process behind, and the same command must resume it with every episode played once."""
 
 from __future__ import annotations
 
 import json
 import os
 import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -57,6 +58,7 @@ def test_vllm_in_process_choice_applies_the_bias_in_the_engine(tmp_path: Path) -
                f"run.episodes={EPISODES}", "run.max_steps=4", f"run.dir={run_dir}"]  # fmt: skip
     err = terminate_after_first_episode(start(command), run_dir)
     assert len(err.strip().splitlines()) == 1, f"only our own line on the terminal, got:\n{err}"
+    kill_9_with_its_engine_up(start(command))
     resumed = start(command)
     _, err = resumed.communicate(timeout=900)
     assert resumed.returncode == 0, err
@@ -64,6 +66,24 @@ def test_vllm_in_process_choice_applies_the_bias_in_the_engine(tmp_path: Path) -
     log = (run_dir / "run.log").read_text()
     assert "vllm" in log.lower() and "Enforce eager set" in log  # vLLM's own config check says it runs eager
     check_engine_traces(run_dir)
+
+
+def kill_9_with_its_engine_up(proc: subprocess.Popen[str]) -> None:
+    """kill -9 of a run as soon as its in-process engine core exists (vLLM is still loading it): nothing of the run's
+    session may be left 60 s later. vLLM forks its engine core itself, so only the watcher (`children.watched`) can
+    end it. Mutant (tried): no watcher: the engine core, its worker and the resource tracker still ran 60 s after."""
+    deadline = time.monotonic() + 600
+    while proc.poll() is None and time.monotonic() < deadline:
+        if any("EngineCore" in line for line in session_processes(proc.pid)):
+            break
+        time.sleep(0.2)
+    assert proc.poll() is None, f"the run ended (exit {proc.returncode}) before its engine core was seen"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.communicate(timeout=60)
+    deadline = time.monotonic() + 60
+    while session_processes(proc.pid) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert session_processes(proc.pid) == [], "kill -9 of the run left its engine behind"
 
 
 def test_server_auto_choice_applies_the_bias_in_the_server(tmp_path: Path) -> None:
