@@ -79,8 +79,11 @@ def reproduce_config(composed: DictConfig) -> ReproduceConfig:
     return config
 
 
-def reference_rows() -> list[dict[str, str]]:
-    with importlib.resources.files("jitrl_bench").joinpath("reference/paper.csv").open() as f:
+def reference_rows(name: str = "paper") -> list[dict[str, str]]:
+    """`reference/paper.csv`: the JitRL paper's numbers, which the settings compare with; `published`: numbers other
+    work published on the text and grid benchmarks (TALES, BALROG, ALFWorld), each row with its model, budget and how
+    actions were given, to read a run beside: no setting here reproduces their protocols."""
+    with importlib.resources.files("jitrl_bench").joinpath(f"reference/{name}.csv").open() as f:
         return list(csv.DictReader(f))
 
 
@@ -293,10 +296,29 @@ def reference_table(run_dir: Path) -> pd.DataFrame:
 
 
 def listing() -> str:
-    """One paragraph per setting: its name, what it runs, the reference rows it is compared with."""
+    """One paragraph per setting: its name, what it runs, the reference rows it is compared with; then the published
+    rows of the other benchmarks, grouped by what makes them comparable (setting, metric, budget, actions)."""
     lines = ["The paper's settings (jitrl-bench reproduce NAME [--budget smoke|paper] [OVERRIDES]):", ""]
     for name, description in settings().items():
         wanted = reproduce_config(compose_config([f"experiment={name}"]))
         rows = sorted({f"{c.benchmark} {c.setting} ({c.method})" for c in wanted.compare})
         lines += [f"{name}", f"  runs: {description}", f"  compared with: {'; '.join(rows)}", ""]
+    lines += [
+        "Published numbers on the other benchmarks (reference rows to read a run beside; none is a setting here:",
+        "their budgets and action interfaces differ from a run's, and each row says how):",
+        "",
+    ]
+    groups: dict[tuple[str, ...], list[dict[str, str]]] = {}
+    for row in reference_rows("published"):
+        key = (row["benchmark"], row["setting"], row["method"], row["metric"], row["steps"], row["actions"])
+        groups.setdefault(key, []).append(row)
+    for (benchmark, setting, method, metric, steps, actions), rows_ in groups.items():
+        values = ", ".join(f"{r['model']} {r['value']} ({r['episodes']})" for r in rows_)
+        lines += [
+            f"{benchmark} {setting}: {method}",
+            f"  {metric}; steps: {steps}; actions: {actions}",
+            f"  {values}",
+            *(f"  source: {source}" for source in dict.fromkeys(r["source"] for r in rows_)),
+            "",
+        ]
     return "\n".join(lines).rstrip()
