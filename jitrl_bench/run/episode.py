@@ -1,6 +1,6 @@
 """One episode, top to bottom: reset(seed), act until the game ends or the budget runs out, the episode's rewards, the
 agent learns from it. What is committed, and in which order, is `rundir.py`'s; who plays which episode when is the
-scheduler's (`local.py`: threads; `ray.py`: a Ray cluster). Both call `play_episode`.
+scheduler's (`local.py`: threads; `cluster/scheduler.py`: a Ray cluster). Both call `play_episode`.
 """
 
 from __future__ import annotations

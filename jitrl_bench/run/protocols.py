@@ -9,7 +9,7 @@
 - `stream`: `RUN/stream/` learns over the tasks in order with one memory read across tasks; `RUN/scratch/` plays
   each task with its own memory only (same seeds); `RUN/replay/` replays every task but the last, at the end, with
   the stream's final memory frozen, on the seeds of its last min(5, episodes) stream episodes. Forward transfer and
-  forgetting are read from these three (`results/protocols.py`).
+  forgetting are read from these three (`results/stream.py`).
 
 Each sub-run is an ordinary run directory (its own config.yaml, resumable as any run); the run's own folder holds
 the config with the protocol and the tables over its sub-runs, each row saying which split or phase it is from.
