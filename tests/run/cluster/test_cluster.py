@@ -34,7 +34,9 @@ ARGS = ["policy=uniform", "env.seeds=[7,11]", "run.episodes=4", "run.max_steps=1
 RAY = str(Path(sys.executable).parent / "ray")
 
 
-def jitrl_bench(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+def jitrl_bench(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    """A bound on a hang, not a speed goal (speed is `bench scale`'s to report): on two cores shared with other work,
+    `bench scale` once took over 300 s where it takes about 130 s alone."""
     command = [sys.executable, "-m", "jitrl_bench", *args]
     return subprocess.run(command, cwd=REPO, text=True, capture_output=True, timeout=timeout)
 
