@@ -12,6 +12,7 @@ import math
 import os
 import re
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 from jitrl_bench.errors import UserError
 
@@ -108,6 +109,12 @@ def env_var_name(key: str, value: str | None) -> None:
 def http_url(key: str, value: str) -> None:
     if not re.match(r"^https?://[^\s/]+", value):
         raise BadValue(key, value, "must be an http:// or https:// URL")
+
+
+def one_or_many(value: Any) -> list[str]:
+    """A key that takes one name or a list of names (`env.game=zork1`, `env.game=[zork1,zork3]`), as a list. Such keys
+    are typed Any in their config: OmegaConf cannot validate a `str | list[str]` union."""
+    return [value] if isinstance(value, str) else [str(item) for item in value]
 
 
 def non_empty(key: str, values: Sequence[object]) -> None:

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from jitrl_bench.checks import BadValue, Checked, name, non_empty, one_of
+from jitrl_bench.checks import BadValue, Checked, name, non_empty, one_of, one_or_many
 from jitrl_bench.contract import GameFiles, Regrader, Requirement, SharedCopies
 from jitrl_bench.envs.text.alfworld_download import ALFWorldFiles, default_dest, official_requirement
 from jitrl_bench.envs.text.alfworld_games import DATA_FOLDER, SPLITS, TASK_TYPES, write_sample
@@ -175,7 +175,7 @@ class ALFWorldConfig(Checked):
             raise BadValue("sample_per_type", self.sample_per_type, "at least 1")
 
     def task_names(self) -> list[str]:
-        return [self.task_types] if isinstance(self.task_types, str) else [str(t) for t in self.task_types]
+        return one_or_many(self.task_types)
 
     def test_split(self) -> dict[str, str]:
         return {"split": "valid_unseen"}

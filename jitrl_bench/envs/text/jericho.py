@@ -12,7 +12,7 @@ from typing import Any
 import jericho
 import jericho.util
 
-from jitrl_bench.checks import BadValue, Checked, name, non_empty
+from jitrl_bench.checks import BadValue, Checked, name, non_empty, one_or_many
 from jitrl_bench.contract import GameFiles, Regrader, Requirement, SharedCopies
 from jitrl_bench.envs.text.game import TextGameEnv
 from jitrl_bench.envs.text.roms import RomFiles, find_rom, rom_dir, rom_requirement, supported_games, validate_rom
@@ -139,7 +139,7 @@ class JerichoConfig(Checked):
 
     def task_names(self) -> list[str]:
         """Unknown names are tasks too: each is reported and recorded as an error row while the others play."""
-        return [self.game] if isinstance(self.game, str) else [str(game) for game in self.game]
+        return one_or_many(self.game)
 
     def use_run_dir(self, path: Path) -> None:
         return None

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from jitrl_bench.checks import BadValue, Checked, name, non_empty, one_of
+from jitrl_bench.checks import BadValue, Checked, name, non_empty, one_of, one_or_many
 from jitrl_bench.contract import GameFiles, Regrader, Requirement, SharedCopies
 from jitrl_bench.envs.text.game import TextGameEnv
 from jitrl_bench.envs.text.java_sims import (
@@ -139,7 +139,7 @@ class TextWorldExpressConfig(Checked):
         check_instance(self.instance)
 
     def task_names(self) -> list[str]:
-        return [self.game] if isinstance(self.game, str) else [str(game) for game in self.game]
+        return one_or_many(self.game)
 
     def test_split(self) -> dict[str, str]:
         return {"split": "test"}

@@ -16,7 +16,7 @@ import playwright.sync_api as pw
 from browsergym.miniwob import ALL_MINIWOB_TASKS
 from browsergym.miniwob.base import AbstractMiniwobTask
 
-from jitrl_bench.checks import BadValue, name, non_empty
+from jitrl_bench.checks import BadValue, name, non_empty, one_or_many
 from jitrl_bench.contract import GameFiles, Regrader, Requirement, SharedCopies
 from jitrl_bench.contract.web_actions import Action
 from jitrl_bench.envs.web.browser import chromium_requirement
@@ -107,7 +107,7 @@ class MiniWoBConfig(WebLimits):
                 raise BadValue("tasks", task, f"not a MiniWoB++ task; {hint}")
 
     def task_names(self) -> list[str]:
-        return [self.tasks] if isinstance(self.tasks, str) else [str(t) for t in self.tasks]
+        return one_or_many(self.tasks)
 
     def make(self, task: str) -> WebEnv:
         if task not in self.task_names():

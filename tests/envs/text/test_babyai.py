@@ -56,3 +56,12 @@ def test_a_run_through_the_cli_records_the_level_and_seed_it_played(tmp_path: Pa
     missions = {r["task"]: r["artifacts"]["mission"] for r in records}
     assert missions["GoToRedBall"] == "go to the red ball" and missions["OpenDoor"].startswith("open ")
     assert BabyAIConfig(level=["GoToRedBall"]).task_names() == ["GoToRedBall"]
+
+
+def test_one_level_by_name_or_a_list() -> None:
+    """`env.level=GoToRedBall`, as a user types one name (mutant tried: the key typed list[str], as it was: exit 2,
+    "AnyNode is not a ListConfig"), and a list of them."""
+    from jitrl_bench.run.spec import load_spec
+
+    assert load_spec(["env=babyai", "env.level=GoToRedBall"]).env.task_names() == ["GoToRedBall"]
+    assert load_spec(["env=babyai", "env.level=[GoToRedBall,OpenDoor]"]).env.task_names() == ["GoToRedBall", "OpenDoor"]
